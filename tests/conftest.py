@@ -1,0 +1,64 @@
+"""Shared test set-up.
+
+- `../shared` (beside the repository) holds the real data and NLTK corpora;
+  tests that need it use the `shared_dir`/`sst2_dir`/`charlm_dir` fixtures and
+  skip with a reason when it is absent. `NLTK_DATA` points at
+  `../shared/nltk_data` when the user has not set it.
+- The CPU is split into two logical devices before TensorFlow starts, so that
+  MirroredStrategy tests have two replicas on this GPU-less machine.
+"""
+
+import os
+import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if (SHARED / "nltk_data").is_dir():
+    os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+import tfcompress  # noqa: E402,F401
+
+
+def _need(path, what):
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path}: these tests read ../shared beside the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    return _need(SHARED, "the shared data folder")
+
+
+@pytest.fixture(scope="session")
+def sst2_dir():
+    return _need(SHARED / "data" / "sst2", "SST-2")
+
+
+@pytest.fixture(scope="session")
+def charlm_dir():
+    return _need(SHARED / "data" / "charlm", "the character-LM corpora")
+
+
+@pytest.fixture(scope="session")
+def nltk_data_dir():
+    return _need(SHARED / "nltk_data", "the NLTK data folder")
+
+
+@pytest.fixture
+def keras():
+    """tf_keras, with the session cleared and the float32 policy restored."""
+    k = tfcompress.keras
+    k.backend.clear_session()
+    yield k
+    k.mixed_precision.set_global_policy("float32")

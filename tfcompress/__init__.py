@@ -1,0 +1,20 @@
+"""tfcompress: make Keras text models (LSTMs first) smaller and faster.
+
+tfcompress builds on **tf_keras** (Keras 2), the Keras that TensorFlow Model
+Optimization accepts; `tfcompress.keras` is that Keras, and every function that
+takes a model also accepts a Keras 3 Sequential or Functional model and
+converts it (see `tfcompress.as_tf_keras`).
+
+Each capability lives in its own module, used as `tfcompress.<module>.<name>`.
+"""
+
+import importlib.metadata as _metadata
+
+from tfcompress._keras import ConversionError, as_tf_keras, keras
+
+try:
+    __version__ = _metadata.version("tfcompress")
+except _metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = ["keras", "as_tf_keras", "ConversionError", "__version__"]
