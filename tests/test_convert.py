@@ -178,8 +178,8 @@ def test_custom_layer_is_refused():
 
 def test_keras3_only_argument_with_effect_is_refused():
     inp = keras3.Input((SEQ, 4))
-    model = keras3.Model(inp, L.LayerNormalization(rms_scaling=True, name="ln")(inp))
-    with pytest.raises(ConversionError, match=r"layer 'ln'.*rms_scaling=True has no equivalent"):
+    model = keras3.Model(inp, L.Dense(3, lora_rank=2, name="adapted")(inp))
+    with pytest.raises(ConversionError, match=r"layer 'adapted'.*lora_rank=2 has no equivalent"):
         as_tf_keras(model)
 
 
