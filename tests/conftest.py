@@ -35,6 +35,18 @@ def _need(path, what):
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Preprocessing caches go to a temporary folder, not ~/.cache."""
+    old = os.environ.get("TFCOMPRESS_CACHE_DIR")
+    os.environ["TFCOMPRESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("TFCOMPRESS_CACHE_DIR", None)
+    else:
+        os.environ["TFCOMPRESS_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def shared_dir():
     return _need(SHARED, "the shared data folder")
