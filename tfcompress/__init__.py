@@ -11,10 +11,24 @@ Each capability lives in its own module, used as `tfcompress.<module>.<name>`.
 import importlib.metadata as _metadata
 
 from tfcompress._keras import ConversionError, as_tf_keras, keras
+from tfcompress import models, pruning, quantization, text  # noqa: E402
+from tfcompress.saving import load_model, register as _register
+
+_register()
 
 try:
     __version__ = _metadata.version("tfcompress")
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["keras", "as_tf_keras", "ConversionError", "__version__"]
+__all__ = [
+    "keras",
+    "as_tf_keras",
+    "ConversionError",
+    "load_model",
+    "models",
+    "pruning",
+    "quantization",
+    "text",
+    "__version__",
+]

@@ -56,6 +56,7 @@ log = logging.getLogger("tfcompress")
 
 from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: E402
     prune_registry as _prune_registry,
+    pruning_impl as _pruning_impl,
     pruning_wrapper as _pruning_wrapper,
 )
 
@@ -98,18 +99,66 @@ class PrunableBidirectional(keras.layers.Bidirectional, _sparsity.PrunableLayer)
 
 @keras.saving.register_keras_serializable(package="tfcompress")
 class PruneLowMagnitude(_TFMOTWrapper):
-    """TFMOT's pruning wrapper, with two fixes.
+    """TFMOT's pruning wrapper, with three fixes.
 
     - Its step counter starts at 0 (TFMOT's starts at -1 and only the
       `UpdatePruningStep` callback moves it, so training without the callback
       fails); with the callback present everything happens exactly as in TFMOT.
     - `get_config` keeps `sparsity_m_by_n`, which TFMOT's drops (a saved 2:4
       model reloaded as unstructured).
+    - Masks and thresholds have distinct names, so layers with several pruned
+      weights (LSTM, GRU, Bidirectional) save to `.h5`.
     """
 
     def build(self, input_shape):
-        super().build(input_shape)
-        self.pruning_step.assign(0)
+        # TFMOT's build, with two changes: masks and thresholds get distinct
+        # names (TFMOT calls them all "mask"/"threshold", which collide in .h5
+        # files for layers with several pruned weights, e.g. LSTM, Bidirectional),
+        # and the step counter starts at 0.
+        keras.layers.Wrapper.build(self, input_shape)
+        self.prunable_weights = self.layer.get_prunable_weights()
+        several = len(self.prunable_weights) > 1
+        weights, masks, thresholds = [], [], []
+        for i, weight in enumerate(self.prunable_weights):
+            dtype = getattr(weight, "true_dtype", weight.dtype)  # mixed precision
+            suffix = f"_{i}" if several else ""
+            masks.append(
+                self.add_weight(
+                    f"mask{suffix}",
+                    shape=weight.shape,
+                    initializer=keras.initializers.get("ones"),
+                    dtype=dtype,
+                    trainable=False,
+                    aggregation=tf.VariableAggregation.MEAN,
+                )
+            )
+            thresholds.append(
+                self.add_weight(
+                    f"threshold{suffix}",
+                    shape=[],
+                    initializer=keras.initializers.get("zeros"),
+                    dtype=dtype,
+                    trainable=False,
+                    aggregation=tf.VariableAggregation.MEAN,
+                )
+            )
+            weights.append(weight)
+        self.pruning_vars = list(zip(weights, masks, thresholds))
+        self.pruning_step = self.add_weight(
+            "pruning_step",
+            shape=[],
+            initializer=keras.initializers.Constant(0),
+            dtype=tf.int64,
+            trainable=False,
+        )
+        self.pruning_obj = _pruning_impl.Pruning(
+            training_step_fn=lambda: self.pruning_step,
+            pruning_vars=self.pruning_vars,
+            pruning_schedule=self.pruning_schedule,
+            block_size=self.block_size,
+            sparsity_m_by_n=self.sparsity_m_by_n,
+            block_pooling_type=self.block_pooling_type,
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,120 @@
+"""Pruned and QAT models survive .keras, .h5 and SavedModel round trips.
+
+Every object is built with non-default arguments, so that an argument dropped
+by `get_config` (as TFMOT drops `sparsity_m_by_n`) shows up as a difference.
+"""
+
+import numpy as np
+import pytest
+
+import tfcompress
+from tfcompress import keras, pruning, quantization
+
+VOCAB, LEN = 64, 12
+FORMATS = ["model.keras", "model.h5", "savedmodel"]
+
+
+def _data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, VOCAB, (n, LEN)).astype("int32")
+    return x, (x[:, -1] > VOCAB // 2).astype("int32")
+
+
+def _model():
+    inp = keras.Input((LEN,), dtype="int32")
+    x = keras.layers.Embedding(VOCAB, 8, name="embedding")(inp)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True), name="bilstm")(x)
+    x = keras.layers.GRU(8, name="gru")(x)
+    out = keras.layers.Dense(2, activation="softmax", name="out")(x)
+    return keras.Model(inp, out)
+
+
+def _train(model, epochs=1):
+    x, y = _data(128)
+    model.compile(keras.optimizers.Adam(5e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+def _round_trip(model, tmp_path, fmt, loader):
+    path = str(tmp_path / fmt)
+    model.save(path) if fmt != "savedmodel" else model.save(path, save_format="tf")
+    return loader(path)
+
+
+LOADERS = {
+    "tfcompress.load_model": tfcompress.load_model,
+    "keras.models.load_model": lambda p: keras.models.load_model(p),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_pruned_model_round_trip(keras, tmp_path, fmt, loader):
+    pruned = pruning.prune(
+        _model(),
+        structure="2:4",
+        layers=["bilstm", "out"],
+        begin_step=1,
+        frequency=3,
+    )
+    _train(pruned)
+    loaded = _round_trip(pruned, tmp_path, fmt, LOADERS[loader])
+    x, _ = _data(32, seed=3)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0))
+    wrapper = loaded.get_layer("prune_low_magnitude_bilstm")
+    assert isinstance(wrapper, pruning.PruneLowMagnitude)
+    assert isinstance(wrapper.layer, pruning.PrunableBidirectional)
+    assert tuple(wrapper.sparsity_m_by_n) == (2, 4)  # TFMOT's own config drops it
+    schedule = wrapper.pruning_schedule.get_config()["config"]
+    assert (schedule["begin_step"], schedule["frequency"]) == (2, 3)
+    # Training continues after loading, without the callback.
+    _train(loaded)
+    stripped = pruning.strip(loaded)
+    assert pruning.m_by_n_violations(stripped.get_layer("bilstm").forward_layer.cell.kernel.numpy()) == 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_quantized_model_round_trip(keras, tmp_path, fmt, loader):
+    base = pruning.strip(pruning.prune(_model(), target_sparsity=0.6, schedule="constant"))
+    qat = quantization.quantize(base, skip=["gru"], preserve_sparsity=True)
+    _train(qat)
+    loaded = _round_trip(qat, tmp_path, fmt, LOADERS[loader])
+    x, _ = _data(32, seed=3)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), qat.predict(x, verbose=0))
+    config = loaded.get_layer("quant_bilstm").quantize_config
+    assert isinstance(config, quantization.TextQuantizeConfig)
+    assert config.preserve_sparsity and config.passthrough == ["forward_layer.cell.bias"]
+    gru = loaded.get_layer("quant_gru")  # skipped: float weights, 8-bit output for 'out'
+    assert gru.quantize_config.get_weights_and_quantizers(gru.layer) == []
+    np.testing.assert_array_equal(
+        quantization.strip(loaded).get_layer("bilstm").get_weights()[0],
+        quantization.strip(qat).get_layer("bilstm").get_weights()[0],
+    )
+
+
+def test_load_model_converts_a_keras3_file(tmp_path):
+    import keras as keras3
+
+    k3 = keras3.Sequential(
+        [keras3.Input((LEN,), dtype="int32"), keras3.layers.Embedding(VOCAB, 8), keras3.layers.LSTM(4), keras3.layers.Dense(2)]
+    )
+    path = str(tmp_path / "k3.keras")
+    k3.save(path)
+    loaded = tfcompress.load_model(path)
+    assert isinstance(loaded, keras.Model)
+    x, _ = _data(8)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), np.asarray(k3(x)), atol=1e-5)
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no file or folder at"):
+        tfcompress.load_model(tmp_path / "missing.keras")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match=r"is a folder but not a SavedModel"):
+        tfcompress.load_model(tmp_path / "folder")
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not a model")
+    with pytest.raises(ValueError, match=r"neither a .keras archive nor an HDF5 file"):
+        tfcompress.load_model(junk)
