@@ -1,0 +1,311 @@
+"""TFLite export: every mode, reproducible outputs, deployment files, errors, crash isolation."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcompress import export, keras, models, pruning, quantization, text
+
+LEN, VOCAB = 24, 200
+# Output tolerance per mode against the Keras model (softmax probabilities).
+TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic": 2e-2, "int8": 5e-2}
+
+
+def _data(n=512, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, VOCAB, (n, LEN)).astype("int32")
+    return x, (x[:, -1] > VOCAB // 2).astype("int32")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = models.lstm_classifier(VOCAB, max_len=LEN, units=32)
+    x, y = _data()
+    model.fit(x, y, epochs=10, batch_size=64, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[1] > 0.9  # a model with confident answers
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("modes")
+    x, _ = _data()
+    return {
+        mode: export.to_tflite(trained, folder / f"{mode}.tflite", mode=mode, representative_data=x, isolate=False)
+        for mode in export.MODES
+    }
+
+
+@pytest.mark.parametrize("mode", export.MODES)
+def test_every_mode_answers_like_keras_with_the_fused_lstm(trained, exported, mode):
+    result = exported[mode]
+    assert os.path.getsize(result.path) == result.bytes > 0
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in result.ops and "WHILE" not in result.ops
+    x, y = _data(300, seed=9)
+    runtime = export.TFLiteModel(result.path)
+    got = runtime.predict(x)
+    want = trained.predict(x, verbose=0)
+    assert np.abs(got - want).max() <= TOLERANCE[mode]
+    assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.97
+
+
+def test_sizes_shrink_with_quantization(exported):
+    sizes = {m: r.bytes for m, r in exported.items()}
+    assert sizes["float16"] < 0.6 * sizes["float32"]
+    assert sizes["dynamic"] < 0.35 * sizes["float32"]
+    assert sizes["int8"] < 0.35 * sizes["float32"]
+
+
+@pytest.mark.parametrize("mode", export.MODES)
+def test_same_input_same_output_in_any_order(exported, mode):
+    x, _ = _data(8, seed=3)
+    alone = [export.TFLiteModel(exported[mode].path).predict(x[i : i + 1])[0] for i in range(8)]
+    runtime = export.TFLiteModel(exported[mode].path)
+    repeated = [runtime.predict(x[:1])[0] for _ in range(5)]
+    assert all(np.array_equal(r, alone[0]) for r in repeated)
+    for order in (np.arange(8), np.arange(8)[::-1], np.random.default_rng(1).permutation(8)):
+        out = runtime.predict(x[order])
+        for row, i in zip(out, order):
+            np.testing.assert_array_equal(row, alone[i])
+
+
+def test_without_reset_the_fused_lstm_carries_state(exported):
+    """Why TFLiteModel resets: the raw interpreter answers differently the second time."""
+    x, _ = _data(1, seed=3)
+    interp = export.interpreter_class()(model_path=exported["float32"].path)
+    interp.allocate_tensors()
+    index = interp.get_input_details()[0]["index"]
+    outs = []
+    for _ in range(2):
+        interp.set_tensor(index, x)
+        interp.invoke()
+        outs.append(interp.get_tensor(interp.get_output_details()[0]["index"]).copy())
+    assert not np.array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("mode", ["float32", "dynamic"])
+def test_batched_file_gives_each_input_its_own_output(trained, tmp_path, mode):
+    result = export.to_tflite(trained, tmp_path / "b4.tflite", mode=mode, batch_size=4, isolate=False)
+    runtime = export.TFLiteModel(result.path)
+    assert runtime.batch_size == 4
+    x, _ = _data(8, seed=5)
+    alone = np.stack([runtime.predict(np.repeat(x[i : i + 1], 4, axis=0))[0] for i in range(8)])
+    for order in (np.arange(8), np.random.default_rng(2).permutation(8)):
+        np.testing.assert_allclose(runtime.predict(x[order]), alone[order], atol=1e-6)
+    np.testing.assert_allclose(runtime.predict(x[:5]), alone[:5], atol=1e-6)  # padded last batch
+
+
+def test_deployment_files_turn_raw_text_into_the_same_prediction(tmp_path):
+    texts = ["a fine film", "a dull film", "not a fine film at all", "fine fine fine", "dull"] * 20
+    labels = np.array([1, 0, 0, 1, 0] * 20)
+    encoder, ids = text.TextEncoder.fit_transform(texts, max_len=8)
+    keras.utils.set_random_seed(0)
+    model = models.lstm_classifier(len(encoder.vocabulary), max_len=8, units=8)
+    model.fit(ids, labels, epochs=2, verbose=0)
+    out = tmp_path / "deploy"
+    result = export.to_tflite(
+        model, out / "sentiment.tflite", mode="int8", representative_data=ids, int8_io=True,
+        encoder=encoder, labels=["negative", "positive"], isolate=False,
+    )
+    assert sorted(os.listdir(out)) == ["preprocessing.json", "sentiment.json", "sentiment.tflite", "vocab.txt"]
+    meta = json.loads((out / "sentiment.json").read_text())
+    assert meta["labels"] == ["negative", "positive"] and meta["mode"] == "int8"
+    assert meta["inputs"][0]["shape"] == [1, 8] and meta["inputs"][0]["dtype"] == "int32"
+    output = meta["outputs"][0]
+    assert output["dtype"] == "int8" and len(output["quantization"]["scales"]) == 1
+    assert meta["stateful"] and meta["reset_variables_before_invoke"]
+    assert meta["vocabulary"] == "vocab.txt" and meta["preprocessing"] == "preprocessing.json"
+    # A deployed app: only the files in the folder.
+    loaded = text.TextEncoder.load(out)
+    raw = ["not a fine film at all", "fine film"]
+    got = export.TFLiteModel(out / "sentiment.tflite").predict(loaded(raw))
+    np.testing.assert_allclose(got, model.predict(encoder(raw), verbose=0), atol=0.05)
+    assert result.files[0] == str(out / "sentiment.tflite")
+
+
+def test_pruned_model_is_stripped_and_sparse_encoding_chosen_by_size(tmp_path):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((LEN,), dtype="int32")
+    x = keras.layers.Embedding(VOCAB, 32)(inp)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(256, activation="relu")(x)
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(x))
+    pruned = pruning.prune(model, target_sparsity=0.9, schedule="constant")
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    xs, ys = _data(128)
+    pruned.fit(xs, ys, epochs=1, verbose=0)
+    result = export.to_tflite(pruned, tmp_path / "p.tflite", mode="float32", isolate=False)
+    assert "pruning wrappers stripped, masks applied" in result.notes
+    dense = export.to_tflite(pruned, tmp_path / "d.tflite", mode="float32", sparse=False, isolate=False)
+    assert result.sparse_encoding and result.bytes < 0.5 * dense.bytes
+    np.testing.assert_allclose(
+        export.TFLiteModel(result.path).predict(xs[:20]), pruning.strip(pruned).predict(xs[:20], verbose=0), atol=1e-5
+    )
+
+
+def test_qat_model_exports_stripped_with_its_8bit_weights(trained, tmp_path):
+    qat = quantization.quantize(trained)
+    qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    x, y = _data(128)
+    qat.fit(x, y, epochs=1, verbose=0)
+    result = export.to_tflite(qat, tmp_path / "q.tflite", mode="dynamic", isolate=False)
+    assert any(n.startswith("QAT wrappers stripped") for n in result.notes)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in result.ops
+    got = export.TFLiteModel(result.path).predict(x[:64])
+    assert (got.argmax(-1) == qat.predict(x[:64], verbose=0).argmax(-1)).mean() >= 0.95
+
+
+def test_mixed_precision_model_is_rebuilt_in_float32(tmp_path, keras):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = models.lstm_classifier(VOCAB, max_len=LEN, units=8)
+    assert model.get_layer("lstm_0").compute_dtype == "float16"
+    result = export.to_tflite(model, tmp_path / "m.tflite", mode="float32", isolate=False)
+    keras.mixed_precision.set_global_policy("float32")
+    assert "rebuilt in float32 from a mixed-precision model" in result.notes
+    x, _ = _data(16)
+    np.testing.assert_allclose(export.TFLiteModel(result.path).predict(x), model.predict(x, verbose=0), atol=5e-3)
+
+
+@pytest.mark.parametrize("kind", ["bidirectional", "gru", "conv", "stacked"])
+def test_other_text_architectures_convert(tmp_path, kind):
+    keras.utils.set_random_seed(0)
+    if kind == "bidirectional":
+        model = models.lstm_classifier(VOCAB, max_len=LEN, units=8, bidirectional=True)
+    elif kind == "stacked":
+        model = models.lstm_classifier(VOCAB, max_len=LEN, units=8, num_layers=2)
+    else:
+        inp = keras.Input((LEN,), dtype="int32")
+        h = keras.layers.Embedding(VOCAB, 8)(inp)
+        h = keras.layers.GRU(8)(h) if kind == "gru" else keras.layers.GlobalMaxPooling1D()(keras.layers.Conv1D(8, 3)(h))
+        model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(h))
+    x, _ = _data(32)
+    for mode in ("float32", "dynamic"):
+        result = export.to_tflite(model, tmp_path / f"{mode}.tflite", mode=mode, isolate=False)
+        np.testing.assert_allclose(
+            export.TFLiteModel(result.path).predict(x), model.predict(x, verbose=0), atol=TOLERANCE[mode]
+        )
+    if kind in ("bidirectional", "stacked"):
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in result.ops or "BIDIRECTIONAL_SEQUENCE_LSTM" in result.ops
+
+
+def test_keras3_model_and_variable_length_model(tmp_path):
+    import keras as keras3
+
+    k3 = keras3.Sequential([keras3.Input((None,), dtype="int32"), keras3.layers.Embedding(VOCAB, 8), keras3.layers.LSTM(4), keras3.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"has shape \(None, None\); TFLite needs fixed sizes.*Fix: pass seq_len="):
+        export.to_tflite(k3, tmp_path / "k3.tflite", isolate=False)
+    result = export.to_tflite(k3, tmp_path / "k3.tflite", seq_len=LEN, isolate=False)
+    x, _ = _data(4)
+    np.testing.assert_allclose(export.TFLiteModel(result.path).predict(x), np.asarray(k3(x)), atol=2e-2)
+
+
+def test_isolated_conversion_gives_the_same_file(trained, exported, tmp_path):
+    result = export.to_tflite(trained, tmp_path / "iso.tflite", mode="dynamic", isolate=True)
+    assert result.bytes == exported["dynamic"].bytes
+    x, _ = _data(16)
+    np.testing.assert_array_equal(
+        export.TFLiteModel(result.path).predict(x), export.TFLiteModel(exported["dynamic"].path).predict(x)
+    )
+
+
+@pytest.mark.slow
+def test_converter_crash_is_contained_and_leaves_no_file(tmp_path):
+    """Full-int8 conversion of a GRU segfaults TF 2.21's converter: the caller survives."""
+    inp = keras.Input((LEN,), dtype="int32")
+    h = keras.layers.GRU(16, name="gru")(keras.layers.Embedding(VOCAB, 16)(inp))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(h))
+    x, _ = _data(64)
+    target = tmp_path / "gru.tflite"
+    target.write_bytes(b"previous file")
+    with pytest.raises(export.ConversionCrashed, match=r"crashed \(SIGSEGV\).*'gru' \(GRU\).*mode='dynamic'"):
+        export.to_tflite(model, target, mode="int8", representative_data=x, isolate=True)
+    assert target.read_bytes() == b"previous file"  # untouched
+    assert sorted(os.listdir(tmp_path)) == ["gru.tflite"]  # no partial or temporary files
+
+
+def test_unconvertible_layer_is_named_with_alternative(tmp_path):
+    inp = keras.Input((1,), dtype="string")
+    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=5, name="vectorize")
+    vectorize.adapt(["a b c", "d e"])
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Embedding(20, 4)(vectorize(inp))))
+    with pytest.raises(export.ConversionError, match=r"layer 'vectorize' \(TextVectorization\).*tfcompress.text.TextEncoder"):
+        export.to_tflite(model, tmp_path / "v.tflite", isolate=False)
+    assert not os.listdir(tmp_path)
+
+
+def test_unsupported_op_is_traced_to_its_layer(tmp_path):
+    inp = keras.Input((LEN,), dtype="int32")
+    h = keras.layers.Embedding(VOCAB, 8)(inp)
+    odd = keras.layers.Lambda(lambda t: tf.math.bessel_i0e(t), name="bessel")(h)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(odd)))
+    with pytest.raises(export.ConversionError, match=r"layer 'bessel' \(Lambda\).*tf\.BesselI0e.*select_tf_ops=True"):
+        export.to_tflite(model, tmp_path / "b.tflite", isolate=False)
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "data,pattern",
+    [
+        (None, r"mode='int8' calibrates activation ranges.*Fix: pass representative_data="),
+        (np.zeros((10, 50), "int32"), r"examples of shape \(50,\), but the model takes \(24,\)"),
+        (np.zeros((10, LEN), "float32"), r"is float32, but the model takes int32 token ids"),
+        ([np.zeros((10, LEN), "int32")] * 2, r"has 2 input array\(s\); the model has 1"),
+    ],
+)
+def test_bad_representative_data(trained, tmp_path, data, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        export.to_tflite(trained, tmp_path / "r.tflite", mode="int8", representative_data=data, isolate=False)
+    assert not os.listdir(tmp_path)
+
+
+def test_representative_dataset_forms(trained, tmp_path):
+    x, y = _data(64)
+    for i, data in enumerate([(x, y), tf.data.Dataset.from_tensor_slices((x, y)).batch(16), tf.data.Dataset.from_tensor_slices(x)]):
+        result = export.to_tflite(trained, tmp_path / f"r{i}.tflite", mode="int8", representative_data=data, calibration_samples=32, isolate=False)
+        assert result.bytes > 0
+
+
+def test_unwritable_path_fails_before_converting(trained, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match=r"Cannot create the folder .* for the TFLite file.*Fix: choose a path"):
+        export.to_tflite(trained, blocker / "model.tflite", isolate=False)
+    with pytest.raises(ValueError, match=r"must end in .tflite"):
+        export.to_tflite(trained, tmp_path / "model.bin", isolate=False)
+    with pytest.raises(ValueError, match=r"mode must be one of .*Received: mode='int4'"):
+        export.to_tflite(trained, tmp_path / "m.tflite", mode="int4")
+
+
+def test_evaluate_reports_everything(trained, exported, capsys):
+    x, y = _data(300, seed=11)
+    r = export.evaluate(exported["dynamic"].path, (x, y), reference=trained, latency_runs=200)
+    for key in ("accuracy", "agreement", "max_abs_diff", "mean_abs_diff", "latency_ms_median", "latency_ms_p90", "throughput_per_s", "bytes", "gzip_bytes"):
+        assert key in r
+    keras_acc = trained.evaluate(x, y, verbose=0)[1]
+    assert abs(r["accuracy"] - keras_acc) <= 0.02 and r["agreement"] >= 0.97
+    assert r["latency_ms_p90"] >= r["latency_ms_median"] > 0
+    assert r["interpreter"] == "ai_edge_litert"
+    printed = capsys.readouterr().out
+    assert "agrees with Keras" in printed and "latency" in printed and "KiB" in printed
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    assert export.evaluate(exported["dynamic"].path, ds, verbose=False)["accuracy"] == r["accuracy"]
+
+
+def test_tf_lite_interpreter_fallback_warns_once(exported, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setattr(export.interpreter_class, "_warned", False, raising=False)
+    x, _ = _data(4)
+    with pytest.warns(UserWarning) as record:
+        outs = [export.TFLiteModel(exported["float32"].path).predict(x) for _ in range(3)]
+    messages = [str(w.message) for w in record]
+    assert sum("ai-edge-litert is not installed" in m for m in messages) == 1
+    assert not any("tf.lite.Interpreter is deprecated" in m for m in messages)
+    assert export.runtime_name() == "tf.lite"
+    np.testing.assert_array_equal(outs[0], outs[2])

@@ -1,0 +1,781 @@
+"""TFLite export that is checked to answer like the Keras model.
+
+`to_tflite(model, "out/model.tflite", mode=...)` gets the traps of converting a
+Keras text model right:
+
+- pruning and QAT wrappers are stripped (masks applied; QAT weights baked to
+  their 8-bit values), and a mixed-precision model is rebuilt in float32;
+- the batch dimension is fixed (a dynamic one stops LSTMs converting), so
+  LSTM/GRU layers become TFLite's fused sequence ops;
+- conversion runs in a separate process by default, so a converter crash
+  (seen with full-int8 LSTMs) raises `ConversionCrashed` instead of killing
+  yours;
+- the file is written completely or not at all, beside the deployment files:
+  `<name>.json` (inputs, outputs, dtypes, quantization parameters, labels) and,
+  given a `TextEncoder`, `vocab.txt` and `preprocessing.json`.
+
+The fused LSTM op keeps its state between `invoke()` calls. `TFLiteModel`
+(and `evaluate`) reset the interpreter's variable tensors before every
+invoke, so the same input always gives the same output; the JSON tells an app
+to do the same (`Interpreter.resetVariableTensors()` on Android,
+`ResetVariableTensors()` in C++).
+
+Modes (`MODES`): `"float32"`; `"float16"` (half-size weights); `"dynamic"`
+(int8 weights, float activations); `"int8"` (full integer, calibrated on
+`representative_data`). Their size, speed and accuracy on SST-2 are in
+BENCHMARKS.md; `DEFAULT_MODE` is the one that measured best.
+"""
+
+import dataclasses
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from tfcompress import _io
+from tfcompress._keras import ensure_tf_keras, is_mixed_precision, keras, rebuild_float32
+from tfcompress._tflite_options import MODES, configure
+
+__all__ = [
+    "to_tflite",
+    "evaluate",
+    "TFLiteModel",
+    "ExportResult",
+    "ConversionError",
+    "ConversionCrashed",
+    "MODES",
+    "DEFAULT_MODE",
+    "interpreter_class",
+    "runtime_name",
+]
+
+DEFAULT_MODE = "dynamic"
+
+# Layers whose TensorFlow ops TFLite's built-in op set lacks, and what to use.
+_UNSUPPORTED = {
+    "TextVectorization": "preprocess outside the model with tfcompress.text.TextEncoder (exported "
+    "beside the .tflite as vocab.txt + preprocessing.json) and feed int32 token ids",
+    "StringLookup": "look tokens up outside the model (tfcompress.text.Vocabulary) and feed int32 ids",
+    "IntegerLookup": "map ids outside the model and feed the mapped int32 ids",
+    "Hashing": "hash outside the model and feed int32 ids",
+}
+
+
+class ConversionError(ValueError):
+    """The TFLite converter refused the model; the message names the layer."""
+
+
+class ConversionCrashed(RuntimeError):
+    """The converter process died (e.g. a segmentation fault)."""
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What `to_tflite` wrote.
+
+    Attributes:
+        path: the `.tflite` file.
+        mode: the export mode.
+        bytes, gzip_bytes: file size, raw and gzip -9.
+        ops: the TFLite operators in the file.
+        files: every file written (the .tflite, its JSON, vocabulary, ...).
+        sparse_encoding: whether TFLite's sparse weight encoding was used.
+        notes: what was done to the model on the way (stripping, rebuild...).
+    """
+
+    path: str
+    mode: str
+    bytes: int
+    gzip_bytes: int
+    ops: list
+    files: list
+    sparse_encoding: bool
+    notes: list
+
+
+# --------------------------------------------------------------------------
+# Interpreter
+# --------------------------------------------------------------------------
+
+
+def interpreter_class():
+    """`ai_edge_litert.interpreter.Interpreter` when installed, else
+    `tf.lite.Interpreter` (its deprecation warning is shown once, not per model)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        cls = tf.lite.Interpreter
+        if not getattr(interpreter_class, "_warned", False):
+            interpreter_class._warned = True
+            warnings.warn(
+                "ai-edge-litert is not installed; using the deprecated tf.lite.Interpreter. "
+                "pip install 'tfcompress[litert]' to use LiteRT.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+        def make(*args, **kwargs):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+                return cls(*args, **kwargs)
+
+        return make
+
+
+def runtime_name():
+    """"ai_edge_litert" or "tf.lite": the interpreter `TFLiteModel` uses."""
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+
+        return "ai_edge_litert"
+    except ImportError:
+        return "tf.lite"
+
+
+class TFLiteModel:
+    """Runs a `.tflite` file so that each input's output is independent.
+
+    The interpreter's variable tensors (the fused LSTM's state) are reset
+    before every invoke. Inputs are split into chunks of the file's batch
+    size (the last one padded); int8 inputs/outputs are quantized and
+    dequantized with the file's parameters.
+
+    Args:
+        model: path of a `.tflite` file, or its bytes.
+        num_threads: interpreter threads (None: the runtime's default).
+    """
+
+    def __init__(self, model, num_threads=None):
+        make = interpreter_class()
+        kwargs = {"num_threads": num_threads} if num_threads else {}
+        if isinstance(model, (bytes, bytearray)):
+            self.interpreter = make(model_content=bytes(model), **kwargs)
+            self.path = None
+        else:
+            self.path = os.fspath(model)
+            if not os.path.exists(self.path):
+                raise FileNotFoundError(f"TFLiteModel: no file at {self.path!r}.")
+            self.interpreter = make(model_path=self.path, **kwargs)
+        self.interpreter.allocate_tensors()
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+        self.batch_size = int(self.inputs[0]["shape"][0])
+
+    @property
+    def ops(self):
+        try:
+            return sorted({op["op_name"] for op in self.interpreter._get_ops_details()})  # noqa: SLF001
+        except AttributeError:  # pragma: no cover - older runtimes
+            return []
+
+    def _set(self, detail, value):
+        value = np.asarray(value)
+        if detail["dtype"] in (np.int8, np.uint8) and value.dtype.kind == "f":
+            scale, zero = detail["quantization"]
+            value = np.clip(np.round(value / scale + zero), -128, 127).astype(detail["dtype"])
+        self.interpreter.set_tensor(detail["index"], value.astype(detail["dtype"], copy=False))
+
+    def _get(self, detail):
+        value = self.interpreter.get_tensor(detail["index"])
+        if detail["dtype"] in (np.int8, np.uint8):
+            scale, zero = detail["quantization"]
+            value = (value.astype(np.float32) - zero) * scale
+        return value.copy()
+
+    def invoke(self, *batch):
+        """One invoke on exactly one batch (one array per input); returns the outputs."""
+        self.interpreter.reset_all_variables()
+        for detail, value in zip(self.inputs, batch):
+            self._set(detail, value)
+        self.interpreter.invoke()
+        return [self._get(d) for d in self.outputs]
+
+    def predict(self, *inputs):
+        """Outputs for any number of examples (first output if there is one)."""
+        inputs = [np.asarray(x) for x in inputs]
+        n = len(inputs[0])
+        b = self.batch_size
+        results = None
+        for start in range(0, n, b):
+            chunk = [x[start : start + b] for x in inputs]
+            real = len(chunk[0])
+            if real < b:  # pad with copies of the first row; they are discarded
+                chunk = [np.concatenate([c, np.repeat(c[:1], b - real, axis=0)]) for c in chunk]
+            outs = self.invoke(*chunk)
+            if results is None:
+                results = [[] for _ in outs]
+            for acc, out in zip(results, outs):
+                acc.append(out[:real])
+        results = [np.concatenate(r) for r in results]
+        return results[0] if len(results) == 1 else results
+
+
+# --------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------
+
+
+def _prepare(model, keep_qat):
+    from tfcompress import pruning, quantization
+
+    notes = []
+    model = ensure_tf_keras(model, caller="to_tflite")
+    if pruning.is_pruned(model):
+        model = pruning.strip(model)
+        notes.append("pruning wrappers stripped, masks applied")
+    if quantization.is_quantized(model) and not keep_qat:
+        model = quantization.strip(model)
+        notes.append(
+            "QAT wrappers stripped: weights baked to their 8-bit values, activation ranges "
+            "calibrated by the converter (a QAT graph converts to an unfused LSTM loop)"
+        )
+    if is_mixed_precision(model):
+        model = rebuild_float32(model)
+        notes.append("rebuilt in float32 from a mixed-precision model")
+    for layer in model.layers:
+        name = type(layer).__name__
+        if name in _UNSUPPORTED:
+            raise ConversionError(
+                f"layer {layer.name!r} ({name}) cannot go into a TFLite file: its string "
+                f"operations are not TFLite built-in ops. Nearest supported alternative: "
+                f"{_UNSUPPORTED[name]}."
+            )
+    return model, notes
+
+
+def _input_specs(model, batch_size, seq_len):
+    specs = []
+    for tensor, layer in zip(model.inputs, model._input_layers):  # noqa: SLF001
+        shape = list(tensor.shape)
+        shape[0] = batch_size
+        if None in shape[1:]:
+            if seq_len is None or len(shape) < 2:
+                raise ValueError(
+                    f"to_tflite: input {layer.name!r} of model {model.name!r} has shape "
+                    f"{tuple(tensor.shape)}; TFLite needs fixed sizes (a dynamic length "
+                    "stops LSTMs converting). Fix: pass seq_len=... (e.g. encoder=your "
+                    "TextEncoder, whose max_len is used), or build the model with a fixed length."
+                )
+            shape[1] = seq_len
+            if None in shape[2:]:
+                raise ValueError(
+                    f"to_tflite: input {layer.name!r} has unknown inner dimensions {tuple(tensor.shape)}."
+                )
+        specs.append(tf.TensorSpec(shape, tensor.dtype, name=layer.name))
+    return specs
+
+
+def _concrete_function(model, specs):
+    names = [l.name for l in model.output_layers] if hasattr(model, "output_layers") else None
+
+    @tf.function(autograph=False)
+    def serve(*args):
+        outputs = model(list(args) if len(args) > 1 else args[0], training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        keys = names if names and len(names) == len(outputs) else [f"output_{i}" for i in range(len(outputs))]
+        return dict(zip(keys, outputs))
+
+    return serve, serve.get_concrete_function(*specs)
+
+
+def _calibration_inputs(data, specs, count, seed):
+    """Representative data -> one array per input, shaped (samples, *spec.shape)."""
+    if data is None:
+        raise ValueError(
+            "mode='int8' calibrates activation ranges on a sample of real inputs. Fix: pass "
+            "representative_data= your training inputs (an array of token ids, a list of "
+            "arrays for several inputs, an (x, y) pair, or a tf.data.Dataset)."
+        )
+    if isinstance(data, tf.data.Dataset):
+        xs = []
+        for element in data:
+            element = element[0] if isinstance(element, (tuple, list)) and len(element) == 2 and len(specs) == 1 else element
+            arrays = [np.asarray(e) for e in (element if isinstance(element, (tuple, list)) else [element])]
+            if arrays[0].ndim == len(specs[0].shape) - 1:  # unbatched element
+                arrays = [a[None] for a in arrays]
+            xs.append(arrays)
+            if sum(len(x[0]) for x in xs) >= 10 * count:
+                break
+        if not xs:
+            raise ValueError("representative_data is an empty dataset.")
+        data = [np.concatenate([x[i] for x in xs]) for i in range(len(xs[0]))]
+    elif isinstance(data, tuple) and len(data) == 2 and len(specs) == 1:
+        data = [np.asarray(data[0])]
+    elif isinstance(data, np.ndarray) or not isinstance(data, (list, tuple)):
+        data = [np.asarray(data)]
+    else:
+        data = [np.asarray(d) for d in data]
+    if len(data) != len(specs):
+        raise ValueError(
+            f"representative_data has {len(data)} input array(s); the model has {len(specs)} input(s)."
+        )
+    n = len(data[0])
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, size=min(count, n), replace=False))
+    batch = specs[0].shape[0]
+    out = []
+    for array, spec in zip(data, specs):
+        want = tuple(spec.shape[1:])
+        if tuple(array.shape[1:]) != want:
+            raise ValueError(
+                f"representative_data for input {spec.name!r} has examples of shape "
+                f"{tuple(array.shape[1:])}, but the model takes {want} (full shape "
+                f"{tuple(spec.shape)}, dtype {spec.dtype.name}). Fix: encode with the same "
+                "max_len as the model, or pass seq_len= to match your data."
+            )
+        if spec.dtype.is_integer and array.dtype.kind not in "iu":
+            raise ValueError(
+                f"representative_data for input {spec.name!r} is {array.dtype}, but the model "
+                f"takes {spec.dtype.name} token ids. Fix: pass the encoded integer ids "
+                "(TextEncoder output), not text or floats."
+            )
+        if spec.dtype.is_floating and array.dtype.kind != "f":
+            raise ValueError(
+                f"representative_data for input {spec.name!r} is {array.dtype}; the model takes "
+                f"{spec.dtype.name}."
+            )
+        chosen = array[idx].astype(spec.dtype.as_numpy_dtype)
+        usable = (len(chosen) // batch) * batch or batch
+        if len(chosen) < batch:
+            chosen = np.concatenate([chosen] * (-(-batch // len(chosen))))[:batch]
+        out.append(chosen[:usable].reshape((-1,) + tuple(spec.shape)))
+    return out
+
+
+def _convert_in_process(model, concrete, options, calibration):
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    configure(converter, options, calibration)
+    with _captured_stderr() as captured:
+        try:
+            return converter.convert()
+        except Exception as err:  # noqa: BLE001 - explained below
+            raise _explain(model, f"{err}\n{captured.read()}", options) from None
+
+
+class _captured_stderr:
+    """Captures file descriptor 2 (the converter's C++ chatter) into a temp file."""
+
+    def __enter__(self):
+        self.file = tempfile.TemporaryFile(mode="w+b")
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def read(self):
+        os.dup2(self.saved, 2)
+        self.file.seek(0)
+        return self.file.read().decode("utf-8", "replace")
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.close()
+
+
+def _convert_isolated(model, serve, concrete, options, calibration):
+    with tempfile.TemporaryDirectory(prefix="tfcompress-convert-") as tmp:
+        module = tf.Module()
+        module.model = model
+        module.serve = serve
+        saved = os.path.join(tmp, "saved_model")
+        with _captured_stderr():
+            tf.saved_model.save(module, saved, signatures={"serving_default": concrete})
+        request = {
+            "saved_model": saved,
+            "output": os.path.join(tmp, "model.tflite"),
+            "error": os.path.join(tmp, "error.json"),
+            "options": options,
+            "representative": None,
+        }
+        if calibration is not None:
+            request["representative"] = os.path.join(tmp, "calibration.npz")
+            np.savez(request["representative"], **{f"input_{i}": a for i, a in enumerate(calibration)})
+        with open(os.path.join(tmp, "request.json"), "w") as f:
+            json.dump(request, f)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        proc = subprocess.run(
+            [sys.executable, "-m", "tfcompress._tflite_worker", os.path.join(tmp, "request.json")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if proc.returncode < 0:
+            try:
+                name = signal.Signals(-proc.returncode).name
+            except ValueError:
+                name = str(-proc.returncode)
+            loops = [
+                f"{l.name!r} ({type(l).__name__})"
+                for l in model.layers
+                if type(l).__name__ in ("GRU", "SimpleRNN", "RNN", "QuantizeWrapperV2", "QuantizeWrapper")
+            ]
+            likely = (
+                f" Layers that convert to TFLite WHILE loops, which full-int8 conversion crashes on "
+                f"here: {', '.join(loops)}."
+                if loops and options["mode"] == "int8"
+                else ""
+            )
+            raise ConversionCrashed(
+                f"The TFLite converter crashed ({name}) converting model {model.name!r} in mode "
+                f"{options['mode']!r}. It ran in a separate process, so yours is unaffected and no "
+                f"file was written.{likely} Fix: use mode='dynamic' (int8 weights, float "
+                "activations) or 'float16'; for a QAT model, keep keep_qat=False (the default)."
+            )
+        if proc.returncode != 0:
+            message = proc.stderr[-4000:]
+            if os.path.exists(request["error"]):
+                with open(request["error"]) as f:
+                    message = json.load(f)["message"] + "\n" + message
+            raise _explain(model, message, options)
+        with open(request["output"], "rb") as f:
+            return f.read()
+
+
+def _explain(model, text, options):
+    """A ConversionError naming the layer(s) the converter choked on."""
+    import re
+
+    ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)' op is neither a custom op nor a flex op", text)))
+    layers = [l for l in model.layers if re.search(rf"[/\"']{re.escape(l.name)}/", text)]
+    culprits = [l for l in layers if type(l).__name__ not in ("InputLayer",)] or layers
+    if ops:
+        where = ", ".join(f"{l.name!r} ({type(l).__name__})" for l in culprits[-2:]) or "a layer"
+        suggestion = next(
+            (_UNSUPPORTED[type(l).__name__] for l in culprits if type(l).__name__ in _UNSUPPORTED),
+            "rebuild it from Dense, Conv1D, LSTM, GRU or Embedding layers, whose ops TFLite has",
+        )
+        return ConversionError(
+            f"TFLite cannot convert layer {where}: it uses {', '.join(ops)}, which TFLite's "
+            f"built-in op set lacks. Nearest supported alternative: {suggestion}. Or pass "
+            "select_tf_ops=True to bundle TensorFlow ops (the app then needs the Flex delegate, "
+            "several MB)."
+        )
+    first = next((line for line in text.splitlines() if "error" in line.lower()), text.strip()[:500])
+    return ConversionError(
+        f"The TFLite converter failed on model {model.name!r} in mode {options['mode']!r}: {first[:800]}"
+    )
+
+
+def _zero_fraction(model):
+    zeros = size = 0
+    for w in model.weights:
+        if len(w.shape) >= 2:
+            v = w.numpy()
+            zeros += int(v.size - np.count_nonzero(v))
+            size += int(v.size)
+    return zeros / size if size else 0.0
+
+
+def _io_detail(detail):
+    q = detail.get("quantization_parameters", {})
+    scales = [float(s) for s in np.asarray(q.get("scales", []))]
+    zeros = [int(z) for z in np.asarray(q.get("zero_points", []))]
+    return {
+        "name": detail["name"],
+        "shape": [int(d) for d in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "quantization": {"scales": scales, "zero_points": zeros} if scales else None,
+    }
+
+
+def to_tflite(
+    model,
+    path,
+    mode=DEFAULT_MODE,
+    *,
+    representative_data=None,
+    calibration_samples=300,
+    int8_io=False,
+    sparse="auto",
+    batch_size=1,
+    seq_len=None,
+    encoder=None,
+    labels=None,
+    keep_qat=False,
+    select_tf_ops=False,
+    quantizer="legacy",
+    isolate=True,
+    seed=0,
+):
+    """Converts a Keras model to a `.tflite` file, with its deployment files.
+
+    Args:
+        model: a tf_keras or Keras 3 model; pruned, QAT or mixed-precision
+            models are handled (see the module docstring).
+        path: the `.tflite` file to write (its folder is created).
+        mode: one of `MODES`; default `DEFAULT_MODE`.
+        representative_data: for `mode="int8"`: inputs to calibrate on
+            (token-id array, list of arrays, `(x, y)` pair or dataset);
+            `calibration_samples` examples are drawn from it at random.
+        int8_io: with `mode="int8"`, make the output int8 (and float inputs
+            int8); token-id inputs stay int32. Default: float outputs.
+        sparse: TFLite's sparse weight encoding: `"auto"` tries it for models
+            with at least 30% zero weights and keeps it only if the file is
+            smaller; `True`/`False` force it.
+        batch_size: the fixed batch size of the file (1 for phones).
+        seq_len: input length when the model accepts any length; default the
+            encoder's `max_len`.
+        encoder: a `tfcompress.text.TextEncoder`; its `vocab.txt` and
+            `preprocessing.json` are written beside the file.
+        labels: class names, stored in the JSON.
+        keep_qat: convert a QAT model with its fake-quant graph instead of
+            stripping it (not recommended: its LSTM does not fuse).
+        select_tf_ops: allow TensorFlow ops TFLite lacks (needs the Flex
+            delegate in the app).
+        quantizer: for `mode="int8"`, `"legacy"` (default) or `"mlir"`, TF's
+            default, which corrupts fused LSTMs in full int8 (BENCHMARKS.md).
+        isolate: convert in a child process (survives converter crashes;
+            costs a few seconds).
+        seed: for the calibration sample.
+
+    Returns:
+        An `ExportResult`.
+
+    Raises:
+        ConversionError: a layer TFLite cannot represent (named, with the
+            nearest supported alternative), or bad representative data.
+        ConversionCrashed: the converter process died; nothing was written.
+        OSError: `path` cannot be written (checked before converting).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}.")
+    if sparse not in ("auto", True, False):
+        raise ValueError(f"sparse must be 'auto', True or False. Received: sparse={sparse!r}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}.")
+    if quantizer not in ("legacy", "mlir"):
+        raise ValueError(f"quantizer must be 'legacy' or 'mlir'. Received: quantizer={quantizer!r}.")
+    if int8_io and mode != "int8":
+        raise ValueError(f"int8_io=True needs mode='int8'. Received: mode={mode!r}.")
+    path = os.fspath(path)
+    if not path.endswith(".tflite"):
+        raise ValueError(f"to_tflite writes a .tflite file; the path must end in .tflite. Received: {path!r}.")
+    _io.check_writable_dir(path, "TFLite")
+    model, notes = _prepare(model, keep_qat)
+    if seq_len is None and encoder is not None:
+        seq_len = encoder.max_len
+    specs = _input_specs(model, batch_size, seq_len)
+    serve, concrete = _concrete_function(model, specs)
+    calibration = (
+        _calibration_inputs(representative_data, specs, calibration_samples, seed) if mode == "int8" else None
+    )
+    options = {
+        "mode": mode,
+        "sparse": False,
+        "int8_input": bool(int8_io and all(s.dtype.is_floating for s in specs)),
+        "int8_output": bool(int8_io),
+        "select_tf_ops": bool(select_tf_ops),
+        "quantizer": quantizer,
+    }
+
+    def convert(opts):
+        if isolate:
+            return _convert_isolated(model, serve, concrete, opts, calibration)
+        return _convert_in_process(model, concrete, opts, calibration)
+
+    flat = convert(options) if sparse is not True else None
+    used_sparse = False
+    if sparse is True or (sparse == "auto" and _zero_fraction(model) >= 0.3):
+        sparse_flat = convert({**options, "sparse": True})
+        if flat is None or len(sparse_flat) < len(flat):
+            flat, used_sparse = sparse_flat, True
+        else:
+            notes.append(
+                f"sparse encoding tried and dropped: {len(sparse_flat):,} bytes vs {len(flat):,} dense"
+            )
+    runtime = TFLiteModel(flat)
+    ops = runtime.ops
+    stateful = any("LSTM" in op or "RNN" in op for op in ops) or any(
+        d.get("is_variable") for d in runtime.interpreter.get_tensor_details()
+    )
+    folder = os.path.dirname(os.path.abspath(path))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    files = []
+    meta = {
+        "format": "tfcompress.tflite/1",
+        "file": os.path.basename(path),
+        "model": model.name,
+        "mode": mode,
+        "bytes": len(flat),
+        "sparse_encoding": used_sparse,
+        "inputs": [_io_detail(d) for d in runtime.inputs],
+        "outputs": [_io_detail(d) for d in runtime.outputs],
+        "labels": list(labels) if labels is not None else None,
+        "ops": ops,
+        "stateful": bool(stateful),
+        "reset_variables_before_invoke": bool(stateful),
+        "note": (
+            "The fused LSTM keeps its state between invokes: reset the interpreter's "
+            "variable tensors before each one (Python: interpreter.reset_all_variables(); "
+            "Android: Interpreter.resetVariableTensors(); C++: ResetVariableTensors())."
+            if stateful
+            else None
+        ),
+        "preprocessing": "preprocessing.json" if encoder is not None else None,
+        "vocabulary": "vocab.txt" if encoder is not None else None,
+        "steps": notes,
+        "tfcompress": _version(),
+        "tensorflow": tf.__version__,
+    }
+    _io.atomic_write_bytes(path, flat, "TFLite")
+    files.append(path)
+    meta_path = os.path.join(folder, stem + ".json")
+    _io.atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n", "metadata")
+    files.append(meta_path)
+    if encoder is not None:
+        encoder.save(folder)
+        files += [os.path.join(folder, "vocab.txt"), os.path.join(folder, "preprocessing.json")]
+    return ExportResult(
+        path=path,
+        mode=mode,
+        bytes=len(flat),
+        gzip_bytes=len(gzip.compress(flat, 9)),
+        ops=ops,
+        files=files,
+        sparse_encoding=used_sparse,
+        notes=notes,
+    )
+
+
+def _version():
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("tfcompress")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------
+
+
+def _as_arrays(data):
+    if isinstance(data, tf.data.Dataset):
+        xs, ys = [], []
+        for element in data:
+            if isinstance(element, (tuple, list)) and len(element) >= 2:
+                x, y = element[0], element[1]
+                ys.append(np.asarray(y))
+            else:
+                x = element
+            xs.append(np.asarray(x))
+        x = np.concatenate(xs) if xs[0].ndim > 1 else np.stack(xs)
+        y = (np.concatenate(ys) if ys[0].ndim else np.stack(ys)) if ys else None
+        return x, y
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0]), (None if data[1] is None else np.asarray(data[1]))
+    return np.asarray(data), None
+
+
+def _percentile_ms(times, q):
+    return float(np.percentile(times, q) * 1e3)
+
+
+def evaluate(
+    tflite_path,
+    data,
+    reference=None,
+    latency_runs=200,
+    warmup=20,
+    num_threads=None,
+    verbose=True,
+):
+    """Measures a `.tflite` file against data and, optionally, its Keras model.
+
+    Every example is run with the interpreter state reset first, so the
+    figures do not depend on the order of the examples.
+
+    Args:
+        tflite_path: the file.
+        data: an `(x, y)` pair (y may be None), or a `tf.data.Dataset` of
+            `(x, y)` or `x`, batched or not.
+        reference: the Keras model the file was exported from (any form:
+            pruned, QAT, Keras 3).
+        latency_runs: single-example invokes timed after `warmup` (>= 200
+            recommended).
+        num_threads: interpreter threads.
+        verbose: print a summary.
+
+    Returns:
+        A dict: `accuracy` (if labels), `agreement` and `max_abs_diff` /
+        `mean_abs_diff` (if a reference), `latency_ms_median`,
+        `latency_ms_p90`, `throughput_per_s`, `bytes`, `gzip_bytes`,
+        `examples`, `ops`, `interpreter`.
+    """
+    x, y = _as_arrays(data)
+    runtime = TFLiteModel(tflite_path, num_threads=num_threads)
+    start = time.perf_counter()
+    outputs = runtime.predict(x)
+    elapsed = time.perf_counter() - start
+    if isinstance(outputs, list):
+        outputs = outputs[0]
+    result = {"examples": int(len(x)), "throughput_per_s": len(x) / elapsed if elapsed else float("inf")}
+    if y is not None:
+        if outputs.ndim == 2 and outputs.shape[1] > 1:
+            predicted = outputs.argmax(-1)
+        else:
+            predicted = (outputs.reshape(len(x), -1)[:, 0] > 0.5).astype(int)
+        result["accuracy"] = float((predicted == y.reshape(-1)).mean())
+    if reference is not None:
+        reference = ensure_tf_keras(reference, caller="evaluate")
+        expected = reference.predict(x, batch_size=256, verbose=0)
+        expected = expected[0] if isinstance(expected, list) else expected
+        diff = np.abs(outputs.astype(np.float64) - expected.astype(np.float64))
+        result["max_abs_diff"] = float(diff.max())
+        result["mean_abs_diff"] = float(diff.mean())
+        if expected.ndim == 2 and expected.shape[1] > 1:
+            result["agreement"] = float((outputs.argmax(-1) == expected.argmax(-1)).mean())
+        else:
+            result["agreement"] = float(((outputs > 0.5) == (expected > 0.5)).mean())
+    # Latency: one example (one batch of the file's size), state reset included.
+    one = [x[i % len(x) : i % len(x) + 1] for i in range(warmup + latency_runs)]
+    b = runtime.batch_size
+    times = []
+    for i, sample in enumerate(one):
+        batch = np.repeat(sample, b, axis=0) if b > 1 else sample
+        t0 = time.perf_counter()
+        runtime.invoke(batch)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    result["latency_ms_median"] = _percentile_ms(times, 50)
+    result["latency_ms_p90"] = _percentile_ms(times, 90)
+    with open(tflite_path, "rb") as f:
+        flat = f.read()
+    result["bytes"] = len(flat)
+    result["gzip_bytes"] = len(gzip.compress(flat, 9))
+    result["ops"] = runtime.ops
+    result["batch_size"] = b
+    result["interpreter"] = runtime_name()
+    if verbose:
+        print(_summary(tflite_path, result))
+    return result
+
+
+def _summary(path, r):
+    lines = [f"{os.path.basename(path)}: {r['bytes'] / 1024:,.1f} KiB ({r['gzip_bytes'] / 1024:,.1f} KiB gzipped)"]
+    if "accuracy" in r:
+        lines.append(f"  accuracy           {r['accuracy']:.4f} on {r['examples']} examples")
+    if "agreement" in r:
+        lines.append(
+            f"  agrees with Keras  {r['agreement']:.2%} of predictions; output difference max "
+            f"{r['max_abs_diff']:.2e}, mean {r['mean_abs_diff']:.2e}"
+        )
+    lines.append(
+        f"  latency            {r['latency_ms_median']:.3f} ms median, {r['latency_ms_p90']:.3f} ms p90 "
+        f"(batch {r['batch_size']}, state reset included)"
+    )
+    lines.append(f"  throughput         {r['throughput_per_s']:,.0f} examples/s")
+    return "\n".join(lines)
