@@ -11,7 +11,7 @@ Each capability lives in its own module, used as `tfcompress.<module>.<name>`.
 import importlib.metadata as _metadata
 
 from tfcompress._keras import ConversionError, as_tf_keras, keras
-from tfcompress import models, pruning, quantization, text  # noqa: E402
+from tfcompress import distillation, export, models, pruning, quantization, text  # noqa: E402
 from tfcompress.saving import load_model, register as _register
 
 _register()
@@ -26,6 +26,8 @@ __all__ = [
     "as_tf_keras",
     "ConversionError",
     "load_model",
+    "distillation",
+    "export",
     "models",
     "pruning",
     "quantization",
