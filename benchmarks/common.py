@@ -110,3 +110,80 @@ def machine():
         "platform": platform.platform(),
         "versions": ", ".join(versions),
     }
+
+
+def train_classifier(x_train, y_train, vocab_size, seed=0, epochs=2, batch_size=128, max_len=64, verbose=0, **model_kwargs):
+    """The reference SST-2 recipe: default `lstm_classifier`, `epochs` epochs,
+    5% of train held out for a best-only ModelCheckpoint (dev is never used
+    for selection). Returns (model, seconds)."""
+    import tempfile
+
+    import numpy as np
+
+    from tfcompress import keras, models
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    order = np.random.default_rng(seed).permutation(len(x_train))
+    cut = int(len(order) * 0.95)
+    fit_idx, val_idx = order[:cut], order[cut:]
+    model = models.lstm_classifier(vocab_size, max_len=max_len, **model_kwargs)
+    with tempfile.TemporaryDirectory() as tmp:
+        best = f"{tmp}/best.weights.h5"
+        with Timer() as t:
+            model.fit(
+                x_train[fit_idx],
+                y_train[fit_idx],
+                batch_size=batch_size,
+                epochs=epochs,
+                validation_data=(x_train[val_idx], y_train[val_idx]),
+                callbacks=[
+                    keras.callbacks.ModelCheckpoint(
+                        best, monitor="val_accuracy", save_best_only=True, save_weights_only=True
+                    )
+                ],
+                verbose=verbose,
+            )
+        model.load_weights(best)
+    return model, t.seconds
+
+
+def accuracy(model, x, y):
+    import numpy as np
+
+    return float((np.argmax(model.predict(x, batch_size=256, verbose=0), -1) == y).mean())
+
+
+def interleaved_latency(callables, inputs, runs=300, rounds=5, warmup=30):
+    """Median and p90 (ms) per callable, measured in interleaved rounds.
+
+    Each round times `runs // rounds` single-example calls of every callable
+    in turn, so a slow stretch of the machine hits all of them alike. Median =
+    median of the round medians; p90 over all timed calls.
+
+    Args:
+        callables: {name: f(one_example)}.
+        inputs: examples, indexed along axis 0 (each call gets a batch of 1).
+    """
+    import numpy as np
+
+    per_round = max(1, runs // rounds)
+    times = {name: [] for name in callables}
+    medians = {name: [] for name in callables}
+    for name, fn in callables.items():
+        for i in range(warmup):
+            fn(inputs[i % len(inputs)][None])
+    for r in range(rounds):
+        for name, fn in callables.items():
+            ts = []
+            for i in range(per_round):
+                sample = inputs[(r * per_round + i) % len(inputs)][None]
+                t0 = time.perf_counter()
+                fn(sample)
+                ts.append(time.perf_counter() - t0)
+            medians[name].append(float(np.median(ts)))
+            times[name] += ts
+    return {
+        name: (float(np.median(medians[name]) * 1e3), float(np.percentile(times[name], 90) * 1e3))
+        for name in callables
+    }

@@ -11,7 +11,7 @@ Each capability lives in its own module, used as `tfcompress.<module>.<name>`.
 import importlib.metadata as _metadata
 
 from tfcompress._keras import ConversionError, as_tf_keras, keras
-from tfcompress import distillation, export, models, pruning, quantization, text  # noqa: E402
+from tfcompress import devices, distillation, export, models, precision, pruning, quantization, report, text  # noqa: E402
 from tfcompress.saving import load_model, register as _register
 
 _register()
@@ -26,11 +26,14 @@ __all__ = [
     "as_tf_keras",
     "ConversionError",
     "load_model",
+    "devices",
     "distillation",
     "export",
     "models",
+    "precision",
     "pruning",
     "quantization",
+    "report",
     "text",
     "__version__",
 ]

@@ -705,7 +705,7 @@ def evaluate(
         reference: the Keras model the file was exported from (any form:
             pruned, QAT, Keras 3).
         latency_runs: single-example invokes timed after `warmup` (>= 200
-            recommended).
+            recommended; 0 skips timing).
         num_threads: interpreter threads.
         verbose: print a summary.
 
@@ -741,17 +741,18 @@ def evaluate(
         else:
             result["agreement"] = float(((outputs > 0.5) == (expected > 0.5)).mean())
     # Latency: one example (one batch of the file's size), state reset included.
-    one = [x[i % len(x) : i % len(x) + 1] for i in range(warmup + latency_runs)]
     b = runtime.batch_size
-    times = []
-    for i, sample in enumerate(one):
-        batch = np.repeat(sample, b, axis=0) if b > 1 else sample
-        t0 = time.perf_counter()
-        runtime.invoke(batch)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    result["latency_ms_median"] = _percentile_ms(times, 50)
-    result["latency_ms_p90"] = _percentile_ms(times, 90)
+    if latency_runs:
+        times = []
+        for i in range(warmup + latency_runs):
+            sample = x[i % len(x) : i % len(x) + 1]
+            batch = np.repeat(sample, b, axis=0) if b > 1 else sample
+            t0 = time.perf_counter()
+            runtime.invoke(batch)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        result["latency_ms_median"] = _percentile_ms(times, 50)
+        result["latency_ms_p90"] = _percentile_ms(times, 90)
     with open(tflite_path, "rb") as f:
         flat = f.read()
     result["bytes"] = len(flat)
@@ -773,9 +774,10 @@ def _summary(path, r):
             f"  agrees with Keras  {r['agreement']:.2%} of predictions; output difference max "
             f"{r['max_abs_diff']:.2e}, mean {r['mean_abs_diff']:.2e}"
         )
-    lines.append(
-        f"  latency            {r['latency_ms_median']:.3f} ms median, {r['latency_ms_p90']:.3f} ms p90 "
-        f"(batch {r['batch_size']}, state reset included)"
-    )
+    if "latency_ms_median" in r:
+        lines.append(
+            f"  latency            {r['latency_ms_median']:.3f} ms median, {r['latency_ms_p90']:.3f} ms p90 "
+            f"(batch {r['batch_size']}, state reset included)"
+        )
     lines.append(f"  throughput         {r['throughput_per_s']:,.0f} examples/s")
     return "\n".join(lines)

@@ -1,0 +1,221 @@
+"""Mixed precision, GPU memory configuration, strategies, multi-worker training, XLA."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcompress import devices, distillation, keras, models, precision, pruning
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _fresh(code, env=None, timeout=180):
+    """Runs code in a new interpreter (device settings need an untouched TensorFlow)."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    full_env.pop("TF_CONFIG", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+# ------------------------------------------------------------------ precision
+
+
+def test_enable_and_scope_restore_even_when_the_body_raises(keras):
+    assert precision.current() == "float32"
+    with pytest.raises(RuntimeError, match="boom"):
+        with precision.policy_scope("mixed_bfloat16"):
+            assert precision.current() == "mixed_bfloat16"
+            raise RuntimeError("boom")
+    assert precision.current() == "float32"
+    previous = precision.enable("mixed_float16")
+    assert previous == "float32" and precision.current() == "mixed_float16"
+    model = models.lstm_classifier(50, max_len=8, units=4)
+    assert model.get_layer("lstm_0").compute_dtype == "float16"
+    assert model.get_layer("lstm_0").variable_dtype == "float32"
+    assert model.get_layer("probabilities").compute_dtype == "float32"
+    assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    precision.disable()
+    assert precision.current() == "float32"
+    with pytest.raises(ValueError, match=r"one of \('float32', 'mixed_float16', 'mixed_bfloat16'\). Received: 'float16'"):
+        precision.enable("float16")
+
+
+def test_warns_once_when_the_hardware_will_not_benefit(keras):
+    precision._WARNED.clear()
+    benefits, reason = precision.hardware_benefits("mixed_float16")
+    assert not benefits and "no GPU was found" in reason  # this machine has no GPU
+    with pytest.warns(UserWarning, match=r"mixed_float16 will probably not speed this machine up: no GPU"):
+        precision.enable("mixed_float16")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        precision.enable("mixed_float16")  # second time: silent
+
+
+def test_float32_output_is_added_or_reported(keras):
+    with precision.policy_scope("mixed_float16"):
+        inp = keras.Input((4,))
+        model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="head")(inp))
+    assert model.output.dtype == tf.float16
+    with pytest.raises(ValueError, match=r"output layer\(s\) \['head'\] compute in float16.*dtype='float32'"):
+        precision.float32_output(model, fix=False)
+    fixed, changed = precision.float32_output(model)
+    assert changed and fixed.output.dtype == tf.float32
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype("float32")
+    np.testing.assert_allclose(fixed(x).numpy(), model(x).numpy().astype("float32"))
+    assert precision.float32_output(fixed) == (fixed, False)
+
+
+def test_mixed_model_rebuilds_in_float32_with_the_same_weights(keras):
+    with precision.policy_scope("mixed_float16"):
+        mixed = models.lstm_classifier(50, max_len=8, units=4, bidirectional=True)
+    assert precision.is_mixed_precision(mixed)
+    plain = precision.rebuild_float32(mixed)
+    assert not precision.is_mixed_precision(plain)
+    for a, b in zip(mixed.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).integers(0, 50, (4, 8))
+    np.testing.assert_allclose(plain(x).numpy(), mixed(x).numpy(), atol=1e-2)
+    assert precision.rebuild_float32(plain) is plain
+
+
+def test_mixed_precision_training_with_pruning_and_distillation(keras):
+    with precision.policy_scope("mixed_float16"):
+        teacher = models.lstm_classifier(50, max_len=8, units=8)
+        student = models.lstm_classifier(50, max_len=8, units=4, compile=False)
+        x = np.random.default_rng(0).integers(1, 50, (128, 8)).astype("int32")
+        y = (x[:, -1] > 25).astype("int32")
+        teacher.fit(x, y, epochs=1, verbose=0)
+        distiller = distillation.Distiller(teacher, student)
+        distiller.compile("adam", "sparse_categorical_crossentropy")
+        assert np.isfinite(distiller.fit(x, y, epochs=1, verbose=0).history["loss"][-1])
+        with pytest.warns(UserWarning, match="float32 copy"):
+            pruning._MIXED_WARNED.clear()
+            pruned = pruning.prune(student, target_sparsity=0.5, schedule="constant")
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(x, y, epochs=1, verbose=0)
+
+
+# ------------------------------------------------------------------ devices
+
+
+def test_no_gpu_path_is_an_informative_no_op_and_idempotent():
+    first = devices.configure_gpus()
+    assert first == {"gpus": [], "configured": False, "message": first["message"]}
+    assert "No GPU found" in first["message"]
+    assert devices.configure_gpus() == first
+    with pytest.raises(ValueError, match=r"memory_growth=True and memory_limit_mb=... conflict"):
+        devices.configure_gpus(memory_growth=True, memory_limit_mb=1024)
+    with pytest.raises(ValueError, match=r"memory_limit_mb must be a positive integer"):
+        devices.configure_gpus(memory_limit_mb=-5)
+
+
+def test_too_late_path_names_the_fix():
+    # conftest split the CPU into 2 logical devices and TensorFlow has run ops since.
+    assert devices.logical_cpus(2) == [d.name for d in tf.config.list_logical_devices("CPU")]  # same: no-op
+    with pytest.raises(RuntimeError, match=r"already initialised its CPU devices.*call tfcompress.devices.logical_cpus\(3\) at the very start"):
+        devices.logical_cpus(3)
+
+
+def test_fresh_process_configures_before_init_and_mirrors():
+    proc = _fresh(
+        """
+        from tfcompress import devices
+        import tensorflow as tf
+        print(devices.configure_gpus()["configured"])
+        names = devices.logical_cpus(2)
+        s = devices.strategy("mirrored", devices=names)
+        print(len(names), s.num_replicas_in_sync, type(devices.strategy()).__name__)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "2", "2", "_DefaultDistributionStrategy"]
+
+
+def test_strategy_choice_from_tf_config():
+    cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
+    proc = _fresh(
+        """
+        from tfcompress import devices
+        print(devices.tf_config_cluster())
+        """,
+        env={"TF_CONFIG": json.dumps(cluster)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "'index': 1" in proc.stdout and "127.0.0.1:2" in proc.stdout
+    bad = _fresh("from tfcompress import devices\ndevices.strategy()", env={"TF_CONFIG": "{not json"})
+    assert bad.returncode != 0 and "TF_CONFIG is not valid JSON" in bad.stderr
+    with pytest.raises(ValueError, match=r"kind must be one of"):
+        devices.strategy("tpu_pod")
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_train_pruned_and_distilled_models_in_sync(tmp_path):
+    ports = _free_ports(2)
+    workers = [f"127.0.0.1:{p}" for p in ports]
+    procs = []
+    start = time.monotonic()
+    try:
+        for index in range(2):
+            tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+            env = dict(os.environ, TF_CONFIG=tf_config, TF_CPP_MIN_LOG_LEVEL="3")
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(HERE / "multiworker_task.py"), str(tmp_path / f"worker{index}.npz")],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                )
+            )
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:  # never leave workers behind
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    elapsed = time.monotonic() - start
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    assert elapsed < 300
+    a, b = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
+    assert sorted(a.files) == sorted(b.files)
+    for key in a.files:
+        np.testing.assert_allclose(a[key], b[key], atol=1e-6, err_msg=key)
+    assert all(abs(s - 0.7) <= max(0.01, 1 / 16) for s in a["sparsity"])
+    assert np.isfinite(a["distillation_loss"]).all()
+
+
+def test_xla_jit_compile_trains_plain_and_distilled_models(keras):
+    x = np.random.default_rng(0).integers(1, 50, (128, 8)).astype("int32")
+    y = (x[:, -1] > 25).astype("int32")
+    model = models.lstm_classifier(50, max_len=8, units=8, compile=False)
+    model.compile("adam", "sparse_categorical_crossentropy", jit_compile=True)
+    model.fit(x, y, epochs=1, verbose=0)
+    distiller = distillation.Distiller(model, models.lstm_classifier(50, max_len=8, units=4, compile=False))
+    distiller.compile("adam", "sparse_categorical_crossentropy", jit_compile=True)
+    assert np.isfinite(distiller.fit(x, y, epochs=1, verbose=0).history["loss"][-1])
