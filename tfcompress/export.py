@@ -7,9 +7,10 @@ Keras text model right:
   their 8-bit values), and a mixed-precision model is rebuilt in float32;
 - the batch dimension is fixed (a dynamic one stops LSTMs converting), so
   LSTM/GRU layers become TFLite's fused sequence ops;
-- conversion runs in a separate process by default, so a converter crash
-  (seen with full-int8 LSTMs) raises `ConversionCrashed` instead of killing
-  yours;
+- the conversions seen to crash the converter (full int8 of recurrent
+  layers, QAT graphs) run in a separate process, so a crash raises
+  `ConversionCrashed` instead of killing yours (`isolate=True` does this for
+  every mode);
 - the file is written completely or not at all, beside the deployment files:
   `<name>.json` (inputs, outputs, dtypes, quantization parameters, labels) and,
   given a `TextEncoder`, `vocab.txt` and `preprocessing.json`.
@@ -505,7 +506,7 @@ def to_tflite(
     keep_qat=False,
     select_tf_ops=False,
     quantizer="legacy",
-    isolate=True,
+    isolate="auto",
     seed=0,
 ):
     """Converts a Keras model to a `.tflite` file, with its deployment files.
@@ -535,8 +536,10 @@ def to_tflite(
             delegate in the app).
         quantizer: for `mode="int8"`, `"legacy"` (default) or `"mlir"`, TF's
             default, which corrupts fused LSTMs in full int8 (BENCHMARKS.md).
-        isolate: convert in a child process (survives converter crashes;
-            costs a few seconds).
+        isolate: convert in a child process, which survives converter crashes
+            and costs a few seconds. `"auto"` (default) isolates the
+            conversions seen to crash (`mode="int8"`, `keep_qat=True`) and
+            runs float32, float16 and dynamic conversions in this process.
         seed: for the calibration sample.
 
     Returns:
@@ -554,6 +557,8 @@ def to_tflite(
         raise ValueError(f"sparse must be 'auto', True or False. Received: sparse={sparse!r}.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}.")
+    if isolate == "auto":
+        isolate = mode == "int8" or keep_qat
     if quantizer not in ("legacy", "mlir"):
         raise ValueError(f"quantizer must be 'legacy' or 'mlir'. Received: quantizer={quantizer!r}.")
     if int8_io and mode != "int8":

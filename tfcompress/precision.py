@@ -7,8 +7,8 @@ the optimizer in a `LossScaleOptimizer` (so do `tfcompress.distillation`'s
 for a block of code and always restores the previous policy.
 
 Mixed precision speeds up training on GPUs of compute capability 7.0 or newer
-(and bfloat16 on TPUs and recent CPUs); elsewhere it is emulated and slower,
-and `enable` says so once. It is for training only: pruning, QAT and TFLite
+(and bfloat16 on TPUs and recent accelerators); on a CPU it brings nothing
+measurable (BENCHMARKS.md), and `enable` says so once. It is for training only: pruning, QAT and TFLite
 export need float32 models, and tfcompress rebuilds a mixed model in float32
 with the same weights for them (`rebuild_float32`, used automatically).
 
@@ -73,7 +73,7 @@ def hardware_benefits(name):
             return True, f"GPU compute capability {good[0][0]}.{good[0][1]} has float16 tensor cores"
         if gpus:
             return False, f"the GPUs here have compute capability {capabilities}, below 7.0"
-        return False, "no GPU was found; float16 on a CPU is emulated and slower than float32"
+        return False, "no GPU was found, and TensorFlow's CPU kernels gain nothing from float16 (BENCHMARKS.md)"
     good = [c for c in capabilities if c and tuple(c) >= (8, 0)]
     if good or tf.config.list_logical_devices("TPU"):
         return True, "an accelerator with bfloat16 support was found"
