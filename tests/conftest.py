@@ -67,6 +67,14 @@ def nltk_data_dir():
     return _need(SHARED / "nltk_data", "the NLTK data folder")
 
 
+@pytest.fixture(scope="session")
+def mirrored():
+    """One MirroredStrategy over the two logical CPUs, shared by every test:
+    separate strategies in one process reuse collective instance keys, and
+    their all-reduces then collide ("Shape mismatch in the collective instance")."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 @pytest.fixture
 def keras():
     """tf_keras, with the session cleared and the float32 policy restored."""

@@ -214,3 +214,39 @@ def test_keras_ops_inside_model_are_refused_by_name():
     model = keras3.Model(inp, keras3.ops.exp(L.Dense(2)(inp)))
     with pytest.raises(ConversionError, match=r"operation 'exp' .*keras\.ops.*Fix"):
         as_tf_keras(model)
+
+
+def test_every_public_entry_point_that_takes_a_model_accepts_keras3(tmp_path):
+    from tfcompress import distillation, export, precision, pruning, quantization
+
+    def k3_classifier(units):
+        return keras3.Sequential(
+            [
+                keras3.Input((SEQ,), dtype="int32"),
+                L.Embedding(VOCAB, 8),
+                L.LSTM(units),
+                L.Dense(2, activation="softmax"),
+            ]
+        )
+
+    teacher, student = k3_classifier(8), k3_classifier(4)
+    x = _tokens(16)
+    y = (x[:, -1] > VOCAB // 2).astype("int32")
+    assert pruning.is_pruned(pruning.prune(teacher, schedule="constant"))
+    assert [r["weight"] for r in pruning.sparsity_report(teacher)] == [
+        "embeddings", "kernel", "recurrent_kernel", "kernel"
+    ]
+    assert pruning.strip(teacher).count_params() == teacher.count_params()
+    assert quantization.is_quantized(quantization.quantize(teacher))
+    assert quantization.strip(teacher).count_params() == teacher.count_params()
+    assert precision.float32_output(teacher)[1] is False
+    assert precision.rebuild_float32(teacher).count_params() == teacher.count_params()
+    distiller = distillation.Distiller(teacher, student)
+    distiller.compile("adam", "sparse_categorical_crossentropy")
+    distiller.fit(x, y, epochs=1, verbose=0)
+    result = export.to_tflite(teacher, tmp_path / "t.tflite", isolate=False)
+    r = export.evaluate(result.path, (x, y), reference=teacher, latency_runs=0, verbose=False)
+    assert r["agreement"] == 1.0
+    for entry in (pruning.prune, quantization.quantize, pruning.sparsity_report):
+        with pytest.raises(TypeError, match=r"must be a Keras model \(tf_keras or Keras 3\)"):
+            entry("not a model")

@@ -178,11 +178,11 @@ def test_mixed_precision_uses_a_loss_scaled_optimizer(keras):
     assert distiller.predict(_data(4)[0], verbose=0).dtype == np.float32
 
 
-def test_mirrored_strategy_matches_one_device(teacher):
+def test_mirrored_strategy_matches_one_device(teacher, mirrored):
     x, y = _data(128)
     weights = {}
     for name in ("one", "mirrored"):
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if name == "mirrored" else tf.distribute.get_strategy()
+        strategy = mirrored if name == "mirrored" else tf.distribute.get_strategy()
         with strategy.scope():
             student = _student(seed=5)
             distiller = _compile(Distiller(teacher, student, alpha=0.3, temperature=2.0), lr=0.1)

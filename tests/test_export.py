@@ -172,14 +172,12 @@ def test_mixed_precision_model_is_rebuilt_in_float32(tmp_path, keras):
     np.testing.assert_allclose(export.TFLiteModel(result.path).predict(x), model.predict(x, verbose=0), atol=5e-3)
 
 
-@pytest.mark.parametrize("kind", ["bidirectional", "gru", "conv", "stacked"])
+@pytest.mark.parametrize("kind", ["bidirectional", "gru", "conv"])
 def test_other_text_architectures_convert(tmp_path, kind):
     keras.utils.set_random_seed(0)
     if kind == "bidirectional":
         model = models.lstm_classifier(VOCAB, max_len=LEN, units=8, bidirectional=True)
-    elif kind == "stacked":
-        model = models.lstm_classifier(VOCAB, max_len=LEN, units=8, num_layers=2)
-    else:
+    else:  # stacked LSTMs: tests/test_models.py
         inp = keras.Input((LEN,), dtype="int32")
         h = keras.layers.Embedding(VOCAB, 8)(inp)
         h = keras.layers.GRU(8)(h) if kind == "gru" else keras.layers.GlobalMaxPooling1D()(keras.layers.Conv1D(8, 3)(h))
@@ -190,7 +188,7 @@ def test_other_text_architectures_convert(tmp_path, kind):
         np.testing.assert_allclose(
             export.TFLiteModel(result.path).predict(x), model.predict(x, verbose=0), atol=TOLERANCE[mode]
         )
-    if kind in ("bidirectional", "stacked"):
+    if kind == "bidirectional":
         assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in result.ops or "BIDIRECTIONAL_SEQUENCE_LSTM" in result.ops
 
 

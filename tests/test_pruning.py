@@ -185,8 +185,8 @@ def test_mixed_precision_model_is_pruned_in_float32(keras):
     assert abs(pruning.sparsity_report(pruned).overall() - 0.5) <= 0.01
 
 
-def test_pruning_under_mirrored_strategy_on_two_cpus(keras):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_pruning_under_mirrored_strategy_on_two_cpus(keras, mirrored):
+    strategy = mirrored
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
         pruned = pruning.prune(text_model(), target_sparsity=0.7, epochs=2, steps_per_epoch=8)

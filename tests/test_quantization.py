@@ -163,9 +163,8 @@ def test_mixed_precision_model_is_quantized_in_float32(keras):
     _fit(qat, epochs=1)
 
 
-def test_qat_under_mirrored_strategy(keras):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
+def test_qat_under_mirrored_strategy(keras, mirrored):
+    with mirrored.scope():
         qat = quantization.quantize(full_text_model())
         qat.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
     x, y = _data()

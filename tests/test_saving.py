@@ -36,10 +36,10 @@ def _train(model, epochs=1):
     return model
 
 
-def _round_trip(model, tmp_path, fmt, loader):
+def _save(model, tmp_path, fmt):
     path = str(tmp_path / fmt)
     model.save(path) if fmt != "savedmodel" else model.save(path, save_format="tf")
-    return loader(path)
+    return path
 
 
 LOADERS = {
@@ -48,50 +48,56 @@ LOADERS = {
 }
 
 
+@pytest.fixture(scope="module")
+def pruned():
+    keras.backend.clear_session()
+    model = pruning.prune(_model(), structure="2:4", layers=["bilstm", "out"], begin_step=1, frequency=3)
+    return _train(model)
+
+
+@pytest.fixture(scope="module")
+def qat():
+    base = pruning.strip(pruning.prune(_model(), target_sparsity=0.6, schedule="constant"))
+    return _train(quantization.quantize(base, skip=["gru"], preserve_sparsity=True))
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("loader", sorted(LOADERS))
-def test_pruned_model_round_trip(keras, tmp_path, fmt, loader):
-    pruned = pruning.prune(
-        _model(),
-        structure="2:4",
-        layers=["bilstm", "out"],
-        begin_step=1,
-        frequency=3,
-    )
-    _train(pruned)
-    loaded = _round_trip(pruned, tmp_path, fmt, LOADERS[loader])
+def test_pruned_model_round_trip(pruned, tmp_path, fmt):
+    path = _save(pruned, tmp_path, fmt)
     x, _ = _data(32, seed=3)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), pruned.predict(x, verbose=0))
-    wrapper = loaded.get_layer("prune_low_magnitude_bilstm")
-    assert isinstance(wrapper, pruning.PruneLowMagnitude)
-    assert isinstance(wrapper.layer, pruning.PrunableBidirectional)
-    assert tuple(wrapper.sparsity_m_by_n) == (2, 4)  # TFMOT's own config drops it
-    schedule = wrapper.pruning_schedule.get_config()["config"]
-    assert (schedule["begin_step"], schedule["frequency"]) == (2, 3)
-    # Training continues after loading, without the callback.
+    expected = pruned.predict(x, verbose=0)
+    for name, loader in LOADERS.items():
+        loaded = loader(path)
+        np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected, err_msg=name)
+        wrapper = loaded.get_layer("prune_low_magnitude_bilstm")
+        assert isinstance(wrapper, pruning.PruneLowMagnitude)
+        assert isinstance(wrapper.layer, pruning.PrunableBidirectional)
+        assert tuple(wrapper.sparsity_m_by_n) == (2, 4)  # TFMOT's own config drops it
+        schedule = wrapper.pruning_schedule.get_config()["config"]
+        assert (schedule["begin_step"], schedule["frequency"]) == (2, 3)
+    # Training continues after loading (plain Keras loader: no fit hook, no callback).
     _train(loaded)
     stripped = pruning.strip(loaded)
     assert pruning.m_by_n_violations(stripped.get_layer("bilstm").forward_layer.cell.kernel.numpy()) == 0
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("loader", sorted(LOADERS))
-def test_quantized_model_round_trip(keras, tmp_path, fmt, loader):
-    base = pruning.strip(pruning.prune(_model(), target_sparsity=0.6, schedule="constant"))
-    qat = quantization.quantize(base, skip=["gru"], preserve_sparsity=True)
-    _train(qat)
-    loaded = _round_trip(qat, tmp_path, fmt, LOADERS[loader])
+def test_quantized_model_round_trip(qat, tmp_path, fmt):
+    path = _save(qat, tmp_path, fmt)
     x, _ = _data(32, seed=3)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), qat.predict(x, verbose=0))
-    config = loaded.get_layer("quant_bilstm").quantize_config
-    assert isinstance(config, quantization.TextQuantizeConfig)
-    assert config.preserve_sparsity and config.passthrough == ["forward_layer.cell.bias"]
-    gru = loaded.get_layer("quant_gru")  # skipped: float weights, 8-bit output for 'out'
-    assert gru.quantize_config.get_weights_and_quantizers(gru.layer) == []
-    np.testing.assert_array_equal(
-        quantization.strip(loaded).get_layer("bilstm").get_weights()[0],
-        quantization.strip(qat).get_layer("bilstm").get_weights()[0],
-    )
+    expected = qat.predict(x, verbose=0)
+    for name, loader in LOADERS.items():
+        loaded = loader(path)
+        np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected, err_msg=name)
+        config = loaded.get_layer("quant_bilstm").quantize_config
+        assert isinstance(config, quantization.TextQuantizeConfig)
+        assert config.preserve_sparsity and config.passthrough == ["forward_layer.cell.bias"]
+        gru = loaded.get_layer("quant_gru")  # skipped: float weights, 8-bit output for 'out'
+        assert gru.quantize_config.get_weights_and_quantizers(gru.layer) == []
+        np.testing.assert_array_equal(
+            quantization.strip(loaded).get_layer("bilstm").get_weights()[0],
+            quantization.strip(qat).get_layer("bilstm").get_weights()[0],
+        )
 
 
 def test_load_model_converts_a_keras3_file(tmp_path):
