@@ -563,3 +563,30 @@ def rebuild_float32(model):
         new = keras.models.clone_model(model, clone_function=clone)
     new.set_weights(model.get_weights())
     return new
+
+
+def layer_selector(items, argument, default):
+    """A `layers=`/`skip=`-style argument -> predicate(layer) -> bool.
+
+    `items` is None (use `default`), a function layer -> bool, or a list of
+    layer classes and/or layer names (a single class or name is accepted too).
+    """
+    if items is None:
+        return default
+    if callable(items) and not isinstance(items, type):
+        return items
+    if isinstance(items, (str, type)):
+        items = [items]
+    names, types = set(), []
+    for item in items:
+        if isinstance(item, str):
+            names.add(item)
+        elif isinstance(item, type):
+            types.append(item)
+        else:
+            raise TypeError(
+                f"{argument} must be a list of layer classes and/or layer names, or a "
+                f"function layer -> bool. Received an item {item!r}."
+            )
+    types = tuple(types)
+    return lambda layer: layer.name in names or (bool(types) and isinstance(layer, types))

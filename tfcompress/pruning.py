@@ -36,6 +36,7 @@ from tfcompress._keras import (
     float32_policy,
     is_mixed_precision,
     keras,
+    layer_selector,
     rebuild_float32,
     tfmot,
 )
@@ -319,28 +320,6 @@ def _parse_structure(structure):
     return (m, n)
 
 
-def _selector(layers):
-    """layers argument -> predicate(layer) -> bool."""
-    if layers is None:
-        return lambda layer: isinstance(layer, PRUNABLE_TYPES)
-    if callable(layers) and not isinstance(layers, type):
-        return layers
-    if isinstance(layers, (str, type)):
-        layers = [layers]
-    names, types = set(), []
-    for item in layers:
-        if isinstance(item, str):
-            names.add(item)
-        elif isinstance(item, type):
-            types.append(item)
-        else:
-            raise TypeError(
-                "layers must be a list of layer classes and/or layer names, or a "
-                f"function layer -> bool. Received an item {item!r}."
-            )
-    types = tuple(types)
-    return lambda layer: layer.name in names or (bool(types) and isinstance(layer, types))
-
 
 def _unsupported_reason(layer):
     """Why TFMOT cannot prune `layer`, or None if it can."""
@@ -501,7 +480,7 @@ def prune(
         _warn_mixed_once()
         model = rebuild_float32(model)
 
-    chosen = _selector(layers)
+    chosen = layer_selector(layers, "layers", lambda layer: isinstance(layer, PRUNABLE_TYPES))
     report = {"pruned": [], "skipped": []}
     explicit = layers is not None
 

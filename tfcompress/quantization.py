@@ -38,6 +38,7 @@ from tfcompress._keras import (
     float32_policy,
     is_mixed_precision,
     keras,
+    layer_selector,
     rebuild_float32,
     tfmot,
 )
@@ -348,27 +349,6 @@ def is_quantized(model):
     return any(isinstance(layer, _wrapper_mod.QuantizeWrapper) for layer in model.layers)
 
 
-def _selector(items, argument):
-    if items is None:
-        return lambda layer: False
-    if callable(items) and not isinstance(items, type):
-        return items
-    if isinstance(items, (str, type)):
-        items = [items]
-    names, types = set(), []
-    for item in items:
-        if isinstance(item, str):
-            names.add(item)
-        elif isinstance(item, type):
-            types.append(item)
-        else:
-            raise TypeError(
-                f"{argument} must be a list of layer classes and/or layer names, or a "
-                f"function layer -> bool. Received an item {item!r}."
-            )
-    types = tuple(types)
-    return lambda layer: layer.name in names or (bool(types) and isinstance(layer, types))
-
 
 def _zero_fraction(model):
     zeros = size = 0
@@ -437,7 +417,7 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8):
     zero_fraction = _zero_fraction(model)
     if preserve_sparsity == "auto":
         preserve_sparsity = zero_fraction >= 0.10
-    skipped = _selector(skip, "skip")
+    skipped = layer_selector(skip, "skip", lambda layer: False)
     registry = _TextRegistry()
     report = {"quantized": [], "float": [], "preserve_sparsity": preserve_sparsity, "zero_fraction": zero_fraction}
 
