@@ -12,7 +12,6 @@ at least as fast as float32 TFLite and ≥ 4× faster than Keras.
 
 import os
 import tempfile
-import time
 
 import numpy as np
 

@@ -77,12 +77,26 @@ def command_line():
     return f"python benchmarks/{pathlib.Path(sys.argv[0]).name} {args}".strip()
 
 
+_STARTED = time.perf_counter()
+
+
 def emit(args, title, body):
-    """Prints a section and writes it to --markdown if given."""
-    section = f"## {title}\n\nCommand: `{command_line()}`\n\n{body.strip()}\n"
+    """Prints a section and writes it to --markdown if given (atomically),
+    stamped with the date, duration, machine and versions of this run."""
+    import datetime
+
+    m = machine()
+    stamp = (
+        f"<sub>Run {datetime.date.today().isoformat()}, {(time.perf_counter() - _STARTED) / 60:.0f} min; "
+        f"{m['cpu']}, {m['cores']} cores; Python {m['python']}; {m['versions']}.</sub>"
+    )
+    section = f"## {title}\n\nCommand: `{command_line()}`\n\n{body.strip()}\n\n{stamp}\n"
     print("\n" + section)
     if args.markdown:
-        pathlib.Path(args.markdown).write_text(section, encoding="utf-8")
+        path = pathlib.Path(args.markdown)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(section, encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def machine():
@@ -116,18 +130,27 @@ def train_classifier(x_train, y_train, vocab_size, seed=0, epochs=2, batch_size=
     """The reference SST-2 recipe: default `lstm_classifier`, `epochs` epochs,
     5% of train held out for a best-only ModelCheckpoint (dev is never used
     for selection). Returns (model, seconds)."""
-    import tempfile
-
-    import numpy as np
-
     from tfcompress import keras, models
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+    model = models.lstm_classifier(vocab_size, max_len=max_len, **model_kwargs)
+    seconds = fit_best(model, x_train, y_train, seed=seed, epochs=epochs, batch_size=batch_size, verbose=verbose)
+    return model, seconds
+
+
+def fit_best(model, x_train, y_train, seed=0, epochs=2, batch_size=128, verbose=0):
+    """Fits a compiled model (or Distiller) on 95% of train, keeping the weights
+    of the epoch with the best accuracy on the other 5%. Returns seconds."""
+    import tempfile
+
+    import numpy as np
+
+    from tfcompress import keras
+
     order = np.random.default_rng(seed).permutation(len(x_train))
     cut = int(len(order) * 0.95)
     fit_idx, val_idx = order[:cut], order[cut:]
-    model = models.lstm_classifier(vocab_size, max_len=max_len, **model_kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         best = f"{tmp}/best.weights.h5"
         with Timer() as t:
@@ -145,7 +168,7 @@ def train_classifier(x_train, y_train, vocab_size, seed=0, epochs=2, batch_size=
                 verbose=verbose,
             )
         model.load_weights(best)
-    return model, t.seconds
+    return t.seconds
 
 
 def accuracy(model, x, y):

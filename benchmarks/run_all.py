@@ -3,18 +3,20 @@
 Usage: python benchmarks/run_all.py [--quick] [--only NAME ...]
 
 Each benchmark runs in its own process (its baseline and candidate inside it)
-and writes its Markdown section; this script assembles them in order. It needs
-../shared beside the repository (SST-2 and NLTK data).
+and writes its Markdown section to benchmarks/results/NAME.md (each section is
+stamped with the date, duration, machine and versions of its run); this script then assembles
+every section there, in order, into BENCHMARKS.md. `--only NAME ...` re-runs
+just those benchmarks and keeps the other sections as they were (each still
+says when it was produced). It needs ../shared beside the repository (SST-2
+and NLTK data).
 """
 
 import argparse
-import datetime
 import os
 import pathlib
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -32,35 +34,41 @@ BENCHMARKS = [
 ]
 
 
+RESULTS = HERE / "results"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="small runs, to check the scripts (figures are not meaningful)")
-    p.add_argument("--only", nargs="*", help="run only these benchmarks")
-    p.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    p.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these benchmarks, keep the other sections")
+    p.add_argument("--output", help="default: BENCHMARKS.md (with --quick, a file in a temporary folder)")
     args = p.parse_args()
     require_shared()
-    names = args.only or BENCHMARKS
-    sections = []
-    timings = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            out = os.path.join(tmp, name + ".md")
-            cmd = [sys.executable, str(HERE / f"{name}.py"), "--markdown", out] + (["--quick"] if args.quick else [])
-            print(f"== {name}", flush=True)
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=str(HERE), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-            timings.append((name, time.perf_counter() - start))
-            if proc.returncode != 0 or not os.path.exists(out):
-                sections.append(f"## {name}\n\n**Failed** (exit status {proc.returncode}); see its output.\n")
-                continue
-            with open(out, encoding="utf-8") as f:
-                sections.append(f.read())
     m = machine()
+    results = pathlib.Path(tempfile.mkdtemp()) if args.quick else RESULTS
+    results.mkdir(exist_ok=True)
+    failed = []
+    for name in args.only or BENCHMARKS:
+        out = results / f"{name}.md"
+        cmd = [sys.executable, str(HERE / f"{name}.py"), "--markdown", str(out)] + (["--quick"] if args.quick else [])
+        print(f"== {name}", flush=True)
+        before = out.stat().st_mtime_ns if out.exists() else None
+        proc = subprocess.run(cmd, cwd=str(HERE), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        if proc.returncode != 0 or not out.exists() or out.stat().st_mtime_ns == before:
+            failed.append(name)
+            print(f"{name} failed (exit status {proc.returncode}); its previous section, if any, is kept", flush=True)
+    sections = []
+    for name in BENCHMARKS:
+        path = results / f"{name}.md"
+        if path.exists():
+            sections.append(path.read_text(encoding="utf-8"))
+        else:
+            sections.append(f"## {name}\n\nNot run yet: `python benchmarks/run_all.py --only {name}`.\n")
     header = f"""# Benchmarks
 
-Produced by `python benchmarks/run_all.py{' --quick' if args.quick else ''}` on {datetime.date.today().isoformat()}
-(every benchmark below, each in its own process; total {sum(t for _, t in timings) / 60:.0f} minutes).
-Each benchmark runs its baseline and its candidate in the same process and reports ratios.
+Produced by `python benchmarks/run_all.py{' --quick' if args.quick else ''}`: every benchmark below, each in
+its own process, each section stamped with the date and duration of its run (`--only NAME` re-runs one
+and keeps the rest). Each benchmark runs its baseline and its candidate in the same process and reports ratios.
 
 - Machine: {m['cpu']}, {m['cores']} cores, no GPU; {m['platform']}
 - Python {m['python']}; {m['versions']}
@@ -71,9 +79,13 @@ Each benchmark runs its baseline and its candidate in the same process and repor
     if args.quick:
         header += "**Quick mode: small slices of the data; the figures are not meaningful.**\n\n"
     text = header + "\n".join(sections)
-    pathlib.Path(args.output).write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}")
+    output = pathlib.Path(args.output or (results / "BENCHMARKS.md" if args.quick else REPO / "BENCHMARKS.md"))
+    tmp = output.with_name(output.name + ".partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, output)
+    print(f"wrote {output}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
