@@ -23,8 +23,8 @@ def main():
     p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--alpha", type=float, default=0.1)
-    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--loss", choices=("kl", "mse"), default="kl", help="distillation loss")
     args = p.parse_args()
     from tfcompress import distillation, keras, models, text
