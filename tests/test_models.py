@@ -120,3 +120,60 @@ def test_char_model_learns_the_builtin_corpus():
     unigram_bits = -(freq[freq > 0] * np.log2(freq[freq > 0])).sum()  # ~4.66
     assert loss / np.log(2) < unigram_bits - 0.3  # bits per character
     assert accuracy > freq.max() + 0.1  # better than always guessing ' '
+
+
+def test_embedding_vocab_size_caps_ids_and_survives_save_prune_qat_export(tmp_path):
+    from tfcompress import export, pruning, quantization
+
+    keras.utils.set_random_seed(0)
+    full = models.lstm_classifier(300, max_len=12, embedding_dim=8, units=8)
+    capped = models.lstm_classifier(300, max_len=12, embedding_dim=8, units=8, embedding_vocab_size=40)
+    assert capped.get_layer("embedding").input_dim == 40
+    assert full.count_params() - capped.count_params() == (300 - 40) * 8
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 300, (64, 12)).astype("int32")
+    rare = np.minimum(x, 39)  # ids >= 39 share the last of the 40 rows
+    assert (x >= 40).mean() > 0.5
+    np.testing.assert_array_equal(capped(x, training=False).numpy(), capped(rare, training=False).numpy())
+    assert not np.array_equal(capped.predict(x, verbose=0), capped.predict(x % 40, verbose=0))
+
+    y = (x[:, -1] % 2).astype("int32")
+    capped.fit(x, y, epochs=1, verbose=0)
+    for name in ("m.keras", "m.h5"):
+        capped.save(tmp_path / name)
+        loaded = keras.models.load_model(tmp_path / name)
+        assert isinstance(loaded.get_layer("cap_vocabulary"), models.CapVocabulary)
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), capped.predict(x, verbose=0), atol=1e-6)
+
+    pruned = pruning.prune(capped, target_sparsity=0.5, schedule="constant")
+    pruned.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    pruned.fit(x, y, epochs=1, verbose=0)
+    sparse = pruning.strip(pruned)
+    assert np.mean(sparse.get_layer("embedding").get_weights()[0] == 0) == pytest.approx(0.5, abs=0.01)
+    qat = quantization.quantize(sparse)
+    assert "cap_vocabulary" in qat.tfcompress_quantization_report["quantized"]
+    qat.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    qat.fit(x, y, epochs=1, verbose=0)
+    for mode, model, tol in (("float32", capped, 1e-5), ("int8", qat, 5e-2)):
+        result = export.to_tflite(model, tmp_path / f"{mode}.tflite", mode=mode, representative_data=x, isolate=False)
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in result.ops
+        got = export.TFLiteModel(result.path).predict(x)
+        assert np.abs(got - model.predict(x, verbose=0)).max() <= tol, mode
+
+
+@pytest.mark.parametrize(
+    "build,pattern",
+    [
+        (lambda: models.lstm_classifier(10, embedding_vocab_size=11), r"embedding_vocab_size \(11\) cannot exceed vocab_size \(10\)"),
+        (lambda: models.lstm_classifier(10, embedding_vocab_size=2), r"embedding_vocab_size must be an integer >= 3"),
+        (lambda: models.CapVocabulary(2.5), r"size must be an integer >= 3. Received: size=2.5"),
+    ],
+)
+def test_cap_vocabulary_errors(build, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        build()
+
+
+def test_cap_vocabulary_rejects_float_input():
+    with pytest.raises(TypeError, match=r"expects integer token ids; received float32"):
+        models.CapVocabulary(5)(tf.zeros((2, 3)))

@@ -100,6 +100,17 @@ def test_defaults_are_filled_and_json_is_read(tmp_path):
         Recipe.from_dict(["train"])
 
 
+def test_classifier_build_and_student_accept_embedding_vocab_size(tmp_path):
+    (tmp_path / "t.tsv").write_text("text\tlabel\nok\t1\n")
+    student = {"embedding_dim": 8, "units": 8, "embedding_vocab_size": 50}
+    r = Recipe.from_dict(
+        {"data": {"train": "t.tsv"}, "model": {"build": dict(student)}, "steps": ["train", {"distill": {"student": student}}]},
+        base_dir=str(tmp_path),
+    )
+    assert r.config["model"]["build"]["embedding_vocab_size"] == 50
+    assert dict(r.steps)["distill"]["student"] == student
+
+
 # ------------------------------------------------------------------ running
 
 

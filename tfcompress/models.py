@@ -9,9 +9,11 @@ Their output ends in a float32 softmax layer named `"probabilities"` after a
 stay in float32, and distillation can read the logits.
 """
 
+import tensorflow as tf
+
 from tfcompress._keras import keras
 
-__all__ = ["lstm_classifier", "char_lstm_lm"]
+__all__ = ["lstm_classifier", "char_lstm_lm", "CapVocabulary"]
 
 
 def _positive_int(name, value, minimum=1):
@@ -22,6 +24,44 @@ def _positive_int(name, value, minimum=1):
 def _rate(name, value):
     if not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}.")
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class CapVocabulary(keras.layers.Layer):
+    """Keeps token ids below `size - 1`; every larger id becomes `size - 1`.
+
+    `tfcompress.text` vocabularies are ordered by frequency, so the ids below
+    `size - 1` are padding (0), out-of-vocabulary (1) and the `size - 3` most
+    frequent tokens; the rarer tokens share the last id, one "rare token" row
+    of the `Embedding(size, ...)` after this layer. The model still reads every
+    id of the full encoder (so a small student can share a large teacher's
+    inputs) while its embedding table, usually most of a small text model,
+    shrinks. It has no weights and converts to one TFLite `MINIMUM` op, which
+    full-integer (int8) conversion accepts; it stays integer under QAT.
+
+    Args:
+        size: the number of distinct ids out (rows of the next Embedding);
+            at least 3.
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        _positive_int("size", size, 3)
+        self.size = size
+
+    def call(self, inputs):
+        if not inputs.dtype.is_integer:
+            raise TypeError(
+                f"CapVocabulary {self.name!r} expects integer token ids; received {inputs.dtype.name}. "
+                "Fix: feed the int32 ids from tfcompress.text.TextEncoder."
+            )
+        return tf.minimum(inputs, tf.cast(self.size - 1, inputs.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
 
 
 def _compile(model, learning_rate):
@@ -42,6 +82,7 @@ def lstm_classifier(
     bidirectional=False,
     dropout=0.3,
     mask_zero=False,
+    embedding_vocab_size=None,
     learning_rate=2e-3,
     compile=True,
     name="lstm_classifier",
@@ -63,6 +104,14 @@ def lstm_classifier(
         dropout: dropout rate after the embedding and after the last LSTM.
         mask_zero: mask padding id 0. Not needed with pre-padding, and a masked
             LSTM does not convert to the fused TFLite op, so it is off.
+        embedding_vocab_size: give the Embedding N rows only: one per id
+            below N - 1 (padding, OOV and the N - 3 most frequent tokens of a
+            `tfcompress.text` vocabulary) and one shared by every rarer token,
+            through a `CapVocabulary` layer. The model still accepts every id
+            below `vocab_size`. For small models and distillation students,
+            where the embedding table is most of the parameters: a narrow
+            table for every token can lose to a wider one for the frequent
+            ones (BENCHMARKS.md, distillation).
         learning_rate: Adam learning rate, when `compile=True`.
         compile: compile the model.
         name: model name.
@@ -80,8 +129,18 @@ def lstm_classifier(
     _positive_int("num_layers", num_layers)
     _rate("dropout", dropout)
     layers = keras.layers
+    rows = vocab_size
+    if embedding_vocab_size is not None:
+        _positive_int("embedding_vocab_size", embedding_vocab_size, 3)
+        if embedding_vocab_size > vocab_size:
+            raise ValueError(
+                f"embedding_vocab_size ({embedding_vocab_size}) cannot exceed vocab_size ({vocab_size}). "
+                "Fix: pass a smaller embedding_vocab_size, or None to keep every id."
+            )
+        rows = embedding_vocab_size
     inputs = keras.Input((max_len,), dtype="int32", name="token_ids")
-    x = layers.Embedding(vocab_size, embedding_dim, mask_zero=mask_zero, name="embedding")(inputs)
+    ids = inputs if rows == vocab_size else CapVocabulary(rows, name="cap_vocabulary")(inputs)
+    x = layers.Embedding(rows, embedding_dim, mask_zero=mask_zero, name="embedding")(ids)
     x = layers.Dropout(dropout, name="embedding_dropout")(x)
     for i in range(num_layers):
         lstm = layers.LSTM(units, return_sequences=i < num_layers - 1, name=f"lstm_{i}")

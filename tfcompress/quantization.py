@@ -42,6 +42,7 @@ from tfcompress._keras import (
     rebuild_float32,
     tfmot,
 )
+from tfcompress.models import CapVocabulary
 
 __all__ = ["quantize", "strip", "is_quantized", "TextQuantizeConfig", "TextWeightQuantizer", "quantize_scope"]
 
@@ -290,7 +291,7 @@ def config_for(layer, preserve_sparsity=False, bits=8):
         )
     if isinstance(layer, (keras.layers.LayerNormalization, keras.layers.BatchNormalization)):
         return TextQuantizeConfig([], quantize_output=True, activation_bits=bits)
-    if isinstance(layer, (keras.layers.MaxPooling1D, keras.layers.Masking)):
+    if isinstance(layer, (keras.layers.MaxPooling1D, keras.layers.Masking, CapVocabulary)):
         return TextQuantizeConfig([], quantize_output=False)
     return None
 

@@ -227,7 +227,16 @@ SCHEMA["model"]["build"][0].expected = "a mapping of model builder arguments, or
 STEP_SCHEMA["distill"]["student"][0].expected = "a mapping of model builder arguments"
 STEP_SCHEMA["prune"]["layers"][0].expected = "a list of layer names or class names, or null"
 
-_CLASSIFIER_ARGS = {"embedding_dim", "units", "num_layers", "bidirectional", "dropout", "mask_zero", "learning_rate"}
+_CLASSIFIER_ARGS = {
+    "embedding_dim",
+    "units",
+    "num_layers",
+    "bidirectional",
+    "dropout",
+    "mask_zero",
+    "embedding_vocab_size",
+    "learning_rate",
+}
 _LM_ARGS = {"embedding_dim", "units", "num_layers", "dropout", "learning_rate"}
 
 

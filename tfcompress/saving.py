@@ -22,7 +22,7 @@ __all__ = ["load_model", "custom_objects"]
 
 def custom_objects():
     """Every class needed to deserialize tfcompress and TFMOT models, by name."""
-    from tfcompress import pruning, quantization
+    from tfcompress import models, pruning, quantization
 
     objects = {}
     for mapping in tfmot.quantization.keras.quantize_scope().custom_objects:
@@ -36,6 +36,7 @@ def custom_objects():
             "PrunableBidirectional": pruning.PrunableBidirectional,
             "tfcompress>PrunableBidirectional": pruning.PrunableBidirectional,
             "tfcompress>PruneLowMagnitude": pruning.PruneLowMagnitude,
+            "CapVocabulary": models.CapVocabulary,
         }
     )
     return objects
