@@ -15,13 +15,19 @@ import numpy as np
 
 from common import accuracy, emit, fit_best, mean_spread, parser, sst2, table, train_classifier
 
-STUDENT = dict(embedding_dim=12, units=32, dropout=0.3)
+# The student is the teacher's architecture, narrower: a bidirectional LSTM 16
+# over a 24-wide embedding for the 8,000 most frequent ids (rarer tokens share
+# one row: `embedding_vocab_size`). Earlier students, same budget and recipe:
+# LSTM 32 with a 12-wide embedding for all ~14,800 ids, scratch 0.825 ± 0.010
+# vs distilled 0.827 ± 0.008 (3 seeds); LSTM 32 with this embedding, 0.825 ±
+# 0.006 vs 0.827 ± 0.006 (5 seeds). Distillation did not help those.
+STUDENT = dict(embedding_dim=24, units=16, bidirectional=True, dropout=0.3, embedding_vocab_size=8000)
 TEACHER = dict(embedding_dim=128, units=128, bidirectional=True, dropout=0.4)
 
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--temperature", type=float, default=4.0)
@@ -38,6 +44,9 @@ def main():
     teacher, teacher_seconds = train_classifier(x, y, vocab, seed=0, epochs=epochs, **TEACHER)
     teacher_acc = accuracy(teacher, x_dev, y_dev)
     print(f"teacher: {teacher.count_params():,} params, dev accuracy {teacher_acc:.4f} ({teacher_seconds:.0f} s)", flush=True)
+    if args.quick:  # a smaller vocabulary and teacher: keep the student inside 10%
+        fixed = models.lstm_classifier(vocab, max_len=64, compile=False, **{**STUDENT, "embedding_vocab_size": 3}).count_params() - 3 * STUDENT["embedding_dim"]
+        STUDENT["embedding_vocab_size"] = min(vocab, int((0.1 * teacher.count_params() - fixed) // STUDENT["embedding_dim"]))
     student_params = models.lstm_classifier(vocab, max_len=64, compile=False, **STUDENT).count_params()
     ratio = student_params / teacher.count_params()
     assert ratio <= 0.10, ratio
@@ -69,13 +78,14 @@ def main():
     s_mean, d_mean = np.mean(scratch), np.mean(distilled)
     rows = [
         ["teacher (BiLSTM 128, emb 128)", f"{teacher.count_params():,}", "1", f"{teacher_acc:.3f}", "—"],
-        [f"student from scratch (LSTM {STUDENT['units']}, emb {STUDENT['embedding_dim']})", f"{student_params:,} ({ratio:.1%})", str(args.seeds), mean_spread(scratch), f"{(s_mean - teacher_acc) * 100:+.1f}"],
+        [f"student from scratch (BiLSTM {STUDENT['units']}, emb {STUDENT['embedding_dim']} × {STUDENT['embedding_vocab_size']:,} ids)", f"{student_params:,} ({ratio:.1%})", str(args.seeds), mean_spread(scratch), f"{(s_mean - teacher_acc) * 100:+.1f}"],
         [f"student distilled ({args.loss}, α={args.alpha}" + (f", T={args.temperature})" if args.loss == "kl" else ")"), f"{student_params:,} ({ratio:.1%})", str(args.seeds), mean_spread(distilled), f"{(d_mean - teacher_acc) * 100:+.1f}"],
     ]
     checks = [
         ["distilled beats scratch on the mean", "yes" if d_mean > s_mean else "**no**", f"{(d_mean - s_mean) * 100:+.2f} points"],
         ["distilled within 1.5 points of the teacher", "yes" if teacher_acc - d_mean <= 0.015 else "**no**", f"{(d_mean - teacher_acc) * 100:+.2f} points"],
     ]
+    per_seed = ", ".join(f"{s:.3f} → {d:.3f}" for s, d in zip(scratch, distilled))
     body = f"""
 SST-2 dev accuracy. Teacher and students trained {epochs} epochs each, Adam 2e-3, batch 128, on 95% of the
 {len(x):,} training phrases, keeping the epoch with the best accuracy on the other 5% (dev is never used for
@@ -84,6 +94,9 @@ selection); the seed sets the student's initial weights and the split. Δ: point
 {table(["model", "parameters", "seeds", "dev accuracy", "Δ teacher"], rows)}
 
 {table(["target", "met", "measured"], checks)}
+
+Per seed, scratch → distilled (same initial weights and split): {per_seed}; distilled ahead on
+{sum(d > s for s, d in zip(scratch, distilled))} of {len(scratch)} seeds.
 
 Teacher outputs cached (`cache_teacher=True`, computed once per `fit`) vs teacher run every step:
 {timings[True]:.1f} s vs {timings[False]:.1f} s per epoch, **{timings[False] / timings[True]:.2f}× faster**

@@ -109,9 +109,8 @@ def lstm_classifier(
             `tfcompress.text` vocabulary) and one shared by every rarer token,
             through a `CapVocabulary` layer. The model still accepts every id
             below `vocab_size`. For small models and distillation students,
-            where the embedding table is most of the parameters: a narrow
-            table for every token can lose to a wider one for the frequent
-            ones (BENCHMARKS.md, distillation).
+            where the embedding table is most of the parameters: it buys a
+            wider embedding for the frequent tokens at the same size.
         learning_rate: Adam learning rate, when `compile=True`.
         compile: compile the model.
         name: model name.
