@@ -92,7 +92,7 @@ def main():
     s_mean, d_mean = np.mean(scratch), np.mean(distilled)
     rows = [
         ["teacher (BiLSTM 128, emb 128)", f"{teacher.count_params():,}", "1", f"{teacher_acc:.3f}", "—"],
-        [f"student from scratch (BiLSTM {STUDENT['units']}, emb {STUDENT['embedding_dim']} × {STUDENT['embedding_vocab_size']:,} ids)", f"{student_params:,} ({ratio:.1%})", str(args.seeds), mean_spread(scratch), f"{(s_mean - teacher_acc) * 100:+.1f}"],
+        [f"student from scratch ({'BiLSTM' if STUDENT.get('bidirectional') else 'LSTM'} {STUDENT['units']}, emb {STUDENT['embedding_dim']} × {STUDENT['embedding_vocab_size']:,} ids)", f"{student_params:,} ({ratio:.1%})", str(args.seeds), mean_spread(scratch), f"{(s_mean - teacher_acc) * 100:+.1f}"],
         [f"student distilled ({args.loss}, α={args.alpha}" + (f", T={args.temperature})" if args.loss == "kl" else ")"), f"{student_params:,} ({ratio:.1%})", str(args.seeds), mean_spread(distilled), f"{(d_mean - teacher_acc) * 100:+.1f}"],
     ]
     checks = [

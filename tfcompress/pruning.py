@@ -320,7 +320,6 @@ def _parse_structure(structure):
     return (m, n)
 
 
-
 def _unsupported_reason(layer):
     """Why TFMOT cannot prune `layer`, or None if it can."""
     prune_registry = _prune_registry

@@ -350,7 +350,6 @@ def is_quantized(model):
     return any(isinstance(layer, _wrapper_mod.QuantizeWrapper) for layer in model.layers)
 
 
-
 def _zero_fraction(model):
     zeros = size = 0
     for layer in model.layers:
