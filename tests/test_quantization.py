@@ -213,3 +213,104 @@ def test_errors_are_named(keras):
         quantization.quantize(qat)
     with pytest.raises(TypeError, match=r"skip must be a list of layer classes"):
         quantization.quantize(full_text_model(), skip=[1.5])
+
+
+def _seed_char_model():
+    """The seed's char model in Keras 3 (one-hot input, separate softmax)."""
+    import keras as keras3
+
+    L = keras3.layers
+    return keras3.Sequential(
+        [keras3.Input((LEN, 6)), L.LSTM(8, return_sequences=True), L.Dropout(0.2), L.LSTM(8), L.Dropout(0.2), L.Dense(6), L.Activation("softmax")]
+    )
+
+
+def _quantized_weights(stripped):
+    """(name, array, per channel) of every weight QAT put on a grid."""
+    for layer in stripped.layers:
+        for path in quantization._weight_paths(layer) or []:
+            if path.endswith("bias"):
+                continue
+            value = quantization._get_path(layer, path).numpy()
+            yield f"{layer.name}/{path}", value, isinstance(layer, keras.layers.Conv1D)
+
+
+BIT_MODELS = {
+    "lstm_classifier": lambda: __import__("tfcompress").models.lstm_classifier(VOCAB, max_len=LEN, embedding_dim=8, units=8),
+    "bidirectional, capped vocabulary": lambda: __import__("tfcompress").models.lstm_classifier(
+        VOCAB, max_len=LEN, embedding_dim=8, units=8, bidirectional=True, embedding_vocab_size=32
+    ),
+    "char_lstm_lm": lambda: __import__("tfcompress").models.char_lstm_lm(VOCAB, window=LEN, embedding_dim=8, units=8, num_layers=2),
+    "seed char model (Keras 3)": _seed_char_model,
+    "full text model (Conv1D per channel)": full_text_model,
+}
+
+
+def _check_grid(stripped, bits):
+    checked = 0
+    for name, value, per_channel in _quantized_weights(stripped):
+        channels = value.reshape(-1, value.shape[-1]).T if per_channel else [value]
+        most = max(len(np.unique(c)) for c in channels)
+        assert most <= 2**bits - 1, f"{name}: {most} distinct values at {bits} bits"
+        checked += 1
+    assert checked >= 2
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("case", sorted(BIT_MODELS))
+def test_any_bit_width_on_every_model_shape(keras, case, bits):
+    if case != "lstm_classifier" and bits not in (2, 4, 8):
+        pytest.skip("every width is covered on one model; the others take 2, 4, 8")
+    qat = quantization.quantize(BIT_MODELS[case](), bits=bits)  # Dropout, Activation, CapVocabulary ... do not block it
+    assert qat.tfcompress_quantization_report["bits"] == bits
+    _check_grid(quantization.strip(qat), bits)
+
+
+@pytest.mark.parametrize("case,bits", [("lstm_classifier", 3), ("seed char model (Keras 3)", 4)])
+def test_low_bit_models_train_and_stay_on_their_grid(keras, case, bits):
+    qat = quantization.quantize(BIT_MODELS[case](), bits=bits)
+    rng = np.random.default_rng(0)
+    if case.startswith("seed"):
+        x, y = np.eye(6, dtype="float32")[rng.integers(0, 6, (64, LEN))], rng.integers(0, 6, 64)
+    else:
+        x, y = _data(64)
+    qat.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    before = quantization.strip(qat).get_weights()
+    qat.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    stripped = quantization.strip(qat)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, stripped.get_weights()))  # it trained
+    _check_grid(stripped, bits)
+
+
+def test_low_bit_weights_shrink_the_gzip_size_and_export_says_what_is_stored(keras, tmp_path):
+    from tfcompress import export, models
+
+    x, y = _data(128)
+    sizes = {}
+    for bits in (8, 4):
+        model = models.lstm_classifier(2000, max_len=LEN, embedding_dim=32, units=16)
+        qat = quantization.quantize(model, bits=bits)
+        qat.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        qat.fit(x, y, epochs=1, verbose=0)
+        result = export.to_tflite(qat, tmp_path / f"b{bits}.tflite", mode="dynamic")
+        sizes[bits] = result.gzip_bytes
+        meta = __import__("json").loads((tmp_path / f"b{bits}.json").read_text())
+        if bits == 4:
+            assert meta["weight_grid"] == {"max_distinct_values": 15, "bits": 4, "stored_as": "8-bit integers"}
+            assert any("stores them as 8-bit integers" in n and "gzip" in n for n in result.notes)
+        else:
+            assert meta["weight_grid"] is None
+    assert sizes[4] < 0.8 * sizes[8]
+
+
+def test_weight_ranges_are_set_before_the_first_fit(keras):
+    """TFMOT starts weight ranges at [-6, 6]: without setting them, an untrained
+    QAT model rounds nearly every small weight to zero at 4 bits."""
+    model = BIT_MODELS["lstm_classifier"]()
+    x, _ = _data(32)
+    qat = quantization.quantize(model, bits=4)
+    stripped = quantization.strip(qat)
+    kernel = stripped.get_layer("lstm_0").cell.kernel.numpy()
+    assert len(np.unique(kernel)) == 15
+    np.testing.assert_allclose(np.abs(kernel).max(), np.abs(model.get_layer("lstm_0").cell.kernel.numpy()).max(), rtol=1e-6)
+    np.testing.assert_allclose(qat.predict(x, verbose=0), stripped.predict(x, verbose=0), atol=0.05)

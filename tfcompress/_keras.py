@@ -139,6 +139,7 @@ CONVERTIBLE_LAYERS = (
     "Masking",
     "Concatenate",
     "Add",
+    "TextVectorization",
 )
 
 # Keras 3 configuration keys that tf_keras 2.21 does not have, with the values
@@ -294,11 +295,33 @@ def _translate_layer_config(class_name, config, layer_name, module):
     return config
 
 
+def _convert_vectorizer(layer):
+    """A Keras 3 TextVectorization -> tf_keras, vocabulary included (it is not
+    a weight). Custom standardize/split functions are code: refused."""
+    config = layer.get_config()
+    where = f"layer {layer.name!r} (keras.layers.TextVectorization)"
+    for key in ("standardize", "split"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise ConversionError(
+                f"{where} uses a custom {key} function, which is Python code tfcompress cannot "
+                f"translate. Fix: use a built-in {key} option."
+            )
+    if config.get("output_mode", "int") == "tf_idf":
+        raise ConversionError(f"{where}: output_mode='tf_idf' is not converted; use 'int'.")
+    config = {k: v for k, v in config.items() if k not in ("dtype", "vocabulary_size", "idf_weights")}
+    if isinstance(config.get("ngrams"), list):
+        config["ngrams"] = tuple(config["ngrams"])
+    config["vocabulary"] = [str(t) for t in layer.get_vocabulary()] if layer.vocabulary_size() > 2 else None
+    return keras.layers.TextVectorization(**config)
+
+
 def _convert_layer(layer):
     import keras as keras3
 
     if isinstance(layer, keras3.Model):
         return as_tf_keras(layer)
+    if type(layer) is keras3.layers.TextVectorization:
+        return _convert_vectorizer(layer)
     cls = type(layer)
     class_name = cls.__name__
     module = cls.__module__
@@ -484,6 +507,71 @@ def _convert_functional(model):
     for old, fresh in new_layers.values():
         _copy_weights(old, fresh)
     return new
+
+
+# --------------------------------------------------------------------------
+# Re-running a tf_keras graph
+# --------------------------------------------------------------------------
+
+
+def rebuild_functional(model, clone, drop=(), cut=None):
+    """Re-runs a tf_keras functional model's graph with new layers.
+
+    Args:
+        model: a tf_keras functional model.
+        clone: `layer -> new layer`, called once per layer (shared layers
+            stay shared).
+        drop: names of layers to leave out; each passes its first input on.
+        cut: `(layer name, new keras.Input)`: that layer's output is replaced
+            by the Input, which becomes the only input of the new model; the
+            layers upstream of it are left out. The name may be the model's
+            input layer's (to change the input's dtype).
+
+    Returns:
+        A new tf_keras functional model with the same name.
+    """
+    tensors = {}
+    if cut is None:
+        for inp, input_layer in zip(model.inputs, model._input_layers):  # noqa: SLF001
+            tensors[id(inp)] = keras.Input(batch_shape=tuple(inp.shape), dtype=inp.dtype, name=input_layer.name)
+    new_layers = {}
+    for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001
+        for node in model._nodes_by_depth[depth]:  # noqa: SLF001
+            layer = node.layer
+            if cut is not None and layer.name == cut[0]:
+                for old in tf.nest.flatten(node.outputs):
+                    tensors[id(old)] = cut[1]
+                continue
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            flat_in = [t for t in tf.nest.flatten((node.call_args, node.call_kwargs)) if tf.is_tensor(t)]
+            if cut is not None and not all(id(t) in tensors for t in flat_in):
+                continue  # upstream of the cut
+            args = tf.nest.map_structure(lambda t: tensors.get(id(t), t), node.call_args)
+            kwargs = tf.nest.map_structure(lambda t: tensors.get(id(t), t), node.call_kwargs)
+            if layer.name in drop:
+                out = args[0]
+            else:
+                if layer.name not in new_layers:
+                    new_layers[layer.name] = clone(layer)
+                out = new_layers[layer.name](*args, **kwargs)
+            for old, new in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(out)):
+                tensors[id(old)] = new
+    outputs = tf.nest.map_structure(lambda t: tensors[id(t)], model.outputs)
+    inputs = [tensors[id(t)] for t in model.inputs] if cut is None else [cut[1]]
+    return keras.Model(
+        inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0], name=model.name
+    )
+
+
+def copy_weights_by_name(source, target):
+    """Copies the weights of every layer of `source` into the layer of the same
+    name in `target` (layers without weights, or absent, are skipped)."""
+    by_name = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
+        old = by_name.get(layer.name)
+        if old is not None and old.weights:
+            layer.set_weights(old.get_weights())
 
 
 # --------------------------------------------------------------------------

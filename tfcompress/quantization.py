@@ -40,11 +40,12 @@ from tfcompress._keras import (
     keras,
     layer_selector,
     rebuild_float32,
+    rebuild_functional,
     tfmot,
 )
 from tfcompress.models import CapVocabulary
 
-__all__ = ["quantize", "strip", "is_quantized", "TextQuantizeConfig", "TextWeightQuantizer", "quantize_scope"]
+__all__ = ["quantize", "quantize_model", "strip", "is_quantized", "TextQuantizeConfig", "TextWeightQuantizer", "quantize_scope"]
 
 log = logging.getLogger("tfcompress")
 
@@ -270,7 +271,7 @@ def _single_output(layer):
     return True
 
 
-def config_for(layer, preserve_sparsity=False, bits=8):
+def config_for(layer, preserve_sparsity=False, bits=8, activation_bits=8):
     """The `QuantizeConfig` tfcompress uses for `layer`, or None if it has none.
 
     Layers TFMOT handles without weights (pooling, dropout, activations, ...)
@@ -287,13 +288,25 @@ def config_for(layer, preserve_sparsity=False, bits=8):
             quantize_output=_single_output(layer) and not isinstance(layer, keras.layers.Embedding),
             preserve_sparsity=preserve_sparsity,
             weight_bits=bits,
-            activation_bits=bits,
+            activation_bits=activation_bits,
         )
     if isinstance(layer, (keras.layers.LayerNormalization, keras.layers.BatchNormalization)):
-        return TextQuantizeConfig([], quantize_output=True, activation_bits=bits)
+        return TextQuantizeConfig([], quantize_output=True, activation_bits=activation_bits)
     if isinstance(layer, (keras.layers.MaxPooling1D, keras.layers.Masking, CapVocabulary)):
         return TextQuantizeConfig([], quantize_output=False)
     return None
+
+
+def _weightless_config(layer, registry, activation_bits):
+    """TFMOT's rule for a layer without weights (Dropout, Activation, pooling
+    ...), at another activation bit width: the same decision whether to
+    quantize the output. None if the rule quantizes weights or activations."""
+    tfmot_config = registry.get_quantize_config(layer)
+    if tfmot_config.get_weights_and_quantizers(layer) or tfmot_config.get_activations_and_quantizers(layer):
+        return None
+    return TextQuantizeConfig(
+        [], quantize_output=bool(tfmot_config.get_output_quantizers(layer)), activation_bits=activation_bits
+    )
 
 
 class _TextRegistry(_registry_mod.Default8BitQuantizeRegistry):
@@ -363,7 +376,7 @@ def _zero_fraction(model):
     return zeros / size if size else 0.0
 
 
-def quantize(model, skip=None, preserve_sparsity="auto", bits=8):
+def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits=8):
     """Returns a quantization-aware-training copy of a text model.
 
     Compile and `fit` the result as usual (it is not compiled); it computes
@@ -382,7 +395,13 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8):
         preserve_sparsity: keep exact zeros at zero through QAT. `"auto"`:
             when at least 10% of the quantized weights are exactly zero (a
             pruned model).
-        bits: weight and activation bit width (8 for TFLite).
+        bits: weight bit width, 2..8. Below 8, each quantized weight tensor
+            (kernel, recurrent kernel, embedding table; per output channel
+            for Conv1D) takes at most 2^bits - 1 distinct values, so the
+            stripped model compresses better; a `.tflite` file still stores
+            them in 8-bit integers (`tfcompress.export` says so).
+        activation_bits: bit width of the fake-quantized layer outputs
+            (8: what TFLite's integer kernels compute with).
 
     Returns:
         A new tf_keras model with `QuantizeWrapperV2` layers; its
@@ -403,8 +422,9 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8):
             f"model {model.name!r} is already quantization-aware. Fix: keep training it, "
             "or call tfcompress.quantization.strip(model) first."
         )
-    if not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise ValueError(f"bits must be an integer in [2, 8]. Received: bits={bits!r}.")
+    for name, value in (("bits", bits), ("activation_bits", activation_bits)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= 8:
+            raise ValueError(f"{name} must be an integer in [2, 8]. Received: {name}={value!r}.")
     if preserve_sparsity not in ("auto", True, False):
         raise ValueError(
             f"preserve_sparsity must be 'auto', True or False. Received: preserve_sparsity={preserve_sparsity!r}."
@@ -419,7 +439,14 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8):
         preserve_sparsity = zero_fraction >= 0.10
     skipped = layer_selector(skip, "skip", lambda layer: False)
     registry = _TextRegistry()
-    report = {"quantized": [], "float": [], "preserve_sparsity": preserve_sparsity, "zero_fraction": zero_fraction}
+    report = {
+        "quantized": [],
+        "float": [],
+        "preserve_sparsity": preserve_sparsity,
+        "zero_fraction": zero_fraction,
+        "bits": bits,
+        "activation_bits": activation_bits,
+    }
 
     def annotate(layer):
         fresh = layer.__class__.from_config(layer.get_config())
@@ -428,7 +455,7 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8):
         if skipped(layer):
             report["float"].append(layer.name)
             return fresh
-        config = config_for(layer, preserve_sparsity, bits)
+        config = config_for(layer, preserve_sparsity, bits, activation_bits)
         if config is None and not registry.supports(layer):
             raise ValueError(
                 f"layer {layer.name!r} ({type(layer).__name__}) has no 8-bit quantization "
@@ -436,11 +463,14 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8):
                 f"quantize(model, skip=[{layer.name!r}]), or pass your own QuantizeConfig "
                 "through tfmot.quantization.keras.quantize_annotate_layer."
             )
-        if config is None and bits != 8:
-            raise ValueError(
-                f"layer {layer.name!r} ({type(layer).__name__}) uses TFMOT's 8-bit rule, "
-                f"which cannot do bits={bits}. Fix: use bits=8 or skip it."
-            )
+        if config is None and (bits != 8 or activation_bits != 8):
+            config = _weightless_config(fresh, registry, activation_bits)
+            if config is None:
+                raise ValueError(
+                    f"layer {layer.name!r} ({type(layer).__name__}) has weights that only TFMOT's "
+                    f"8-bit rule quantizes, which cannot do bits={bits}, activation_bits={activation_bits}. "
+                    f"Fix: use 8 bits, or leave it in float with skip=[{layer.name!r}]."
+                )
         report["quantized"].append(layer.name)
         return _annotate_mod.QuantizeAnnotate(fresh, quantize_config=config)
 
@@ -458,6 +488,7 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8):
     for layer in quantized.layers:
         if isinstance(layer, _wrapper_mod.QuantizeWrapper):
             _normalize_tracking(layer)
+            _init_weight_ranges(layer)
     quantized.tfcompress_quantization_report = report
     log.info(
         "quantization-aware %s: %d layers quantized, float: %s, preserve_sparsity=%s",
@@ -467,6 +498,29 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8):
         preserve_sparsity,
     )
     return quantized
+
+
+def quantize_model(model, **kwargs):
+    """`quantize` under TFMOT's name: code written for
+    `tfmot.quantization.keras.quantize_model(model)` works with
+    `from tfcompress.quantization import quantize_model`, and its LSTM, GRU
+    and Embedding layers are quantized instead of refused. Keyword arguments
+    are `quantize`'s."""
+    return quantize(model, **kwargs)
+
+
+def _init_weight_ranges(wrapper):
+    """Sets each weight quantizer's range from the weight itself.
+
+    TFMOT starts every range at [-6, 6] and moves a weight's range only in a
+    training call, so until the first `fit` step the QAT model (and
+    `strip()`, and an export) computes with weights rounded on a grid far too
+    coarse for them: at 4 bits almost all of them round to zero. One call in
+    training mode sets the range exactly as that first step would.
+    """
+    for weight, quantizer, qvars in wrapper._weight_vars:  # noqa: SLF001
+        if qvars:
+            quantizer(weight, True, weights=qvars)
 
 
 def _normalize_tracking(wrapper):
@@ -574,25 +628,4 @@ def _inner_variables(wrapper, fresh):
 
 def _rebuild_without(model, drop, clone):
     """Re-runs the functional graph, skipping the layers in `drop`."""
-    tensors = {}
-    for inp, input_layer in zip(model.inputs, model._input_layers):  # noqa: SLF001
-        tensors[id(inp)] = keras.Input(batch_shape=tuple(inp.shape), dtype=inp.dtype, name=input_layer.name)
-    new_layers = {}
-    for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001
-        for node in model._nodes_by_depth[depth]:  # noqa: SLF001
-            layer = node.layer
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            args = tf.nest.map_structure(lambda t: tensors.get(id(t), t), node.call_args)
-            kwargs = tf.nest.map_structure(lambda t: tensors.get(id(t), t), node.call_kwargs)
-            if layer.name in drop:
-                out = args[0]
-            else:
-                if layer.name not in new_layers:
-                    new_layers[layer.name] = clone(layer)
-                out = new_layers[layer.name](*args, **kwargs)
-            for old, new in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(out)):
-                tensors[id(old)] = new
-    outputs = tf.nest.map_structure(lambda t: tensors[id(t)], model.outputs)
-    inputs = [tensors[id(t)] for t in model.inputs]
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0], name=model.name)
+    return rebuild_functional(model, clone, drop=drop)
