@@ -3,7 +3,8 @@
 tfcompress builds on **tf_keras** (Keras 2), the Keras that TensorFlow Model
 Optimization accepts; `tfcompress.keras` is that Keras, and every function that
 takes a model also accepts a Keras 3 Sequential or Functional model and
-converts it (see `tfcompress.as_tf_keras`).
+converts it (see `tfcompress.as_tf_keras`); `tfcompress.as_keras3` converts a
+compressed model back for a Keras 3 workflow.
 
 Each capability lives in its own module, used as `tfcompress.<module>.<name>`.
 """
@@ -11,8 +12,9 @@ Each capability lives in its own module, used as `tfcompress.<module>.<name>`.
 import importlib.metadata as _metadata
 
 from tfcompress._keras import ConversionError, as_tf_keras, keras
+from tfcompress._keras3 import as_keras3
 from tfcompress import devices, distillation, export, models, precision, pruning, quantization, report, text  # noqa: E402
-from tfcompress.saving import load_model, register as _register
+from tfcompress.saving import UnsafeModelError, load_model, register as _register
 
 _register()
 
@@ -24,8 +26,10 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 __all__ = [
     "keras",
     "as_tf_keras",
+    "as_keras3",
     "ConversionError",
     "load_model",
+    "UnsafeModelError",
     "devices",
     "distillation",
     "export",

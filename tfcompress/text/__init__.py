@@ -10,6 +10,11 @@ The usual path:
 `TextPreprocessor` holds the cleaning, tokenisation, stopword and stemming
 configuration; `Vocabulary` maps tokens to ids; `TextEncoder` combines the two
 with a fixed length and is saved beside the model.
+
+A model trained with a Keras `Tokenizer` or a `TextVectorization` layer keeps
+its own ids: `TextEncoder.from_keras(tokenizer_or_layer)` (or
+`load_tokenizer(path)`) reproduces them exactly, and `split_vectorizer(model)`
+takes a `TextVectorization` layer off a string-input model.
 """
 
 from tfcompress.text.loaders import (
@@ -30,12 +35,31 @@ from tfcompress.text.preprocess import (
     TokenTable,
 )
 from tfcompress.text.vocab import TextEncoder, Vocabulary, pad_and_truncate
+from tfcompress.text.keras_rules import KerasTokenizerRules, VectorizerRules
+from tfcompress.text.keras_compat import (
+    TokenizerError,
+    check_encoder,
+    find_vectorizer,
+    from_keras,
+    load_tokenizer,
+    split_vectorizer,
+    with_int_ids,
+)
 
 __all__ = [
     "TextPreprocessor",
     "TokenTable",
     "TextEncoder",
     "Vocabulary",
+    "KerasTokenizerRules",
+    "VectorizerRules",
+    "from_keras",
+    "load_tokenizer",
+    "check_encoder",
+    "split_vectorizer",
+    "find_vectorizer",
+    "with_int_ids",
+    "TokenizerError",
     "pad_and_truncate",
     "text_dataset",
     "tf_encoder",

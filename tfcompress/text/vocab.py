@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from tfcompress.text.keras_rules import RULES, KerasTokenizerRules, VectorizerRules
 from tfcompress.text.preprocess import TextPreprocessor, TokenTable
 
 __all__ = ["Vocabulary", "TextEncoder", "pad_and_truncate"]
@@ -88,6 +89,9 @@ class Vocabulary:
             `oov_token`.
         pad_token: the token of id 0.
         oov_token: the token of id 1, which every unknown token maps to.
+            `None`: there is no OOV id and unknown tokens are **dropped**, as
+            a Keras `Tokenizer` without `oov_token` does (id 1 is then an
+            ordinary token).
 
     Example:
 
@@ -100,10 +104,11 @@ class Vocabulary:
 
     def __init__(self, tokens, pad_token="<pad>", oov_token="<unk>"):
         tokens = list(tokens)
-        if tokens[:2] != [pad_token, oov_token]:
+        reserved = [pad_token] + ([oov_token] if oov_token is not None else [])
+        if tokens[: len(reserved)] != reserved:
             raise ValueError(
                 f"Vocabulary tokens must start with the padding and OOV tokens "
-                f"{[pad_token, oov_token]}. Received first tokens: {tokens[:2]}."
+                f"{reserved}. Received first tokens: {tokens[: len(reserved)]}."
             )
         index = {}
         for i, tok in enumerate(tokens):
@@ -115,10 +120,10 @@ class Vocabulary:
         self.tokens = tokens
         self.pad_token = pad_token
         self.oov_token = oov_token
+        self.oov_id = 1 if oov_token is not None else None
         self._index = index
 
     pad_id = 0
-    oov_id = 1
 
     @classmethod
     def build(cls, token_lists, max_size=None, min_freq=1, pad_token="<pad>", oov_token="<unk>"):
@@ -166,23 +171,32 @@ class Vocabulary:
         return f"Vocabulary(size={len(self)}, pad={self.pad_token!r}, oov={self.oov_token!r})"
 
     def ids(self, tokens):
-        """Ids of one token list (unknown tokens -> `oov_id`)."""
+        """Ids of one token list (unknown tokens -> `oov_id`, or dropped)."""
         get = self._index.get
+        if self.oov_id is None:
+            return [i for i in map(get, tokens) if i is not None]
         return [get(t, 1) for t in tokens]
 
     def encode(self, token_lists, max_len, padding="pre", truncating="pre"):
         """Token lists (or a `TokenTable`) -> int32 array (n, max_len)."""
+        unknown = -1 if self.oov_id is None else self.oov_id
         get = self._index.get
         if isinstance(token_lists, TokenTable):
-            mapping = np.fromiter((get(t, 1) for t in token_lists.tokens), np.int32, len(token_lists.tokens))
+            mapping = np.fromiter((get(t, unknown) for t in token_lists.tokens), np.int32, len(token_lists.tokens))
             flat = mapping[token_lists.ids] if token_lists.ids.size else token_lists.ids
-            return _pack(flat, token_lists.lengths, max_len, padding, truncating)
-        lengths = np.fromiter((len(t) for t in token_lists), np.int64, len(token_lists))
-        flat = np.fromiter(
-            (get(t, 1) for t in itertools.chain.from_iterable(token_lists)),
-            np.int32,
-            int(lengths.sum()),
-        )
+            lengths = token_lists.lengths
+        else:
+            lengths = np.fromiter((len(t) for t in token_lists), np.int64, len(token_lists))
+            flat = np.fromiter(
+                (get(t, unknown) for t in itertools.chain.from_iterable(token_lists)),
+                np.int32,
+                int(lengths.sum()),
+            )
+        if self.oov_id is None and flat.size:
+            keep = flat >= 0
+            rows = np.repeat(np.arange(len(lengths)), lengths)
+            lengths = np.bincount(rows[keep], minlength=len(lengths)).astype(np.int64)
+            flat = flat[keep]
         return _pack(flat, lengths, max_len, padding, truncating)
 
     def decode(self, ids, skip_padding=True):
@@ -196,22 +210,27 @@ class Vocabulary:
         atomic_write_text(path, "".join(_escape(t) + "\n" for t in self.tokens), "vocabulary")
 
     @classmethod
-    def load(cls, path):
-        """Reads a file written by `save`; the first two lines are the reserved tokens."""
+    def load(cls, path, has_oov=True):
+        """Reads a file written by `save`; the first line is the padding token
+        and, with `has_oov`, the second the OOV token."""
         with open(path, encoding="utf-8", newline="\n") as f:
             lines = f.read().split("\n")
         if lines and lines[-1] == "":
             lines.pop()
-        if len(lines) < 2:
+        reserved = 2 if has_oov else 1
+        if len(lines) < reserved:
             raise ValueError(
-                f"{path}: a vocabulary file needs at least the padding and OOV lines; "
-                f"found {len(lines)} line(s)."
+                f"{path}: a vocabulary file needs at least the padding"
+                f"{' and OOV lines' if has_oov else ' line'}; found {len(lines)} line(s)."
             )
         tokens = [_unescape(line) for line in lines]
         try:
-            return cls(tokens, tokens[0], tokens[1])
+            return cls(tokens, tokens[0], tokens[1] if has_oov else None)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+
+
+_PREPROCESSORS = (TextPreprocessor, KerasTokenizerRules, VectorizerRules)
 
 
 class TextEncoder:
@@ -220,8 +239,13 @@ class TextEncoder:
     This is the piece a deployed model needs beside its `.tflite` file;
     `save(folder)` writes `vocab.txt` and `preprocessing.json`.
 
+    Build one from your texts (`fit`), or take over the tokenizer a Keras
+    model was trained with (`from_keras`: a `Tokenizer`, its JSON, or a
+    `TextVectorization` layer), so that the model gets the ids it knows.
+
     Args:
-        preprocessor: a `TextPreprocessor`.
+        preprocessor: a `TextPreprocessor` (NLTK), or the rules of a Keras
+            tokenizer (`KerasTokenizerRules`, `VectorizerRules`).
         vocabulary: a `Vocabulary`.
         max_len: the fixed sequence length of the model input.
         padding: `"pre"` (default) or `"post"`.
@@ -229,10 +253,10 @@ class TextEncoder:
     """
 
     def __init__(self, preprocessor, vocabulary, max_len, padding="pre", truncating="pre"):
-        if not isinstance(preprocessor, TextPreprocessor):
+        if not isinstance(preprocessor, _PREPROCESSORS):
             raise TypeError(
-                f"TextEncoder(preprocessor=...) expects a TextPreprocessor. Received: "
-                f"{type(preprocessor).__name__}."
+                f"TextEncoder(preprocessor=...) expects a TextPreprocessor, KerasTokenizerRules or "
+                f"VectorizerRules. Received: {type(preprocessor).__name__}."
             )
         if not isinstance(vocabulary, Vocabulary):
             raise TypeError(
@@ -275,6 +299,16 @@ class TextEncoder:
         encoder = cls(preprocessor, vocab, max_len)
         return encoder, encoder.encode_tokens(table)
 
+    @classmethod
+    def from_keras(cls, obj, max_len=None, padding=None, truncating=None, model=None):
+        """The encoder of a Keras tokenizer: the same ids, exactly.
+
+        See `tfcompress.text.from_keras` for the arguments.
+        """
+        from tfcompress.text.keras_compat import from_keras
+
+        return from_keras(obj, max_len=max_len, padding=padding, truncating=truncating, model=model)
+
     def __call__(self, texts, **kwargs):
         """Texts -> int32 array (n, max_len). Keyword arguments go to the preprocessor."""
         return self.encode_tokens(self.preprocessor.table(texts, **kwargs))
@@ -285,6 +319,7 @@ class TextEncoder:
 
     def get_config(self):
         return {
+            "preprocessor_class": type(self.preprocessor).__name__,
             "preprocessor": self.preprocessor.get_config(),
             "max_len": self.max_len,
             "padding": self.padding,
@@ -323,7 +358,15 @@ class TextEncoder:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}.") from None
         config = payload.get("config", {})
-        vocab = Vocabulary.load(os.path.join(folder, config.get("vocabulary_file", "vocab.txt")))
+        kind = config.get("preprocessor_class", "TextPreprocessor")
+        classes = {"TextPreprocessor": TextPreprocessor, **RULES}
+        if kind not in classes:
+            raise ValueError(
+                f"{path}: unknown preprocessor_class {kind!r}; expected one of {sorted(classes)}. "
+                "The file may come from a newer tfcompress."
+            )
+        has_oov = config.get("oov_token", "<unk>") is not None
+        vocab = Vocabulary.load(os.path.join(folder, config.get("vocabulary_file", "vocab.txt")), has_oov=has_oov)
         if config.get("vocabulary_size") not in (None, len(vocab)):
             raise ValueError(
                 f"{path} says the vocabulary has {config['vocabulary_size']} tokens but "
@@ -331,7 +374,7 @@ class TextEncoder:
                 "files do not belong together."
             )
         return cls(
-            TextPreprocessor.from_config(config["preprocessor"]),
+            classes[kind].from_config(config["preprocessor"]),
             vocab,
             config["max_len"],
             config.get("padding", "pre"),
