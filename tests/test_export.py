@@ -229,12 +229,32 @@ def test_converter_crash_is_contained_and_leaves_no_file(tmp_path):
 
 def test_unconvertible_layer_is_named_with_alternative(tmp_path):
     inp = keras.Input((1,), dtype="string")
-    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=5, name="vectorize")
-    vectorize.adapt(["a b c", "d e"])
-    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Embedding(20, 4)(vectorize(inp))))
-    with pytest.raises(export.ConversionError, match=r"layer 'vectorize' \(TextVectorization\).*tfcompress.text.TextEncoder"):
+    lookup = keras.layers.StringLookup(vocabulary=["a", "b", "c"], name="lookup")
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(20, 4)(lookup(inp)))))
+    with pytest.raises(export.ConversionError, match=r"layer 'lookup' \(StringLookup\).*tfcompress.text.Vocabulary"):
         export.to_tflite(model, tmp_path / "v.tflite", isolate=False)
     assert not os.listdir(tmp_path)
+
+
+def test_a_text_vectorization_layer_is_split_off_and_written_beside_the_file(tmp_path):
+    inp = keras.Input((1,), dtype="string")
+    vectorize = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=5, name="vectorize")
+    vectorize.adapt(["a b c", "d e", "a a b"])
+    h = keras.layers.LSTM(3)(keras.layers.Embedding(20, 4)(vectorize(inp)))
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(h))
+    result = export.to_tflite(model, tmp_path / "v.tflite", isolate=False)
+    assert result.encoder is not None and "TextVectorization 'vectorize' taken out" in result.notes[0]
+    assert sorted(os.listdir(tmp_path)) == ["preprocessing.json", "v.json", "v.tflite", "vocab.txt"]
+    strings = ["a b c", "e d unknown", "", "A! B?"]
+    encoder = text.TextEncoder.load(tmp_path)
+    np.testing.assert_allclose(
+        export.TFLiteModel(result.path).predict(encoder(strings)),
+        model.predict(tf.constant(strings)[:, None], verbose=0),
+        atol=1e-5,
+    )
+    # the file reads ids; evaluate() compares it with the model after its vectorizer
+    r = export.evaluate(result.path, (encoder(strings), None), reference=model, latency_runs=0, verbose=False)
+    assert r["agreement"] == 1.0
 
 
 def test_unsupported_op_is_traced_to_its_layer(tmp_path):

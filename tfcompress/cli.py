@@ -64,7 +64,28 @@ def build_parser():
     compress.add_argument("data", nargs="?", help="training data: .tsv/.csv/.jsonl file or a folder per label")
     compress.add_argument("--recipe", help="a YAML or JSON recipe (see tfcompress.recipe)")
     compress.add_argument("--dev", help="dev data (default: 10%% of the training data)")
-    compress.add_argument("--model", help="your trained tf_keras/Keras 3 classifier (.keras/.h5/SavedModel)")
+    compress.add_argument(
+        "--model",
+        help="your trained tf_keras/Keras 3 classifier (.keras/.h5/SavedModel); give --tokenizer unless it "
+        "starts with a TextVectorization layer",
+    )
+    compress.add_argument(
+        "--tokenizer",
+        help="the tokenizer your model was trained with: a Keras Tokenizer JSON (tokenizer.to_json()), a "
+        "vocabulary file (TextVectorization order, one token per line) or a tfcompress TextEncoder folder",
+    )
+    compress.add_argument(
+        "--padding", choices=["pre", "post"], help="how your ids were padded (default: the tokenizer's usual: pre for a Keras Tokenizer, post for TextVectorization)"
+    )
+    compress.add_argument("--truncating", choices=["pre", "post"], help="which end long texts were cut at (default: as --padding's default)")
+    compress.add_argument(
+        "--labels", help="label names in your model's class order, comma-separated (default: sorted, numerically if integers)"
+    )
+    compress.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="run code stored in the model file (Lambda layers, custom objects); only for files you trust",
+    )
     compress.add_argument("--out", default="tfcompress-out", help="output folder (default: %(default)s)")
     compress.add_argument("--text-column", help="text column name or 0-based position")
     compress.add_argument("--label-column", help="label column name or 0-based position")
@@ -88,6 +109,11 @@ def build_parser():
     evaluate.add_argument("tflite", help="the .tflite file")
     evaluate.add_argument("data", help="labelled data (.tsv/.csv/.jsonl/folder)")
     evaluate.add_argument("--reference", help="the Keras model to compare with")
+    evaluate.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="run code stored in the reference model file (Lambda layers, custom objects); only for files you trust",
+    )
     evaluate.add_argument("--text-column")
     evaluate.add_argument("--label-column")
     evaluate.add_argument("--format", choices=["tsv", "csv", "jsonl", "folder"])
@@ -163,9 +189,10 @@ def _cmd_compress(args, parser):
                 "format": args.format,
                 "text_column": _column(args.text_column),
                 "label_column": _column(args.label_column),
+                "labels": args.labels.split(",") if args.labels else None,
             },
-            "text": {"max_len": args.max_len},
-            "model": {"load": args.model} if args.model else {},
+            "text": {"max_len": args.max_len, "tokenizer": args.tokenizer, "padding": args.padding, "truncating": args.truncating},
+            "model": {"load": args.model, "trust_code": args.trust_model_code} if args.model else {},
             "steps": [{s: step_args[s]} for s in steps],
         }
         plan = recipe.Recipe.from_dict(config, source="command line", base_dir=".")
@@ -199,7 +226,7 @@ def _cmd_evaluate(args, parser):
         label_column=_column(args.label_column),
         label_names=labels,
     )
-    reference = load_model(args.reference) if args.reference else None
+    reference = load_model(args.reference, safe_mode=not args.trust_model_code) if args.reference else None
     result = export.evaluate(args.tflite, (encoder(data.texts), data.labels), reference=reference, latency_runs=args.runs, verbose=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -251,12 +278,21 @@ def main(argv=None):
     import tensorflow as tf
 
     tf.get_logger().setLevel(logging.ERROR)  # keep the command's own progress readable
+    from tfcompress import ConversionError, UnsafeModelError
     from tfcompress.recipe import RecipeError
-    from tfcompress.text import DataFormatError, MissingNLTKData
+    from tfcompress.text import DataFormatError, MissingNLTKData, TokenizerError
 
     try:
         return args.func(args, parser)
-    except (RecipeError, DataFormatError, MissingNLTKData, FileNotFoundError) as err:
+    except (
+        RecipeError,
+        DataFormatError,
+        MissingNLTKData,
+        FileNotFoundError,
+        UnsafeModelError,
+        TokenizerError,
+        ConversionError,
+    ) as err:
         print(f"tfcompress {args.command}: {err}", file=sys.stderr)
         return 2
 

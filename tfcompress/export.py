@@ -11,6 +11,12 @@ Keras text model right:
   layers, QAT graphs) run in a separate process, so a crash raises
   `ConversionCrashed` instead of killing yours (`isolate=True` does this for
   every mode);
+- a model that starts with a `TextVectorization` layer (string input, whose
+  ops TFLite lacks) is split: the file reads token ids, and the layer's
+  vocabulary and rules go beside it as a `TextEncoder`;
+- weights quantization-aware trained below 8 bits are stored in the mode's
+  type (TFLite has no lower-bit storage for LSTM, FULLY_CONNECTED or GATHER);
+  the JSON says so and gives the grid (`weight_grid`);
 - the file is written completely or not at all, beside the deployment files:
   `<name>.json` (inputs, outputs, dtypes, quantization parameters, labels) and,
   given a `TextEncoder`, `vocab.txt` and `preprocessing.json`.
@@ -90,6 +96,9 @@ class ExportResult:
         files: every file written (the .tflite, its JSON, vocabulary, ...).
         sparse_encoding: whether TFLite's sparse weight encoding was used.
         notes: what was done to the model on the way (stripping, rebuild...).
+        encoder: the `TextEncoder` written beside the file (the one passed
+            in, or the one taken out of a model's TextVectorization layer),
+            or None.
     """
 
     path: str
@@ -100,6 +109,7 @@ class ExportResult:
     files: list
     sparse_encoding: bool
     notes: list
+    encoder: object = None
 
 
 # --------------------------------------------------------------------------
@@ -252,6 +262,27 @@ def _prepare(model, keep_qat):
                 f"{_UNSUPPORTED[name]}."
             )
     return model, notes
+
+
+def _weight_grid(model, mode):
+    """What the file stores for a model whose weights sit on a grid of fewer
+    than 256 values (QAT with bits < 8), as a note and a metadata entry."""
+    most = 0
+    for w in model.weights:
+        if len(w.shape) >= 2:
+            most = max(most, len(np.unique(w.numpy())))
+            if most > 255:
+                return None, None
+    if not most or most > 127:
+        return None, None
+    bits = max(1, int(np.ceil(np.log2(most + 1))))
+    stored = {"float32": "32-bit floats", "float16": "16-bit floats"}.get(mode, "8-bit integers")
+    note = (
+        f"weights take at most {most} distinct values per tensor (a {bits}-bit grid); the file stores "
+        f"them as {stored}, since TFLite has no lower-bit storage for these ops: the raw size is that "
+        "of the mode, and the fewer values show in the gzip size"
+    )
+    return note, {"max_distinct_values": most, "bits": bits, "stored_as": stored}
 
 
 def _input_specs(model, batch_size, seq_len):
@@ -468,6 +499,20 @@ def _explain(model, text, options):
     )
 
 
+def _runtime_problem(flat):
+    """Why the runtime cannot prepare and invoke `flat` (None if it can).
+
+    A file can convert and still not run: a pruned LSTM whose sparse-encoded
+    weights sit in a WHILE loop is refused by XNNPACK, the default delegate.
+    """
+    try:
+        runtime = TFLiteModel(flat)
+        runtime.invoke(*[np.zeros(d["shape"], d["dtype"]) for d in runtime.inputs])
+    except (RuntimeError, ValueError) as err:
+        return " ".join(str(err).split())[:300].rstrip(".")
+    return None
+
+
 def _zero_fraction(model):
     zeros = size = 0
     for w in model.weights:
@@ -513,7 +558,11 @@ def to_tflite(
 
     Args:
         model: a tf_keras or Keras 3 model; pruned, QAT or mixed-precision
-            models are handled (see the module docstring).
+            models are handled (see the module docstring). A model that
+            starts with a `TextVectorization` layer is split
+            (`tfcompress.text.split_vectorizer`): the file reads token ids and
+            the layer's vocabulary and rules are written beside it
+            (`result.encoder`).
         path: the `.tflite` file to write (its folder is created).
         mode: one of `MODES`; default `DEFAULT_MODE`.
         representative_data: for `mode="int8"`: inputs to calibrate on
@@ -567,7 +616,28 @@ def to_tflite(
     if not path.endswith(".tflite"):
         raise ValueError(f"to_tflite writes a .tflite file; the path must end in .tflite. Received: {path!r}.")
     _io.check_writable_dir(path, "TFLite")
+    from tfcompress.text.keras_compat import find_vectorizer, split_vectorizer
+
+    vectorizer = find_vectorizer(model)
+    if vectorizer is not None:
+        inner, model = split_vectorizer(model, max_len=seq_len or (encoder.max_len if encoder is not None else None))
+        if encoder is not None and encoder != inner:
+            raise ValueError(
+                f"to_tflite: the model has its own TextVectorization layer {vectorizer.name!r}, and a different "
+                "encoder was passed. Fix: leave encoder= out; the layer's vocabulary and rules are written "
+                "beside the file."
+            )
+        encoder = inner
     model, notes = _prepare(model, keep_qat)
+    if vectorizer is not None:
+        notes.insert(
+            0,
+            f"TextVectorization {vectorizer.name!r} taken out of the model (its string ops are not TFLite "
+            "built-ins): the file reads int32 token ids; vocab.txt + preprocessing.json give the same ids",
+        )
+    grid_note, grid = _weight_grid(model, mode)
+    if grid_note:
+        notes.append(grid_note)
     if seq_len is None and encoder is not None:
         seq_len = encoder.max_len
     specs = _input_specs(model, batch_size, seq_len)
@@ -593,12 +663,27 @@ def to_tflite(
     used_sparse = False
     if sparse is True or (sparse == "auto" and _zero_fraction(model) >= 0.3):
         sparse_flat = convert({**options, "sparse": True})
-        if flat is None or len(sparse_flat) < len(flat):
+        problem = _runtime_problem(sparse_flat)
+        if problem and sparse is True:
+            raise ConversionError(
+                f"to_tflite: with sparse=True the file of model {model.name!r} does not run on the LiteRT "
+                f"runtime with its default delegate (XNNPACK, what apps use): {problem}. Fix: sparse='auto' "
+                "or False (dense weights; gzip still shrinks the zeros)."
+            )
+        if problem:
+            notes.append(f"sparse encoding tried and dropped: the runtime's default delegate cannot run it ({problem})")
+        elif flat is None or len(sparse_flat) < len(flat):
             flat, used_sparse = sparse_flat, True
         else:
             notes.append(
                 f"sparse encoding tried and dropped: {len(sparse_flat):,} bytes vs {len(flat):,} dense"
             )
+    problem = _runtime_problem(flat)
+    if problem:
+        raise ConversionError(
+            f"to_tflite: the converted file of model {model.name!r} (mode {mode!r}) does not run on the LiteRT "
+            f"runtime: {problem}. Nothing was written. Fix: try another mode, or report the model's layers."
+        )
     runtime = TFLiteModel(flat)
     ops = runtime.ops
     stateful = any("LSTM" in op or "RNN" in op for op in ops) or any(
@@ -629,6 +714,7 @@ def to_tflite(
         ),
         "preprocessing": "preprocessing.json" if encoder is not None else None,
         "vocabulary": "vocab.txt" if encoder is not None else None,
+        "weight_grid": grid,
         "steps": notes,
         "tfcompress": _version(),
         "tensorflow": tf.__version__,
@@ -650,6 +736,7 @@ def to_tflite(
         files=files,
         sparse_encoding=used_sparse,
         notes=notes,
+        encoder=encoder,
     )
 
 
@@ -708,7 +795,7 @@ def evaluate(
         data: an `(x, y)` pair (y may be None), or a `tf.data.Dataset` of
             `(x, y)` or `x`, batched or not.
         reference: the Keras model the file was exported from (any form:
-            pruned, QAT, Keras 3).
+            pruned, QAT, Keras 3, with a TextVectorization layer).
         latency_runs: single-example invokes timed after `warmup` (>= 200
             recommended; 0 skips timing).
         num_threads: interpreter threads.
@@ -735,6 +822,10 @@ def evaluate(
             predicted = (outputs.reshape(len(x), -1)[:, 0] > 0.5).astype(int)
         result["accuracy"] = float((predicted == y.reshape(-1)).mean())
     if reference is not None:
+        from tfcompress.text.keras_compat import find_vectorizer, split_vectorizer
+
+        if find_vectorizer(reference) is not None:  # the file reads ids: compare with the model after the vectorizer
+            reference = split_vectorizer(reference, max_len=x.shape[1] if x.ndim == 2 else None)[1]
         reference = ensure_tf_keras(reference, caller="evaluate")
         expected = reference.predict(x, batch_size=256, verbose=0)
         expected = expected[0] if isinstance(expected, list) else expected

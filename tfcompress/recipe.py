@@ -171,16 +171,21 @@ SCHEMA = {
         "max_chars": (lambda v: v is None or _positive_int(v), None),
         "window": (_positive_int, 40),
         "stride": (_positive_int, 3),
+        "labels": (lambda v: v is None or (_str_list(v) and len(v) >= 2 and len(set(v)) == len(v)), None),
     },
     "text": {
         "preprocessor": (lambda v: isinstance(v, dict), {}),
         "max_len": (lambda v: v is None or _positive_int(v), None),
         "max_size": (lambda v: v is None or _positive_int(v), 20000),
         "min_freq": (_positive_int, 1),
+        "tokenizer": (_str_or_none, None),
+        "padding": (_choice(None, "pre", "post"), None),
+        "truncating": (_choice(None, "pre", "post"), None),
     },
     "model": {
         "build": (lambda v: v is None or isinstance(v, dict), None),
         "load": (_str_or_none, None),
+        "trust_code": (_choice(True, False), False),
     },
     "steps": None,  # validated separately
 }
@@ -223,6 +228,10 @@ SCHEMA["text"]["preprocessor"][0].expected = "a mapping of TextPreprocessor argu
 SCHEMA["text"]["max_len"][0].expected = "an integer >= 1, or null (99th percentile)"
 SCHEMA["text"]["max_size"][0].expected = "an integer >= 3, or null"
 SCHEMA["data"]["max_chars"][0].expected = "an integer >= 1, or null"
+SCHEMA["data"]["labels"][0].expected = "a list of two or more distinct label names in the model's class order, or null"
+SCHEMA["text"]["tokenizer"][0].expected = (
+    "the path of a TextEncoder folder, a Keras Tokenizer JSON file or a vocabulary file, or null"
+)
 SCHEMA["model"]["build"][0].expected = "a mapping of model builder arguments, or null"
 STEP_SCHEMA["distill"]["student"][0].expected = "a mapping of model builder arguments"
 STEP_SCHEMA["prune"]["layers"][0].expected = "a list of layer names or class names, or null"
@@ -392,6 +401,10 @@ class Recipe:
                 fail(path + [bad[0]], f"unknown model argument {bad[0]!r}", f"use {', '.join(sorted(allowed))}")
         if model_cfg["load"] is not None and data_cfg["task"] != "classification":
             fail(["model", "load"], "loading a model is supported for classification recipes", "use model.build for a language model")
+        if config["text"]["tokenizer"] is not None and data_cfg["task"] != "classification":
+            fail(["text", "tokenizer"], "a tokenizer applies to classification recipes", "drop text.tokenizer for a language model")
+        if data_cfg["labels"] is not None and data_cfg["task"] != "classification":
+            fail(["data", "labels"], "label names apply to classification recipes", "drop data.labels for a language model")
         if data_cfg["task"] == "classification":
             try:
                 from tfcompress.text import TextPreprocessor
@@ -405,10 +418,12 @@ class Recipe:
                 full = value if os.path.isabs(value) else os.path.join(base_dir, value)
                 if not os.path.exists(full):
                     fail(["data", path_key], f"{value!r} does not exist (looked at {full})", "give a path relative to the recipe file or an absolute path")
-        if model_cfg["load"]:
-            full = model_cfg["load"] if os.path.isabs(model_cfg["load"]) else os.path.join(base_dir, model_cfg["load"])
-            if not os.path.exists(full):
-                fail(["model", "load"], f"{model_cfg['load']!r} does not exist (looked at {full})", "give the saved model's path")
+        for section, key, what in (("model", "load", "the saved model's path"), ("text", "tokenizer", "the tokenizer's path")):
+            value = config[section][key]
+            if value:
+                full = value if os.path.isabs(value) else os.path.join(base_dir, value)
+                if not os.path.exists(full):
+                    fail([section, key], f"{value!r} does not exist (looked at {full})", f"give {what}, relative to the recipe file or absolute")
         return cls(config, source, base_dir)
 
     def resolve(self, path):
@@ -425,6 +440,7 @@ class Recipe:
         h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
         paths = [self.resolve(self.config["data"][k]) for k in ("train", "dev", "corpus")]
         paths.append(self.resolve(self.config["model"]["load"]))
+        paths.append(self.resolve(self.config["text"]["tokenizer"]))
         for path in paths:
             if not path or path == "builtin":
                 continue
@@ -552,31 +568,40 @@ def _prepare_data(recipe, run):
             data = {k: d[k] for k in d.files}
         meta = _read_json(os.path.join(folder, "done.json"))
         encoder = text.TextEncoder.load(folder) if meta["task"] == "classification" else None
-        vocab = text.Vocabulary.load(os.path.join(folder, "vocab.txt"))
+        vocab = encoder.vocabulary if encoder is not None else text.Vocabulary.load(os.path.join(folder, "vocab.txt"))
         run.log(f"[data] resumed: {len(data['x_train']):,} training and {len(data['x_dev']):,} dev examples")
         return data, encoder, vocab, meta
     cfg = recipe.config["data"]
     os.makedirs(folder, exist_ok=True)
     if cfg["task"] == "classification":
         kwargs = {k: cfg[k] for k in ("format", "text_column", "label_column", "header", "encoding")}
-        train = text.load_texts(recipe.resolve(cfg["train"]), **kwargs)
+        train = text.load_texts(recipe.resolve(cfg["train"]), label_names=cfg["labels"], **kwargs)
         if cfg["dev"]:
             dev = text.load_texts(recipe.resolve(cfg["dev"]), label_names=train.label_names, **kwargs)
         else:
             train, dev = train.split(cfg["dev_fraction"], seed=recipe.config["seed"])
-        tcfg = recipe.config["text"]
-        encoder, x_train = text.TextEncoder.fit_transform(
-            train.texts,
-            text.TextPreprocessor(**tcfg["preprocessor"]),
-            max_len=tcfg["max_len"],
-            max_size=tcfg["max_size"],
-            min_freq=tcfg["min_freq"],
-        )
+        encoder, prepared = _encoder_and_model(recipe, train, folder)
+        if encoder is None:
+            tcfg = recipe.config["text"]
+            encoder, x_train = text.TextEncoder.fit_transform(
+                train.texts,
+                text.TextPreprocessor(**tcfg["preprocessor"]),
+                max_len=tcfg["max_len"],
+                max_size=tcfg["max_size"],
+                min_freq=tcfg["min_freq"],
+            )
+        else:
+            x_train = encoder(train.texts)
         data = {"x_train": x_train, "y_train": train.labels, "x_dev": encoder(dev.texts), "y_dev": dev.labels}
-        encoder.save(folder)
+        encoder.save(folder)  # vocab.txt and preprocessing.json
         vocab = encoder.vocabulary
-        meta = {"task": "classification", "labels": train.label_names, "num_classes": train.num_classes, "max_len": encoder.max_len}
-        # encoder.save wrote vocab.txt and preprocessing.json
+        meta = {
+            "task": "classification",
+            "labels": train.label_names,
+            "num_classes": train.num_classes,
+            "max_len": encoder.max_len,
+            "prepared_model": prepared,
+        }
     else:
         corpus = text.builtin_corpus() if cfg["corpus"] == "builtin" else open(recipe.resolve(cfg["corpus"]), encoding="utf-8").read()
         if cfg["max_chars"]:
@@ -600,6 +625,71 @@ def _prepare_data(recipe, run):
     return data, encoder, vocab, meta
 
 
+def _encoder_and_model(recipe, train, folder):
+    """The user's tokenizer and model, checked against each other.
+
+    Returns `(encoder or None, prepared)`: None when a new vocabulary is to be
+    fitted; `prepared` is True when the user's model was loaded, split from
+    its TextVectorization layer if it has one, checked, and saved as
+    `folder/model.keras` for the steps to start from.
+    """
+    from tfcompress import load_model, text
+
+    tcfg, mcfg = recipe.config["text"], recipe.config["model"]
+    options = {"max_len": tcfg["max_len"], "padding": tcfg["padding"], "truncating": tcfg["truncating"]}
+    tokenizer = recipe.resolve(tcfg["tokenizer"])
+
+    def fail(key, err, fix=""):
+        raise RecipeError(f"{recipe.source}: {key}: {err}" + (f" Fix: {fix}" if fix else "")) from None
+
+    def read_tokenizer(max_len):
+        try:
+            return text.load_tokenizer(tokenizer, **{**options, "max_len": max_len})
+        except (text.TokenizerError, ValueError) as err:
+            fix = "set text.max_len (command line: --max-len)" if "sequence length" in str(err) else ""
+            fail("text.tokenizer", err, fix)
+
+    if not mcfg["load"]:
+        return (read_tokenizer(tcfg["max_len"]) if tokenizer else None), False
+    path = recipe.resolve(mcfg["load"])
+    model = load_model(path, safe_mode=not mcfg["trust_code"])
+    vectorizer = text.find_vectorizer(model)
+    if vectorizer is not None:
+        if tokenizer:
+            fail(
+                "text.tokenizer",
+                f"{mcfg['load']} has its own TextVectorization layer {vectorizer.name!r}, which is its tokenizer.",
+                "drop text.tokenizer (--tokenizer); tfcompress takes the layer's vocabulary and rules.",
+            )
+        try:
+            encoder, model = text.split_vectorizer(model, max_len=tcfg["max_len"])
+        except text.TokenizerError as err:
+            fail("model.load", err, "set text.max_len (command line: --max-len)" if "max_len" in str(err) else "")
+    else:
+        model = text.with_int_ids(model)
+        _check_loaded(model, {"num_classes": train.num_classes}, recipe)
+    if vectorizer is None and not tokenizer:
+        fail(
+            "model.load",
+            f"{mcfg['load']} reads token ids, but no tokenizer was given. A new vocabulary would give "
+            "the trained embedding other words under the same ids.",
+            "give the tokenizer the model was trained with: text.tokenizer (command line: --tokenizer) "
+            "set to a Keras Tokenizer JSON file (tokenizer.to_json()), a vocabulary file "
+            "(TextVectorization order, one token per line) or a tfcompress TextEncoder folder.",
+        )
+    elif vectorizer is None:
+        shape = tuple(model.inputs[0].shape)
+        length = shape[1] if len(shape) == 2 else None
+        encoder = read_tokenizer(tcfg["max_len"] or length)
+        try:
+            encoder = text.check_encoder(encoder, model, explicit_len=tcfg["max_len"] is not None)
+        except text.TokenizerError as err:
+            fail("text.tokenizer", err)
+    _check_loaded(model, {"num_classes": train.num_classes}, recipe)
+    model.save(os.path.join(folder, "model.keras"))
+    return encoder, True
+
+
 def _build_model(recipe, meta, vocab, args):
     from tfcompress import models
 
@@ -615,7 +705,7 @@ def _evaluate_keras(model, data, meta):
 
     plain = quantization.strip(model)
     probs = model.predict(data["x_dev"], batch_size=512, verbose=0)
-    accuracy = float((probs.argmax(-1) == data["y_dev"]).mean())
+    accuracy = float((_predicted(probs) == data["y_dev"]).mean())
     bits = None
     if meta["task"] == "language_model":
         p = np.clip(probs[np.arange(len(probs)), data["y_dev"]], 1e-12, 1)
@@ -626,12 +716,21 @@ def _evaluate_keras(model, data, meta):
     import warnings
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\(\)`.*")
+        warnings.filterwarnings("ignore", message=r".*HDF5 file via `model.save\(\)`.*")
         path = os.path.join(tmp, "model.h5")  # the size of the float model's weights
         plain.save(path, include_optimizer=False)
         with open(path, "rb") as f:
             raw = f.read()
     return accuracy, bits, params, nonzero, len(raw), len(gzip.compress(raw, 9))
+
+
+def _predicted(probs):
+    """Class ids from a softmax over classes, or from one sigmoid unit."""
+    return (probs[:, 0] > 0.5).astype(int) if probs.shape[-1] == 1 else probs.argmax(-1)
+
+
+def _loss_for(model):
+    return "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
 
 
 def _metric(meta, accuracy, bits):
@@ -655,7 +754,7 @@ def _fit(model, data, args, recipe, default_lr, seed=0):
 
     lr = args.get("learning_rate") or default_lr
     if model.optimizer is None or args.get("learning_rate"):
-        model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", ["accuracy"])
+        model.compile(keras.optimizers.Adam(lr), _loss_for(model), ["accuracy"])
     x, y = _subset(data, args, seed)
     model.fit(
         x,
@@ -703,6 +802,9 @@ def run(recipe, out, log=print, restart=False):
         extra = f"accuracy {acc:.4f}" if meta["task"] == "language_model" else ""
         return Record(step, "keras", params, size, gz, name, value, higher, None, nonzero if nonzero < params * 0.95 else None, "; ".join(x for x in (notes, extra) if x))
 
+    if meta.get("prepared_model"):
+        # The user's model as it came in: the baseline every later row is read against.
+        report.add(record_keras("your model (as loaded)", _prepared_model(recipe, state)))
     for index, (name, args) in enumerate(steps, start=1):
         folder = state.step_dir(index, name)
         if state.done(index, name):
@@ -710,7 +812,7 @@ def run(recipe, out, log=print, restart=False):
             for r in payload["records"]:
                 report.add(Record.from_dict(r))
             if os.path.exists(os.path.join(folder, "model.keras")):
-                model = load_model(os.path.join(folder, "model.keras"))
+                model = load_model(os.path.join(folder, "model.keras"), safe_mode=not recipe.config["model"]["trust_code"])
             log(f"[{index}/{len(steps)} {name}] resumed from its checkpoint")
             continue
         _seed(recipe, index)
@@ -721,14 +823,13 @@ def run(recipe, out, log=print, restart=False):
             with precision.policy_scope(policy), strategy.scope():
                 if model is None:
                     if recipe.config["model"]["load"]:
-                        model = load_model(recipe.resolve(recipe.config["model"]["load"]))
-                        _check_loaded(model, meta, recipe)
+                        model = _prepared_model(recipe, state)
                     else:
                         model = _build_model(recipe, meta, vocab, recipe.config["model"]["build"])
                 model = _fit(model, data, args, recipe, 2e-3, seed=index)
             records.append(record_keras("train", model))
         elif name == "prune":
-            model = _require(model, recipe, meta, vocab, name)
+            model = _require(model, recipe, meta, vocab, name, state)
             steps_per_epoch = int(np.ceil(len(_subset(data, args, index)[0]) / args["batch_size"]))
             with precision.policy_scope("float32"), strategy.scope():
                 pruned = pruning.prune(
@@ -746,7 +847,7 @@ def run(recipe, out, log=print, restart=False):
             sparsity = pruning.sparsity_report(model).overall()
             records.append(record_keras(f"prune {args['structure'] or format(args['target_sparsity'], '.0%')}", model, f"sparsity {sparsity:.1%}"))
         elif name == "quantize":
-            model = _require(model, recipe, meta, vocab, name)
+            model = _require(model, recipe, meta, vocab, name, state)
             with precision.policy_scope("float32"), strategy.scope():
                 model = quantization.quantize(model, skip=args["skip"] or None, preserve_sparsity=args["preserve_sparsity"])
                 model = _fit(model, data, {**args, "learning_rate": args["learning_rate"] or 5e-4}, recipe, 5e-4, seed=index)
@@ -755,9 +856,17 @@ def run(recipe, out, log=print, restart=False):
         elif name == "distill":
             if args["teacher"] == "trained":
                 first = next(i for i, (n, _) in enumerate(steps, start=1) if n == "train")
-                teacher = load_model(os.path.join(state.step_dir(first, "train"), "model.keras"))
+                teacher = load_model(
+                    os.path.join(state.step_dir(first, "train"), "model.keras"), safe_mode=not recipe.config["model"]["trust_code"]
+                )
             else:
-                teacher = _require(model, recipe, meta, vocab, name)
+                teacher = _require(model, recipe, meta, vocab, name, state)
+            if teacher.output_shape[-1] == 1:
+                raise RecipeError(
+                    f"{recipe.source}: step 'distill': the teacher has one sigmoid output; the Distiller "
+                    "matches softmax distributions over the classes. Fix: drop the distill step, or give a "
+                    "teacher with one softmax output per class."
+                )
             with precision.policy_scope(policy), strategy.scope():
                 student = _build_model(recipe, meta, vocab, {**args["student"], "learning_rate": 2e-3})
                 distiller = distillation.Distiller(teacher, student, alpha=args["alpha"], temperature=args["temperature"], distillation_loss=args["distillation_loss"])
@@ -768,7 +877,7 @@ def run(recipe, out, log=print, restart=False):
             model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", ["accuracy"])
             records.append(record_keras("distill -> student", model))
         elif name == "export":
-            model = _require(model, recipe, meta, vocab, name)
+            model = _require(model, recipe, meta, vocab, name, state)
             for i, mode in enumerate(args["modes"]):
                 filename = f"{args['name']}.tflite" if i == 0 else f"{args['name']}-{mode}.tflite"
                 path = os.path.join(state.out, filename)
@@ -785,7 +894,11 @@ def run(recipe, out, log=print, restart=False):
                 )
                 if meta["task"] == "language_model" and i == 0:
                     vocab.save(os.path.join(state.out, "vocab.txt"))  # the characters, one per line
-                r = export.evaluate(path, (data["x_dev"], data["y_dev"]), reference=model, latency_runs=args["latency_runs"], verbose=False)
+                # Agreement with the Keras model the file computes: the QAT model simulates int8
+                # activations, which only an int8 file has; float32/float16/dynamic files compute
+                # the stripped model (QAT weights baked, float activations).
+                reference = model if mode == "int8" else quantization.strip(model)
+                r = export.evaluate(path, (data["x_dev"], data["y_dev"]), reference=reference, latency_runs=args["latency_runs"], verbose=False)
                 bits = None
                 if meta["task"] == "language_model":
                     probs = export.TFLiteModel(path).predict(data["x_dev"])
@@ -830,15 +943,18 @@ def _layer_selection(names):
     return out
 
 
-def _require(model, recipe, meta, vocab, name):
+def _prepared_model(recipe, state):
+    """The user's model as data preparation checked and saved it."""
+    from tfcompress import load_model
+
+    return load_model(os.path.join(state.step_dir(0, "data"), "model.keras"), safe_mode=not recipe.config["model"]["trust_code"])
+
+
+def _require(model, recipe, meta, vocab, name, state):
     if model is not None:
         return model
     if recipe.config["model"]["load"]:
-        from tfcompress import load_model
-
-        model = load_model(recipe.resolve(recipe.config["model"]["load"]))
-        _check_loaded(model, meta, recipe)
-        return model
+        return _prepared_model(recipe, state)
     raise RecipeError(
         f"{recipe.source}: step '{name}' needs a trained model, but no 'train' step came before it "
         "and model.load is not set. Fix: start the steps with '- train: {...}', or load your model."
@@ -853,8 +969,9 @@ def _check_loaded(model, meta, recipe):
             f"({model.inputs[0].dtype.name}); a text classifier here takes int32 token ids of shape "
             f"(batch, length). Fix: load a model whose first layer is an Embedding."
         )
-    if model.output_shape[-1] != meta["num_classes"]:
+    width = model.output_shape[-1]
+    if width != meta["num_classes"] and not (width == 1 and meta["num_classes"] == 2):
         raise RecipeError(
-            f"{recipe.source}: model.load: the model has {model.output_shape[-1]} outputs but the data "
+            f"{recipe.source}: model.load: the model has {width} outputs but the data "
             f"has {meta['num_classes']} classes. Fix: load a model trained for these labels."
         )
