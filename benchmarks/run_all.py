@@ -29,6 +29,7 @@ BENCHMARKS = [
     "bench_pruning_qat",
     "bench_export",
     "bench_distillation",
+    "bench_your_models",
     "bench_acceleration",
     "bench_demo",
 ]

@@ -146,7 +146,7 @@ def test_an_unregistered_custom_class_is_refused_before_loading(tmp_path):
     model = keras.Model(inp, keras.layers.Dense(2)(_Unregistered(name="mystery")(inp)))
     for name in ("m.h5", "m.keras"):
         model.save(tmp_path / name)
-        with pytest.raises(UnsafeModelError, match=r"'mystery' \(_Unregistered\): it is a custom class"):
+        with pytest.raises(UnsafeModelError, match=r"'mystery' \(_Unregistered\): it is a custom object"):
             tfcompress.load_model(tmp_path / name)
 
 
@@ -198,3 +198,30 @@ def test_every_command_that_loads_a_model_refuses_code_and_offers_the_flag(tmp_p
     err = capsys.readouterr().err
     assert code == 2 and "--trust-model-code" in err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "function,reason",
+    [
+        ({"module": "os", "class_name": "function", "config": "system", "registered_name": "system"}, "custom object from module 'os'"),
+        ({"module": "builtins", "class_name": "function", "config": "exec", "registered_name": "function"}, "Python built-in 'exec'"),
+        ({"module": "tensorflow.io", "class_name": "function", "config": "write_file", "registered_name": None}, "module 'tensorflow.io'"),
+    ],
+)
+def test_a_config_naming_a_function_outside_keras_is_refused(tmp_path, function, reason):
+    """tf_keras' .keras loader imports any module a configuration names, and
+    would make e.g. os.system a layer's activation."""
+    import zipfile
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="relu", name="dense")])
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    config["config"]["layers"][1]["config"]["activation"] = function
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "evil.keras", "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    with pytest.raises(UnsafeModelError, match=reason):
+        tfcompress.load_model(tmp_path / "evil.keras")

@@ -77,6 +77,12 @@ def _yaml(tmp_path, text):
         ("data: {train: t.tsv}\nsteps:\n  - prune: {structure: '2:4', block_size: [1, 4]}\n", r"structure and block_size conflict"),
         ("data: {train: t.tsv\n", r"r.yaml, line \d+: invalid YAML"),
         ("data: {train: t.tsv}\nsteps: [export, {export: {name: model}}]\n", r"another export step already writes 'model'"),
+        ("data: {train: t.tsv}\ntext: {tokenizer: tok.json}\nsteps: [train]\n", r"key 'text.tokenizer': 'tok.json' does not exist.*Fix: give the tokenizer's path"),
+        ("data: {train: t.tsv}\ntext: {padding: post}\nsteps: [train]\n", r"key 'text.padding': text.padding says how a given tokenizer's ids were padded.*Fix: drop text.padding"),
+        ("data: {train: t.tsv}\ntext: {truncating: middle}\nsteps: [train]\n", r"key 'text.truncating': 'middle' is not valid here. Fix: give one of None, 'pre', 'post'"),
+        ("data: {train: t.tsv, labels: [pos]}\nsteps: [train]\n", r"key 'data.labels'.*two or more distinct label names"),
+        ("data: {train: t.tsv}\nmodel: {load: m.keras, trust_code: yes please}\nsteps: [train]\n", r"key 'model.trust_code'"),
+        ("data: {task: language_model, corpus: builtin}\ntext: {tokenizer: t.tsv}\nsteps: [train]\n", r"a tokenizer applies to classification recipes"),
     ],
 )
 def test_bad_recipes_are_refused_before_training_with_file_key_and_fix(tmp_path, body, pattern):

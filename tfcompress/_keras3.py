@@ -163,6 +163,8 @@ def _convert_layer(layer):
             "(`tfcompress.keras`), or write the layer for Keras 3 and copy the weights."
         )
     where = f"layer {layer.name!r} ({class_name})"
+    if class_name == "TextVectorization":
+        return _convert_vectorizer(layer, where)
     config = _translate(class_name, layer.get_config(), where)
     try:
         return getattr(keras3.layers, class_name).from_config(config)
@@ -170,7 +172,25 @@ def _convert_layer(layer):
         raise ConversionError(f"{where} could not be rebuilt in Keras 3 from its configuration: {err}") from err
 
 
+def _convert_vectorizer(layer, where):
+    """The vocabulary of an adapted TextVectorization is state, not
+    configuration: it is passed on explicitly."""
+    import keras as keras3
+
+    config = layer.get_config()
+    for key in ("standardize", "split"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise ConversionError(f"{where} uses a custom {key} function, which is Python code tfcompress cannot translate.")
+    config = {k: v for k, v in _plain(config).items() if k not in ("dtype", "vocabulary_size", "idf_weights", "batch_input_shape")}
+    if isinstance(config.get("ngrams"), list):
+        config["ngrams"] = tuple(config["ngrams"])
+    config["vocabulary"] = [str(t) for t in layer.get_vocabulary()] if layer.vocabulary_size() > 2 else None
+    return keras3.layers.TextVectorization(**config)
+
+
 def _copy(tfk_layer, k3_layer):
+    if type(tfk_layer).__name__ == "TextVectorization":
+        return  # its vocabulary went in through the configuration
     src = tfk_layer.get_weights()
     dst = k3_layer.get_weights()
     if [w.shape for w in src] != [w.shape for w in dst]:

@@ -247,7 +247,7 @@ def _prepare(model, keep_qat):
     if quantization.is_quantized(model) and not keep_qat:
         model = quantization.strip(model)
         notes.append(
-            "QAT wrappers stripped: weights baked to their 8-bit values, activation ranges "
+            "QAT wrappers stripped: weights baked to their quantized values, activation ranges "
             "calibrated by the converter (a QAT graph converts to an unfused LSTM loop)"
         )
     if is_mixed_precision(model):

@@ -401,6 +401,14 @@ class Recipe:
                 fail(path + [bad[0]], f"unknown model argument {bad[0]!r}", f"use {', '.join(sorted(allowed))}")
         if model_cfg["load"] is not None and data_cfg["task"] != "classification":
             fail(["model", "load"], "loading a model is supported for classification recipes", "use model.build for a language model")
+        for key in ("padding", "truncating"):
+            if config["text"][key] is not None and config["text"]["tokenizer"] is None:
+                fail(
+                    ["text", key],
+                    f"text.{key} says how a given tokenizer's ids were padded; without text.tokenizer, tfcompress "
+                    "fits its own vocabulary and pads at the front (what an LSTM without a mask learns from)",
+                    f"drop text.{key}, or give the tokenizer your model was trained with",
+                )
         if config["text"]["tokenizer"] is not None and data_cfg["task"] != "classification":
             fail(["text", "tokenizer"], "a tokenizer applies to classification recipes", "drop text.tokenizer for a language model")
         if data_cfg["labels"] is not None and data_cfg["task"] != "classification":
@@ -685,7 +693,8 @@ def _encoder_and_model(recipe, train, folder):
             encoder = text.check_encoder(encoder, model, explicit_len=tcfg["max_len"] is not None)
         except text.TokenizerError as err:
             fail("text.tokenizer", err)
-    _check_loaded(model, {"num_classes": train.num_classes}, recipe)
+    if vectorizer is not None:
+        _check_loaded(model, {"num_classes": train.num_classes}, recipe)
     model.save(os.path.join(folder, "model.keras"))
     return encoder, True
 

@@ -12,10 +12,12 @@ and SavedModel formats.
   model to tf_keras (`tfcompress.as_tf_keras`);
 - it treats the file as **untrusted input**: before anything is deserialized,
   the stored configuration is read as plain JSON and a model that holds code
-  (a `Lambda` layer's bytecode, a Keras 3 serialized lambda, an unregistered
-  custom class) is refused, naming the layer. tf_keras' own `.h5` and
-  SavedModel loaders have no safe mode: they run a `Lambda`'s code while
-  loading. `safe_mode=False` is the opt-in for files you trust;
+  (a `Lambda` layer's bytecode, a Keras 3 serialized lambda, a custom class or
+  function nobody registered, a module outside Keras, a TensorFlow op that
+  reaches outside the model) is refused, naming the layer. tf_keras' own
+  `.h5` and SavedModel loaders have no safe mode (they run a `Lambda`'s code
+  while loading), and its `.keras` loader imports any module a configuration
+  names. `safe_mode=False` is the opt-in for files you trust;
 - pruned models get their `fit` hook back.
 """
 
@@ -177,7 +179,11 @@ _SPECIAL_CLASS_NAMES = {
     "DTypePolicy", "FloatDTypePolicy", "Policy", "DTypePolicyMap", "TensorShape", "TensorSpec",
 }
 
-_TRUSTED_MODULES = ("keras", "tf_keras", "tensorflow_model_optimization", "tfcompress", "builtins", "tensorflow")
+# Packages whose classes a file may name. tf_keras' `.keras` loader imports
+# whatever module a configuration names and takes the attribute it names, so
+# anything else (`os`, `builtins`, `tensorflow.io` ...) is refused: a file
+# could otherwise make `os.system` an activation function.
+_TRUSTED_MODULES = ("keras", "tf_keras", "tensorflow_model_optimization", "tfcompress")
 
 
 def _known_class_names():
@@ -204,6 +210,22 @@ def _known_class_names():
     names.update(("PruneLowMagnitude", "QuantizeWrapperV2", "QuantizeWrapper", "QuantizeLayer", "QuantizeAnnotate"))
     # registered names may carry a package prefix ("tfcompress>CapVocabulary")
     names.update(n.split(">", 1)[-1] for n in list(names) if ">" in n)
+    # Keras 3 writes mask propagation (and other keras.ops calls) into a
+    # functional model's configuration as Operation classes.
+    import importlib
+    import pkgutil
+
+    from keras.src import ops as ops_package
+    from keras.src.ops.operation import Operation
+
+    for info in pkgutil.iter_modules(ops_package.__path__):
+        if info.name.endswith("_test") or info.ispkg:
+            continue
+        try:
+            module = importlib.import_module(f"keras.src.ops.{info.name}")
+        except ImportError:  # pragma: no cover - optional backends
+            continue
+        names.update(n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, Operation))
     return names
 
 
@@ -252,11 +274,20 @@ def inspect_model_file(path):
                 top_level = "." not in fn
                 if (top_level and fn in _TF_OP_DENIED) or (not top_level and not fn.startswith(_TF_OP_PREFIXES)):
                     note(here, class_name, f"it calls tf.{fn}, which reaches outside the model")
-            elif in_model:
-                trusted_module = not isinstance(module, str) or module.split(".")[0] in _TRUSTED_MODULES
-                if not ((isinstance(registered, str) and registered in known) or (class_name in known and trusted_module)):
+            elif module == "builtins":
+                # Keras writes its built-in functions (activations, losses) as module "builtins";
+                # the name must be one of them, not a Python built-in such as exec or open.
+                if not (class_name == "function" and isinstance(node.get("config"), str) and node["config"] in known):
+                    note(here, class_name, f"it names the Python built-in {node.get('config')!r}, not a Keras function")
+            elif in_model or (isinstance(module, str) and module.split(".")[0] not in _TRUSTED_MODULES):
+                # A class found in Keras', TFMOT's or our own package is their code, not the file's.
+                in_trusted_package = isinstance(module, str) and module.split(".")[0] in _TRUSTED_MODULES
+                unregistered = isinstance(registered, str) and registered and registered != class_name
+                if unregistered and registered in known:
+                    pass
+                elif unregistered or not (in_trusted_package or (module is None and class_name in known)):
                     where = f" from module {module!r}" if isinstance(module, str) else ""
-                    note(here, class_name, f"it is a custom class{where} that is not registered with Keras")
+                    note(here, class_name, f"it is a custom object{where} that is not registered with Keras")
             owner = here
         if node.get("function_type") == "lambda":
             note(owner, "Lambda", "its function is stored as Python code")
@@ -282,14 +313,20 @@ def inspect_model_file(path):
 def _refuse(path, code):
     places = "; ".join(f"layer {layer!r} ({cls}): {what}" for layer, cls, what in code[:5])
     more = f" (and {len(code) - 5} more)" if len(code) > 5 else ""
+    advice = []
+    if any("custom object" in what for _, _, what in code):
+        advice.append(
+            "for a custom class or function of your own, import the module that registers it "
+            "(keras.saving.register_keras_serializable) before loading"
+        )
+    if any(cls in ("Lambda", "lambda") for _, cls, _ in code):
+        advice.append("better still, replace Lambda layers with built-in layers, so the file is configuration only")
     raise UnsafeModelError(
         f"{path}: this model file holds code that would run while it loads: {places}{more}. "
         "A model file from elsewhere is untrusted input, so tfcompress does not run it. "
         "Fix: if you trust where the file comes from, opt in with "
         "tfcompress.load_model(path, safe_mode=False) (command line: --trust-model-code; "
-        "recipe: model.trust_code: true); for a custom class, import the module that "
-        "registers it (keras.saving.register_keras_serializable) first. Better: replace the "
-        "Lambda with a built-in layer, so the file is configuration only."
+        "recipe: model.trust_code: true)" + "".join(f"; {a}" for a in advice) + "."
     )
 
 

@@ -243,7 +243,9 @@ def from_keras(obj, max_len=None, padding=None, truncating=None, model=None):
     explicit_len = max_len
     max_len = max_len or _model_length(model)
     if isinstance(obj, TextEncoder):
-        encoder = obj
+        encoder = TextEncoder(
+            obj.preprocessor, obj.vocabulary, explicit_len or obj.max_len, padding or obj.padding, truncating or obj.truncating
+        )
     elif _is_vectorizer(obj):
         encoder = _from_vectorizer(obj, explicit_len, padding, truncating)
     elif isinstance(obj, (str, os.PathLike)) and not str(obj).lstrip().startswith("{"):
