@@ -225,3 +225,19 @@ def test_a_config_naming_a_function_outside_keras_is_refused(tmp_path, function,
             z.writestr(name, data)
     with pytest.raises(UnsafeModelError, match=reason):
         tfcompress.load_model(tmp_path / "evil.keras")
+
+
+def _my_loss(y, p):
+    return keras.losses.sparse_categorical_crossentropy(y, p)
+
+
+@pytest.mark.parametrize("name", ["m.h5", "m.keras"])
+def test_a_custom_loss_in_the_training_configuration_does_not_block_loading(tmp_path, name):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", _my_loss, ["accuracy"])
+    model.save(tmp_path / name)
+    assert saving.inspect_model_file(tmp_path / name)["code"] == []  # a name, not code
+    with pytest.warns(UserWarning, match=r"loaded without its training configuration.*_my_loss.*Compile the model"):
+        loaded = tfcompress.load_model(tmp_path / name)
+    x = np.ones((2, 4), "float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

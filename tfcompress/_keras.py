@@ -275,31 +275,43 @@ def _translate_layer_config(class_name, config, layer_name, module):
                     inner.get("module", "keras.layers"),
                 ),
             }
-    accepted = _accepted_keys(target)
+    return fit_config(
+        config,
+        _accepted_keys(target),
+        _DROPPABLE,
+        where,
+        "has no equivalent in tf_keras 2.21. Fix: leave it at its Keras 3 default, or build "
+        "this layer with `tfcompress.keras`.",
+        _translate_object,
+    )
+
+
+def fit_config(config, accepted, droppable, where, refusal, translate_object):
+    """Fits a layer configuration from one Keras to a class of the other.
+
+    A key the target does not take is dropped when its value changes nothing
+    (`droppable[key](value)`), and refused otherwise (`refusal` completes
+    the message); nested initializers, regularizers and constraints go
+    through `translate_object`. Nested layers ("layer", "backward_layer")
+    are left to the caller.
+    """
     for key in list(config):
         value = config[key]
         if key not in accepted:
-            if key in _DROPPABLE and _DROPPABLE[key](value):
+            if key in droppable and droppable[key](value):
                 del config[key]
                 continue
-            raise ConversionError(
-                f"{where}: argument {key}={value!r} has no equivalent in "
-                "tf_keras 2.21. Fix: leave it at its Keras 3 default, or build "
-                "this layer with `tfcompress.keras`."
-            )
-        if isinstance(value, dict) and "class_name" in value and key not in (
-            "layer",
-            "backward_layer",
-        ):
-            config[key] = _translate_object(value, f"{where} argument {key!r}")
+            raise ConversionError(f"{where}: argument {key}={value!r} {refusal}")
+        if isinstance(value, dict) and "class_name" in value and key not in ("layer", "backward_layer"):
+            config[key] = translate_object(value, f"{where} argument {key!r}")
     return config
 
 
-def _convert_vectorizer(layer):
-    """A Keras 3 TextVectorization -> tf_keras, vocabulary included (it is not
-    a weight). Custom standardize/split functions are code: refused."""
+def vectorizer_arguments(layer, where):
+    """The arguments that rebuild a TextVectorization layer in the other
+    Keras: its configuration plus its vocabulary (adapted state, not a
+    weight). Custom standardize/split functions are code: refused."""
     config = layer.get_config()
-    where = f"layer {layer.name!r} (keras.layers.TextVectorization)"
     for key in ("standardize", "split"):
         if config.get(key) is not None and not isinstance(config[key], str):
             raise ConversionError(
@@ -308,11 +320,17 @@ def _convert_vectorizer(layer):
             )
     if config.get("output_mode", "int") == "tf_idf":
         raise ConversionError(f"{where}: output_mode='tf_idf' is not converted; use 'int'.")
-    config = {k: v for k, v in config.items() if k not in ("dtype", "vocabulary_size", "idf_weights")}
+    drop = ("dtype", "vocabulary_size", "idf_weights", "batch_input_shape")
+    config = {k: (list(v) if type(v).__name__ == "ListWrapper" else v) for k, v in config.items() if k not in drop}
     if isinstance(config.get("ngrams"), list):
         config["ngrams"] = tuple(config["ngrams"])
     config["vocabulary"] = [str(t) for t in layer.get_vocabulary()] if layer.vocabulary_size() > 2 else None
-    return keras.layers.TextVectorization(**config)
+    return config
+
+
+def _convert_vectorizer(layer):
+    """A Keras 3 TextVectorization -> tf_keras, vocabulary included."""
+    return keras.layers.TextVectorization(**vectorizer_arguments(layer, f"layer {layer.name!r} (keras.layers.TextVectorization)"))
 
 
 def _convert_layer(layer):

@@ -17,8 +17,10 @@ from tfcompress._keras import (
     _policy_name,
     _qualname,
     ensure_tf_keras,
+    fit_config,
     is_keras3,
     keras,
+    vectorizer_arguments,
 )
 
 __all__ = ["as_keras3"]
@@ -134,20 +136,14 @@ def _translate(class_name, config, where):
                 "config": translated,
                 "registered_name": None,
             }
-    accepted = _accepted(target)
-    for key in list(config):
-        value = config[key]
-        if key not in accepted:
-            if key in _DROPPABLE and _DROPPABLE[key](value):
-                del config[key]
-                continue
-            raise ConversionError(
-                f"{where}: argument {key}={value!r} has no equivalent in Keras 3. Fix: leave it at "
-                "its default, or keep working in tf_keras."
-            )
-        if isinstance(value, dict) and "class_name" in value and key not in ("layer", "backward_layer"):
-            config[key] = _translate_object(value, f"{where} argument {key!r}")
-    return config
+    return fit_config(
+        config,
+        _accepted(target),
+        _DROPPABLE,
+        where,
+        "has no equivalent in Keras 3. Fix: leave it at its default, or keep working in tf_keras.",
+        _translate_object,
+    )
 
 
 def _convert_layer(layer):
@@ -173,19 +169,9 @@ def _convert_layer(layer):
 
 
 def _convert_vectorizer(layer, where):
-    """The vocabulary of an adapted TextVectorization is state, not
-    configuration: it is passed on explicitly."""
     import keras as keras3
 
-    config = layer.get_config()
-    for key in ("standardize", "split"):
-        if config.get(key) is not None and not isinstance(config[key], str):
-            raise ConversionError(f"{where} uses a custom {key} function, which is Python code tfcompress cannot translate.")
-    config = {k: v for k, v in _plain(config).items() if k not in ("dtype", "vocabulary_size", "idf_weights", "batch_input_shape")}
-    if isinstance(config.get("ngrams"), list):
-        config["ngrams"] = tuple(config["ngrams"])
-    config["vocabulary"] = [str(t) for t in layer.get_vocabulary()] if layer.vocabulary_size() > 2 else None
-    return keras3.layers.TextVectorization(**config)
+    return keras3.layers.TextVectorization(**vectorizer_arguments(layer, where))
 
 
 def _copy(tfk_layer, k3_layer):

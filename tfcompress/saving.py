@@ -21,11 +21,13 @@ and SavedModel formats.
 - pruned models get their `fit` hook back.
 """
 
+import builtins
 import contextlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 
 from tfcompress._keras import as_tf_keras, keras, tfmot
@@ -275,10 +277,12 @@ def inspect_model_file(path):
                 if (top_level and fn in _TF_OP_DENIED) or (not top_level and not fn.startswith(_TF_OP_PREFIXES)):
                     note(here, class_name, f"it calls tf.{fn}, which reaches outside the model")
             elif module == "builtins":
-                # Keras writes its built-in functions (activations, losses) as module "builtins";
-                # the name must be one of them, not a Python built-in such as exec or open.
-                if not (class_name == "function" and isinstance(node.get("config"), str) and node["config"] in known):
-                    note(here, class_name, f"it names the Python built-in {node.get('config')!r}, not a Keras function")
+                # tf_keras writes Keras' built-in functions (and a user's own, by name) as module
+                # "builtins" and looks the name up in Python's builtins module last: a Keras
+                # function or an unknown name is harmless, a Python built-in (exec, open) is not.
+                fn = node.get("config")
+                if not isinstance(fn, str) or (fn not in known and hasattr(builtins, fn)):
+                    note(here, class_name, f"it names the Python built-in {fn!r}, not a Keras function")
             elif in_model or (isinstance(module, str) and module.split(".")[0] not in _TRUSTED_MODULES):
                 # A class found in Keras', TFMOT's or our own package is their code, not the file's.
                 in_trusted_package = isinstance(module, str) and module.split(".")[0] in _TRUSTED_MODULES
@@ -398,7 +402,20 @@ def load_model(path, compile=True, safe_mode=True):
     kwargs = {"compile": compile}
     if info["format"] == "keras":
         kwargs["safe_mode"] = safe_mode
-    model = keras.models.load_model(path, **kwargs)
+    try:
+        model = keras.models.load_model(path, **kwargs)
+    except (ValueError, TypeError) as err:
+        # The training configuration names a loss or metric nobody registered
+        # (a user's own function): the model itself is still wanted.
+        if not compile or not any(s in str(err) for s in ("Unknown", "Could not locate", "could not be deserialized")):
+            raise
+        warnings.warn(
+            f"load_model: {path} was loaded without its training configuration ({' '.join(str(err).split())[:200]}). "
+            "Compile the model with your loss and optimizer before fitting it.",
+            UserWarning,
+            stacklevel=2,
+        )
+        model = keras.models.load_model(path, **{**kwargs, "compile": False})
     if not isinstance(model, keras.Model):
         raise ValueError(
             f"load_model: {path!r} did not load as a Keras model (got {type(model).__name__})."
