@@ -125,6 +125,8 @@ def test_vocabulary_files_in_text_vectorization_order(sst2, tmp_path):
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         encoder = text.load_tokenizer(path, max_len=20)
         np.testing.assert_array_equal(encoder(dev), expected, err_msg=name)
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    np.testing.assert_array_equal(text.load_tokenizer(tmp_path / "vocab.json", max_len=20)(dev), expected)
 
 
 def _id_model(vocab_size=1000, length=40, float_input=False):
@@ -183,6 +185,12 @@ def test_tokenizers_that_cannot_be_reproduced_are_refused_with_the_reason(tmp_pa
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00binary" * 10)
     with pytest.raises(TokenizerError, match=r"not UTF-8"):
         text.load_tokenizer(tmp_path / "bin.txt", max_len=4)
+    (tmp_path / "late.txt").write_bytes(b"word\n" * 20000 + b"\xff\n")
+    with pytest.raises(TokenizerError, match=r"must be UTF-8 text; byte 100000"):
+        text.load_tokenizer(tmp_path / "late.txt", max_len=4)
+    (tmp_path / "list.json").write_text('["a", 1, null]')
+    with pytest.raises(TokenizerError, match=r"a JSON vocabulary is a list of strings"):
+        text.load_tokenizer(tmp_path / "list.json", max_len=4)
 
 
 # --------------------------------------------------------------------------

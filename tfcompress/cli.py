@@ -72,7 +72,7 @@ def build_parser():
     compress.add_argument(
         "--tokenizer",
         help="the tokenizer your model was trained with: a Keras Tokenizer JSON (tokenizer.to_json()), a "
-        "vocabulary file (TextVectorization order, one token per line) or a tfcompress TextEncoder folder",
+        "vocabulary file (TextVectorization order: one token per line, or a JSON list) or a tfcompress TextEncoder folder",
     )
     compress.add_argument(
         "--padding", choices=["pre", "post"], help="how your ids were padded (default: the tokenizer's usual: pre for a Keras Tokenizer, post for TextVectorization)"

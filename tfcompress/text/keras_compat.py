@@ -170,10 +170,17 @@ def _from_vectorizer(layer, max_len, padding, truncating):
 
 
 def _vocabulary_file(path, max_len, padding, truncating):
-    with open(path, encoding="utf-8", newline="\n") as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path, encoding="utf-8", newline="\n") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as err:
+        raise TokenizerError(f"{path}: a vocabulary file must be UTF-8 text; byte {err.start} is not.") from None
     if lines and lines[-1] == "":
         lines.pop()
+    return _vocabulary_tokens(lines, path, max_len, padding, truncating)
+
+
+def _vocabulary_tokens(lines, path, max_len, padding, truncating):
     if lines[:2] == [_TV_MASK, _TV_OOV]:
         tokens = lines
     elif lines[:1] == [_TV_OOV]:
@@ -274,9 +281,10 @@ def load_tokenizer(path, max_len=None, padding=None, truncating=None):
     Args:
         path: a `TextEncoder` folder (`preprocessing.json` + `vocab.txt`), a
             Keras Tokenizer JSON file (`tokenizer.to_json()`), or a
-            vocabulary file in `TextVectorization` order, one token per line
-            (with or without the leading `""` and `"[UNK]"` lines); the text
-            is then split the way `TextVectorization`'s defaults do.
+            vocabulary in `TextVectorization` order: one token per line, or a
+            JSON list (`json.dump(layer.get_vocabulary())`), with or without
+            the leading `""` and `"[UNK]"`; the text is then split the way
+            `TextVectorization`'s defaults do.
         max_len, padding, truncating: as for `from_keras` (a TextEncoder
             folder has its own; given values replace them).
     """
@@ -304,6 +312,17 @@ def load_tokenizer(path, max_len=None, padding=None, truncating=None):
                 f"{path}: not UTF-8 text (byte {err.start}): a tokenizer is a Tokenizer JSON file, a "
                 "vocabulary file or a TextEncoder folder."
             ) from None
+    if head.lstrip().startswith(b"["):  # json.dump(layer.get_vocabulary()), or a plain file starting "[UNK]"
+        tokens = None
+        with open(path, encoding="utf-8") as f:
+            try:
+                tokens = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                pass
+        if isinstance(tokens, list):
+            if not all(isinstance(t, str) for t in tokens):
+                raise TokenizerError(f"{path}: a JSON vocabulary is a list of strings (tokens in id order).")
+            return _vocabulary_tokens(tokens, path, max_len, padding, truncating)
     if head.lstrip().startswith(b"{"):
         with open(path, encoding="utf-8") as f:
             try:
