@@ -43,13 +43,14 @@ def main():
     p.add_argument("--quick", action="store_true", help="small runs, to check the scripts (figures are not meaningful)")
     p.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these benchmarks, keep the other sections")
     p.add_argument("--output", help="default: BENCHMARKS.md (with --quick, a file in a temporary folder)")
+    p.add_argument("--assemble", action="store_true", help="run nothing; re-assemble BENCHMARKS.md from benchmarks/results")
     args = p.parse_args()
     require_shared()
     m = machine()
     results = pathlib.Path(tempfile.mkdtemp()) if args.quick else RESULTS
     results.mkdir(exist_ok=True)
     failed = []
-    for name in args.only or BENCHMARKS:
+    for name in [] if args.assemble else (args.only or BENCHMARKS):
         out = results / f"{name}.md"
         cmd = [sys.executable, str(HERE / f"{name}.py"), "--markdown", str(out)] + (["--quick"] if args.quick else [])
         print(f"== {name}", flush=True)
@@ -71,8 +72,10 @@ Produced by `python benchmarks/run_all.py{' --quick' if args.quick else ''}`: ev
 its own process, each section stamped with the date and duration of its run (`--only NAME` re-runs one
 and keeps the rest). Each benchmark runs its baseline and its candidate in the same process and reports ratios.
 
-- Machine: {m['cpu']}, {m['cores']} cores, no GPU; {m['platform']}
-- Python {m['python']}; {m['versions']}
+- Machines: 2-core VMs without a GPU. Each section's stamp names the CPU it ran on; sections may come
+  from different machines of the same size (Intel Xeon, AMD EPYC), whose speeds differ (the same demo took
+  174 s on one and 381 s on the other), so compare timings only within a section.
+- Last assembled on: {m['cpu']}, {m['cores']} cores; Python {m['python']}; {m['versions']}
 - Data: SST-2 (GLUE) train 67,349 phrases / dev 872 sentences, and Python's bundled documentation
   (`pydoc_data`) for the character model; see ../shared/data/SOURCES.md.
 
