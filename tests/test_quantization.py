@@ -259,8 +259,8 @@ def _check_grid(stripped, bits):
 @pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7, 8])
 @pytest.mark.parametrize("case", sorted(BIT_MODELS))
 def test_any_bit_width_on_every_model_shape(keras, case, bits):
-    if case != "lstm_classifier" and bits not in (2, 4, 8):
-        pytest.skip("every width is covered on one model; the others take 2, 4, 8")
+    if case != "lstm_classifier" and bits not in (2, 4):
+        pytest.skip("every width is covered on one model; the others take 2 and 4 (8 is TFMOT's own rule)")
     qat = quantization.quantize(BIT_MODELS[case](), bits=bits)  # Dropout, Activation, CapVocabulary ... do not block it
     assert qat.tfcompress_quantization_report["bits"] == bits
     _check_grid(quantization.strip(qat), bits)
