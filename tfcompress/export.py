@@ -130,7 +130,7 @@ def interpreter_class():
             interpreter_class._warned = True
             warnings.warn(
                 "ai-edge-litert is not installed; using the deprecated tf.lite.Interpreter. "
-                "pip install 'tfcompress[litert]' to use LiteRT.",
+                "pip install ai-edge-litert (a tfcompress dependency) to use LiteRT.",
                 UserWarning,
                 stacklevel=3,
             )
