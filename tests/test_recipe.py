@@ -180,6 +180,7 @@ def test_compress_evaluate_and_report_commands(tmp_path):
     proc = _cli("compress", tmp_path / "train.csv", "--dev", tmp_path / "dev.csv", "--out", out, "--epochs", "3", "--steps", "train,prune,export", "--max-len", "12")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[3/3 export] done" in proc.stdout
+    assert "    epoch 3/3: loss " in proc.stdout and "val_accuracy" in proc.stdout  # not a terminal: one line per epoch
     assert (out / "model.tflite").exists() and (out / "report.png").read_bytes()[:4] == b"\x89PNG"
     ev = _cli("evaluate", out / "model.tflite", tmp_path / "dev.csv", "--json", "--runs", "20")
     assert ev.returncode == 0, ev.stderr[-3000:]
@@ -206,8 +207,9 @@ def test_killed_run_resumes_to_the_same_outputs_and_leaves_no_partial_files(tmp_
     path = tmp_path / "r.json"
     path.write_text(json.dumps(config))
 
-    clean = _cli("compress", "--recipe", path, "--out", tmp_path / "clean")
+    clean = _cli("compress", "--recipe", path, "--out", tmp_path / "clean", "--quiet")
     assert clean.returncode == 0, clean.stderr[-3000:]
+    assert clean.stdout == ""
 
     out = tmp_path / "killed"
     proc = subprocess.Popen(

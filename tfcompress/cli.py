@@ -25,7 +25,29 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _step_flags():
+    """The command-line flags the registered steps declare, each flag once."""
+    from tfcompress import recipe
+
+    seen = {}
+    for step in recipe.registered_steps():
+        for flag in step.flags:
+            seen.setdefault(flag.flag, flag)
+    return list(seen.values())
+
+
+def _steps_epilog():
+    from tfcompress import recipe
+
+    width = max(len(s.name) for s in recipe.registered_steps())
+    lines = ["steps (--steps, or the steps: list of a recipe):"]
+    lines += [f"  {s.name:<{width}}  {s.summary}" for s in recipe.registered_steps()]
+    return "\n".join(lines)
+
+
 def build_parser():
+    from tfcompress import recipe
+
     parser = argparse.ArgumentParser(
         prog="tfcompress",
         description=(
@@ -49,6 +71,7 @@ def build_parser():
     )
     demo.add_argument("--quick", action="store_true", help="a smaller run, about a minute")
     demo.add_argument("--out", default="tfcompress-demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--quiet", action="store_true", help="print only the final table and samples")
     demo.set_defaults(func=_cmd_demo)
 
     compress = sub.add_parser(
@@ -60,6 +83,8 @@ def build_parser():
             "The output folder gets the .tflite, its deployment files and a report; an "
             "interrupted run resumes where it stopped."
         ),
+        epilog=_steps_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compress.add_argument("data", nargs="?", help="training data: .tsv/.csv/.jsonl file or a folder per label")
     compress.add_argument("--recipe", help="a YAML or JSON recipe (see tfcompress.recipe)")
@@ -90,12 +115,17 @@ def build_parser():
     compress.add_argument("--text-column", help="text column name or 0-based position")
     compress.add_argument("--label-column", help="label column name or 0-based position")
     compress.add_argument("--format", choices=["tsv", "csv", "jsonl", "folder"], help="data format (default: from the extension)")
-    compress.add_argument("--steps", default=None, help="comma-separated steps (default: train,prune,quantize,export)")
-    compress.add_argument("--epochs", type=int, default=2, help="epochs per training step (default: %(default)s)")
-    compress.add_argument("--sparsity", type=float, default=0.8, help="pruning target (default: %(default)s)")
-    compress.add_argument("--modes", default="dynamic", help="export modes, comma-separated (default: %(default)s)")
+    compress.add_argument(
+        "--steps",
+        default=None,
+        help=f"comma-separated steps from the list below (default: {','.join(recipe.COMPRESS_STEPS)}; without train when --model is given)",
+    )
+    for flag in _step_flags():
+        compress.add_argument(flag.flag, type=flag.type, default=None, help=flag.help)
     compress.add_argument("--max-len", type=int, help="sequence length (default: 99th percentile)")
     compress.add_argument("--restart", action="store_true", help="discard a previous run in --out")
+    compress.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs: every step's training curves, pruning sparsity per layer, the report's figures")
+    compress.add_argument("--quiet", action="store_true", help="print nothing but errors (default: a progress bar on a terminal, one line per epoch otherwise)")
     compress.set_defaults(func=_cmd_compress)
 
     evaluate = sub.add_parser(
@@ -153,7 +183,7 @@ def build_parser():
 def _cmd_demo(args, parser):
     from tfcompress.demo import run_demo
 
-    run_demo(args.out, quick=args.quick)
+    run_demo(args.out, quick=args.quick, quiet=args.quiet)
     return 0
 
 
@@ -171,17 +201,15 @@ def _cmd_compress(args, parser):
     else:
         if not args.data:
             parser.error("give the training DATA file or folder, or --recipe FILE")
-        steps = (args.steps or ("prune,quantize,export" if args.model else "train,prune,quantize,export")).split(",")
-        step_args = {
-            "train": {"epochs": args.epochs},
-            "prune": {"target_sparsity": args.sparsity, "epochs": args.epochs},
-            "quantize": {"epochs": 1},
-            "export": {"modes": args.modes.split(",")},
-            "distill": {"epochs": args.epochs},
-        }
-        unknown = [s for s in steps if s not in step_args]
+        default = [n for n in recipe.COMPRESS_STEPS if not (args.model and n == "train")]
+        steps = args.steps.split(",") if args.steps else default
+        unknown = [s for s in steps if recipe.get_step(s) is None]
         if unknown:
-            parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(recipe.STEPS)}")
+            parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(recipe.step_names())}")
+        step_args = {}
+        for name in steps:
+            given = {f.key: getattr(args, _dest(f.flag)) for f in recipe.get_step(name).flags}
+            step_args[name] = {f.key: given[f.key] if given[f.key] is not None else f.default for f in recipe.get_step(name).flags}
         config = {
             "data": {
                 "train": args.data,
@@ -193,11 +221,16 @@ def _cmd_compress(args, parser):
             },
             "text": {"max_len": args.max_len, "tokenizer": args.tokenizer, "padding": args.padding, "truncating": args.truncating},
             "model": {"load": args.model, "trust_code": args.trust_model_code} if args.model else {},
-            "steps": [{s: step_args[s]} for s in steps],
+            "steps": [{s: dict(step_args[s])} for s in steps],
         }
         plan = recipe.Recipe.from_dict(config, source="command line", base_dir=".")
-    recipe.run(plan, args.out, restart=args.restart)
+    log = (lambda *_: None) if args.quiet else print
+    recipe.run(plan, args.out, restart=args.restart, log=log, verbose=0 if args.quiet else None, tensorboard=args.tensorboard)
     return 0
+
+
+def _dest(flag):
+    return flag.lstrip("-").replace("-", "_")
 
 
 def _cmd_evaluate(args, parser):

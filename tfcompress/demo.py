@@ -43,8 +43,9 @@ def generate(predict, vocab, prompt, length=160, temperature=0.5, window=40, see
     return "".join(out)
 
 
-def run_demo(out="tfcompress-demo", quick=False, log=print):
-    """Runs the demo; returns (report, samples dict)."""
+def run_demo(out="tfcompress-demo", quick=False, log=print, quiet=False):
+    """Runs the demo; returns (report, samples dict). `quiet` keeps the
+    steps' progress out of `log` (the final table and samples still go to it)."""
     import tensorflow as tf
 
     from tfcompress import export, load_model, recipe, text
@@ -52,7 +53,7 @@ def run_demo(out="tfcompress-demo", quick=False, log=print):
     start = time.perf_counter()
     log(f"tfcompress demo{' (quick)' if quick else ''}: character LSTM language model on Python's documentation")
     plan = recipe.demo_recipe(quick)
-    report = recipe.run(plan, out, log=log, restart=True)
+    report = recipe.run(plan, out, log=(lambda *_: None) if quiet else log, restart=True, verbose=0 if quiet else None)
     window = plan.config["data"]["window"]
     vocab = text.Vocabulary.load(os.path.join(out, "vocab.txt"))
     original = load_model(os.path.join(out, ".run", "01-train", "model.keras"))

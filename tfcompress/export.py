@@ -47,7 +47,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from tfcompress import _io
+from tfcompress import _io, metrics
 from tfcompress._keras import ensure_tf_keras, is_mixed_precision, keras, rebuild_float32
 from tfcompress._tflite_options import MODES, configure
 
@@ -816,11 +816,7 @@ def evaluate(
         outputs = outputs[0]
     result = {"examples": int(len(x)), "throughput_per_s": len(x) / elapsed if elapsed else float("inf")}
     if y is not None:
-        if outputs.ndim == 2 and outputs.shape[1] > 1:
-            predicted = outputs.argmax(-1)
-        else:
-            predicted = (outputs.reshape(len(x), -1)[:, 0] > 0.5).astype(int)
-        result["accuracy"] = float((predicted == y.reshape(-1)).mean())
+        result["accuracy"] = metrics.accuracy(outputs, y)
     if reference is not None:
         from tfcompress.text.keras_compat import find_vectorizer, split_vectorizer
 
@@ -832,10 +828,7 @@ def evaluate(
         diff = np.abs(outputs.astype(np.float64) - expected.astype(np.float64))
         result["max_abs_diff"] = float(diff.max())
         result["mean_abs_diff"] = float(diff.mean())
-        if expected.ndim == 2 and expected.shape[1] > 1:
-            result["agreement"] = float((outputs.argmax(-1) == expected.argmax(-1)).mean())
-        else:
-            result["agreement"] = float(((outputs > 0.5) == (expected > 0.5)).mean())
+        result["agreement"] = metrics.agreement(outputs, expected)
     # Latency: one example (one batch of the file's size), state reset included.
     b = runtime.batch_size
     if latency_runs:

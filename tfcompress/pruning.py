@@ -49,6 +49,7 @@ __all__ = [
     "PruneLowMagnitude",
     "PrunableBidirectional",
     "UpdatePruningStep",
+    "PruningSummaries",
     "schedule",
     "is_pruned",
 ]
@@ -64,6 +65,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import (  # noqa: 
 _sparsity = tfmot.sparsity.keras
 _TFMOTWrapper = _pruning_wrapper.PruneLowMagnitude
 UpdatePruningStep = _sparsity.UpdatePruningStep
+PruningSummaries = _sparsity.PruningSummaries
 
 PRUNABLE_TYPES = (
     keras.layers.Embedding,

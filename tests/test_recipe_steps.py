@@ -1,0 +1,127 @@
+"""Recipe steps are registered units: a new step is one class; the run shows
+progress and writes TensorBoard logs."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from tfcompress import cli, recipe
+from tfcompress.recipe import Flag, Recipe, RecipeError, Step, StepResult, schema
+
+from test_recipe import small_recipe
+
+
+class CountZeros(Step):
+    """A step written outside tfcompress: records the share of zero weights."""
+
+    name = "count_zeros"
+    summary = "record the share of zero weights (the model is unchanged)"
+    schema = {"label": (schema.str_or_none, None), "at_least": (schema.unit, 0.0)}
+    flags = (Flag("--zeros-label", "label", str, None, "the row label of count_zeros"),)
+    saves_model = False
+
+    def validate(self, args, earlier, config, fail):
+        if not any(name == "train" for name, _ in earlier):
+            fail(["label"], "count_zeros needs a model trained before it", "put a train step first")
+        return args
+
+    def run(self, ctx, args):
+        model = ctx.require_model()
+        weights = np.concatenate([w.reshape(-1) for w in model.get_weights()])
+        share = float(np.mean(weights == 0))
+        record = ctx.keras_record(args["label"] or "zeros", model, f"zeros {share:.1%}")
+        return StepResult(None, [record])
+
+
+@pytest.fixture
+def count_zeros():
+    recipe.register_step(CountZeros)
+    try:
+        yield CountZeros
+    finally:
+        recipe.unregister_step("count_zeros")
+
+
+def test_a_new_step_is_one_registered_class(tmp_path, count_zeros):
+    config = small_recipe(tmp_path, steps=[{"train": {"epochs": 1, "batch_size": 32}}, {"count_zeros": {"label": "after training"}}])
+    checked = Recipe.from_dict(config)
+    assert checked.steps[1] == ("count_zeros", {"label": "after training", "at_least": 0.0})
+    # its schema, its own checks and the list of step names come from the registry
+    with pytest.raises(RecipeError, match=r"key 'steps\[1\].count_zeros.at_least': 2 is not valid here. Fix: give a number in \[0, 1\]"):
+        Recipe.from_dict({**config, "steps": [{"train": {}}, {"count_zeros": {"at_least": 2}}]})
+    with pytest.raises(RecipeError, match=r"key 'steps\[0\].count_zeros.label': count_zeros needs a model trained before it. Fix: put a train step first"):
+        Recipe.from_dict({**config, "steps": [{"count_zeros": {}}]})
+    with pytest.raises(RecipeError, match=r"unknown step 'squeeze'. Fix: use one of: train, prune, quantize, distill, export, count_zeros"):
+        Recipe.from_dict({**config, "steps": ["squeeze"]})
+
+    logs = []
+    report = recipe.run(checked, tmp_path / "out", log=logs.append)
+    assert [r.step for r in report.records] == ["train", "after training"]
+    assert report.records[1].notes.startswith("zeros ")
+    assert not os.path.exists(tmp_path / "out" / ".run" / "02-count_zeros" / "model.keras")  # saves_model = False
+    again = recipe.run(checked, tmp_path / "out", log=logs.append)  # resumes both steps
+    assert [r.value for r in again.records] == [r.value for r in report.records]
+
+    # the command line lists it and derives its flag
+    parser = cli.build_parser()
+    help_text = parser._subparsers._group_actions[0].choices["compress"].format_help()
+    assert "count_zeros  record the share of zero weights" in help_text and "--zeros-label" in help_text
+
+
+def test_the_registry_refuses_what_could_not_work():
+    class NoName(Step):
+        pass
+
+    class Clash(Step):
+        name = "prune"
+
+    class BadFlag(Step):
+        name = "bad_flag"
+        flags = (Flag("--x", "x", int, 1, "sets a key the step does not have"),)
+
+    with pytest.raises(ValueError, match=r"NoName.name must be an identifier"):
+        recipe.register_step(NoName)
+    with pytest.raises(ValueError, match=r"a recipe step named 'prune' is already registered \(Prune\). Fix: choose another name"):
+        recipe.register_step(Clash)
+    with pytest.raises(ValueError, match=r"BadFlag flag --x sets 'x', which is not in its schema"):
+        recipe.register_step(BadFlag)
+    with pytest.raises(TypeError, match=r"register_step takes a Step subclass"):
+        recipe.register_step(dict)
+    assert recipe.step_names() == ["train", "prune", "quantize", "distill", "export"]
+
+
+def test_a_run_shows_each_epoch_and_writes_tensorboard_logs(tmp_path):
+    import tensorflow as tf
+
+    from tfcompress import keras
+
+    class Count(keras.callbacks.Callback):
+        epochs = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            Count.epochs += 1
+
+    config = small_recipe(
+        tmp_path,
+        steps=[{"train": {"epochs": 2, "batch_size": 32}}, {"prune": {"target_sparsity": 0.5, "epochs": 1, "batch_size": 32}}],
+    )
+    logs = []
+    report = recipe.run(config, tmp_path / "out", log=logs.append, callbacks=[Count()], tensorboard=tmp_path / "tb")
+    epoch_lines = [line for line in logs if "epoch " in line]
+    assert len(epoch_lines) == 3 and epoch_lines[0].startswith("    epoch 1/2: loss ")
+    assert "val_accuracy" in epoch_lines[0] and epoch_lines[2].startswith("    epoch 1/1: ")
+    assert Count.epochs == 3  # the user's callback saw every training step
+
+    def tags(folder):
+        found = set()
+        for path in glob.glob(str(tmp_path / "tb" / folder / "**" / "events.out.tfevents.*"), recursive=True):
+            for event in tf.compat.v1.train.summary_iterator(path):
+                found |= {v.tag for v in event.summary.value}
+        return found
+
+    assert {"epoch_loss", "epoch_accuracy"} <= tags("01-train")
+    assert any(t.endswith("/mask:0/sparsity") for t in tags("02-prune")), tags("02-prune")  # TFMOT's per-layer sparsity
+    assert {"accuracy", "gzip KiB", "report"} <= tags("report")
+    assert len(report.records) == 2

@@ -1,0 +1,34 @@
+"""The figures every report uses, computed one way: class predictions from
+model outputs, accuracy, agreement between two models, bits per character."""
+
+import numpy as np
+
+__all__ = ["predicted_classes", "accuracy", "agreement", "bits_per_char"]
+
+
+def predicted_classes(outputs):
+    """Class ids from outputs of shape `(n, classes)` (a softmax: the largest)
+    or `(n,)` / `(n, 1)` (one sigmoid unit: 1 above 0.5)."""
+    outputs = np.asarray(outputs)
+    if outputs.ndim == 2 and outputs.shape[1] > 1:
+        return outputs.argmax(-1)
+    return (outputs.reshape(len(outputs), -1)[:, 0] > 0.5).astype(int)
+
+
+def accuracy(outputs, labels):
+    """The fraction of examples whose predicted class is the label."""
+    return float((predicted_classes(outputs) == np.asarray(labels).reshape(-1)).mean())
+
+
+def agreement(outputs, reference):
+    """The fraction of examples on which two models predict the same class."""
+    return float((predicted_classes(outputs) == predicted_classes(reference)).mean())
+
+
+def bits_per_char(probs, labels):
+    """Mean negative log2-probability of the true next character (lower is
+    better); probabilities are clipped at 1e-12."""
+    probs = np.asarray(probs)
+    labels = np.asarray(labels).reshape(-1)
+    p = np.clip(probs[np.arange(len(probs)), labels], 1e-12, 1)
+    return float(-np.log2(p).mean())

@@ -1,0 +1,78 @@
+"""Declarative compression recipes: train -> prune -> quantize -> distill -> export.
+
+A recipe is a YAML or JSON file (or the equivalent dict / `Recipe` object)::
+
+    name: sentiment
+    seed: 0
+    data:
+      train: data/train.tsv          # TSV, CSV, JSONL or a folder per label
+      dev: data/dev.tsv              # or dev_fraction: 0.1
+      text_column: sentence
+      label_column: label
+    text:
+      max_len: 64
+      preprocessor: {tokenizer: regexp, digits: zero}
+    model:
+      build: {embedding_dim: 64, units: 64}     # or load: my_model.keras
+    precision: float32               # mixed_float16 for the training steps on a GPU
+    strategy: auto
+    tensorboard: logs                # optional: every step's training curves, pruning sparsity
+    steps:
+      - train: {epochs: 2}
+      - prune: {target_sparsity: 0.8, epochs: 2}
+      - quantize: {epochs: 1}
+      - export: {modes: [dynamic, float32]}
+
+Each step works on the model the previous step produced (`distill` trains a new
+student from it). `data.task: language_model` with `data.corpus` (a text file,
+or `builtin`, Python's own documentation) trains a character language model
+instead; `tfcompress demo` is such a recipe.
+
+Each step is one registered unit (`Step`: its name, arguments, checks,
+command-line flags and `run`); `tfcompress.recipe.steps` holds the built-in
+ones, and `register_step` adds yours, usable in recipes and in
+`tfcompress compress --steps`.
+
+Everything is checked before any training starts: unknown keys, wrong types and
+impossible values are refused with the file, the key (and line), and the fix.
+
+`run(recipe, out)` writes, into `out`, the `.tflite` file(s), their deployment
+files and `report.json`/`.md`/`.png`. Each finished step is checkpointed under
+`out/.run/`; a run that is killed and started again resumes after the last
+finished step and produces the same outputs (seeds are fixed per step and op
+determinism is on). Every file is written completely or not at all.
+"""
+
+from tfcompress.recipe import schema
+from tfcompress.recipe.config import Recipe, demo_recipe
+from tfcompress.recipe.context import RunContext
+from tfcompress.recipe.runner import run
+from tfcompress.recipe.schema import RecipeError
+from tfcompress.recipe.step import Flag, Step, StepResult, get_step, register_step, registered_steps, unregister_step
+from tfcompress.recipe import steps  # noqa: E402,F401  (registers the built-in steps)
+
+__all__ = [
+    "Recipe",
+    "RecipeError",
+    "run",
+    "demo_recipe",
+    "Step",
+    "StepResult",
+    "Flag",
+    "RunContext",
+    "register_step",
+    "unregister_step",
+    "get_step",
+    "registered_steps",
+    "step_names",
+    "COMPRESS_STEPS",
+    "schema",
+]
+
+COMPRESS_STEPS = ("train", "prune", "quantize", "export")
+"""The steps `tfcompress compress` runs without --steps (without train when --model is given)."""
+
+
+def step_names():
+    """The names of the registered steps, built-in ones first."""
+    return [s.name for s in registered_steps()]

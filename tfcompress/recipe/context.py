@@ -1,0 +1,180 @@
+"""What a step sees while it runs: `RunContext`."""
+
+import dataclasses
+import gzip
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+from tfcompress.recipe.schema import RecipeError
+
+__all__ = ["RunContext"]
+
+
+@dataclasses.dataclass
+class RunContext:
+    """The state a step runs in.
+
+    Attributes:
+        recipe: the `Recipe`.
+        data: `{"x_train", "y_train", "x_dev", "y_dev"}` arrays (encoded).
+        encoder: the `TextEncoder` (classification), else None.
+        vocab: the `Vocabulary` (token ids, or characters for a language model).
+        meta: task facts: `task`, `labels`, `num_classes`, `max_len`, ...
+        strategy: the `tf.distribute` strategy steps train under.
+        precision: the policy of training steps (`float32`, `mixed_float16`, ...).
+        out: the output folder.
+        log: a function taking progress lines.
+        callbacks: Keras callbacks every training step passes to `fit`
+            (progress, TensorBoard, the user's own).
+        verbose: Keras' `fit` verbosity for the training steps.
+        tensorboard_dir: this step's TensorBoard folder, or None.
+        index: the number of the running step (1-based).
+        steps: the recipe's `(name, args)` list.
+        model: the model the previous step handed on (None before the first).
+    """
+
+    recipe: object
+    data: dict
+    encoder: object
+    vocab: object
+    meta: dict
+    strategy: object
+    precision: str
+    out: str
+    state_dir: str
+    log: object = print
+    callbacks: list = dataclasses.field(default_factory=list)
+    verbose: int = 0
+    tensorboard_dir: str = None
+    index: int = 0
+    steps: list = dataclasses.field(default_factory=list)
+    model: object = None
+
+    # -------------------------------------------------------------- models
+
+    @property
+    def task(self):
+        return self.meta["task"]
+
+    def step_dir(self, index, name):
+        """The checkpoint folder of step `index` (`out/.run/NN-name`)."""
+        return os.path.join(self.state_dir, f"{index:02d}-{name}")
+
+    def load(self, path):
+        """`tfcompress.load_model` with the recipe's trust setting."""
+        from tfcompress import load_model
+
+        return load_model(path, safe_mode=not self.recipe.config["model"]["trust_code"])
+
+    def loaded_model(self):
+        """The user's model (`model.load`) as data preparation checked it."""
+        return self.load(os.path.join(self.step_dir(0, "data"), "model.keras"))
+
+    def require_model(self, step=None):
+        """The model to work on: the previous step's, else the user's loaded
+        model; a clear error when there is neither."""
+        if self.model is not None:
+            return self.model
+        if self.recipe.config["model"]["load"]:
+            return self.loaded_model()
+        raise RecipeError(
+            f"{self.recipe.source}: step '{step or self.steps[self.index - 1][0]}' needs a trained model, but no "
+            "'train' step came before it and model.load is not set. Fix: start the steps with '- train: {...}', "
+            "or load your model."
+        )
+
+    def checkpoint_of(self, name):
+        """The model saved by the first earlier step called `name`."""
+        for i, (n, _) in enumerate(self.steps[: self.index - 1], start=1):
+            if n == name:
+                return self.load(os.path.join(self.step_dir(i, n), "model.keras"))
+        raise RecipeError(f"{self.recipe.source}: no '{name}' step ran before step {self.index}.")
+
+    def build_model(self, args):
+        """A new model for the task (`model.build` / a student's arguments)."""
+        from tfcompress import models
+
+        args = dict(args or {})
+        if self.task == "classification":
+            return models.lstm_classifier(len(self.vocab), num_classes=self.meta["num_classes"], max_len=self.meta["max_len"], **args)
+        return models.char_lstm_lm(len(self.vocab), window=self.meta["max_len"], **args)
+
+    # -------------------------------------------------------------- training
+
+    def subset(self, args, seed=None):
+        """The training examples of one step: all, or `max_steps` batches of them."""
+        x, y = self.data["x_train"], self.data["y_train"]
+        limit = args.get("max_steps")
+        if limit and limit * args["batch_size"] < len(x):
+            rng = np.random.default_rng(self.index if seed is None else seed)
+            idx = np.sort(rng.choice(len(x), limit * args["batch_size"], replace=False))
+            x, y = x[idx], y[idx]
+        return x, y
+
+    def fit(self, model, args, default_lr, callbacks=()):
+        """Compiles `model` (Adam at the step's learning rate, unless it is
+        already compiled and no rate is given) and fits it on the step's
+        training examples, validating on dev, with the run's callbacks."""
+        from tfcompress import keras
+
+        lr = args.get("learning_rate") or default_lr
+        if model.optimizer is None or args.get("learning_rate"):
+            model.compile(keras.optimizers.Adam(lr), loss_for(model), ["accuracy"])
+        x, y = self.subset(args)
+        model.fit(
+            x,
+            y,
+            batch_size=args["batch_size"],
+            epochs=args["epochs"],
+            validation_data=(self.data["x_dev"], self.data["y_dev"]),
+            callbacks=[*self.callbacks, *callbacks],
+            verbose=self.verbose,
+        )
+        return model
+
+    # -------------------------------------------------------------- measuring
+
+    def metric(self, probs, labels=None):
+        """`(name, value, higher_is_better, accuracy)` of predicted
+        probabilities on dev: accuracy, or bits per character for a
+        language model."""
+        from tfcompress import metrics
+
+        labels = self.data["y_dev"] if labels is None else labels
+        accuracy = metrics.accuracy(probs, labels)
+        if self.task == "language_model":
+            return "bits/char", metrics.bits_per_char(probs, labels), False, accuracy
+        return "accuracy", accuracy, True, accuracy
+
+    def keras_record(self, step, model, notes=""):
+        """A report `Record` for a Keras model: the dev metric, parameters,
+        non-zero weights, and the float weights' size (raw and gzip)."""
+        from tfcompress import quantization
+        from tfcompress.report import Record
+
+        plain = quantization.strip(model)
+        probs = model.predict(self.data["x_dev"], batch_size=512, verbose=0)
+        name, value, higher, accuracy = self.metric(probs)
+        weights = plain.get_weights()
+        params = int(sum(w.size for w in weights))
+        nonzero = int(sum(np.count_nonzero(w) for w in weights))
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*HDF5 file via `model.save\(\)`.*")
+            path = os.path.join(tmp, "model.h5")  # the size of the float model's weights
+            plain.save(path, include_optimizer=False)
+            with open(path, "rb") as f:
+                raw = f.read()
+        if self.task == "language_model":
+            notes = "; ".join(x for x in (notes, f"accuracy {accuracy:.4f}") if x)
+        return Record(
+            step, "keras", params, len(raw), len(gzip.compress(raw, 9)), name, value, higher, None,
+            nonzero if nonzero < params * 0.95 else None, notes,
+        )
+
+
+def loss_for(model):
+    """The training loss of a classifier: one sigmoid unit or a softmax."""
+    return "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"

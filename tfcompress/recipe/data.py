@@ -1,0 +1,159 @@
+"""Data preparation of a run: the texts (or corpus) read and encoded once, and
+the user's own model and tokenizer checked against each other."""
+
+import io
+import os
+
+import numpy as np
+
+from tfcompress.recipe.schema import RecipeError
+
+__all__ = ["prepare_data"]
+
+
+def prepare_data(recipe, run):
+    """Loads and encodes the data once; saved under .run/00-data."""
+    from tfcompress import _io, text
+
+    folder = run.step_dir(0, "data")
+    arrays = os.path.join(folder, "arrays.npz")
+    if run.done(0, "data"):
+        with np.load(arrays, allow_pickle=False) as d:
+            data = {k: d[k] for k in d.files}
+        meta = run.read(0, "data")
+        encoder = text.TextEncoder.load(folder) if meta["task"] == "classification" else None
+        vocab = encoder.vocabulary if encoder is not None else text.Vocabulary.load(os.path.join(folder, "vocab.txt"))
+        run.log(f"[data] resumed: {len(data['x_train']):,} training and {len(data['x_dev']):,} dev examples")
+        return data, encoder, vocab, meta
+    cfg = recipe.config["data"]
+    os.makedirs(folder, exist_ok=True)
+    if cfg["task"] == "classification":
+        kwargs = {k: cfg[k] for k in ("format", "text_column", "label_column", "header", "encoding")}
+        train = text.load_texts(recipe.resolve(cfg["train"]), label_names=cfg["labels"], **kwargs)
+        if cfg["dev"]:
+            dev = text.load_texts(recipe.resolve(cfg["dev"]), label_names=train.label_names, **kwargs)
+        else:
+            train, dev = train.split(cfg["dev_fraction"], seed=recipe.config["seed"])
+        encoder, prepared = _encoder_and_model(recipe, train, folder)
+        if encoder is None:
+            tcfg = recipe.config["text"]
+            encoder, x_train = text.TextEncoder.fit_transform(
+                train.texts,
+                text.TextPreprocessor(**tcfg["preprocessor"]),
+                max_len=tcfg["max_len"],
+                max_size=tcfg["max_size"],
+                min_freq=tcfg["min_freq"],
+            )
+        else:
+            x_train = encoder(train.texts)
+        data = {"x_train": x_train, "y_train": train.labels, "x_dev": encoder(dev.texts), "y_dev": dev.labels}
+        encoder.save(folder)  # vocab.txt and preprocessing.json
+        vocab = encoder.vocabulary
+        meta = {
+            "task": "classification",
+            "labels": train.label_names,
+            "num_classes": train.num_classes,
+            "max_len": encoder.max_len,
+            "prepared_model": prepared,
+        }
+    else:
+        corpus = text.builtin_corpus() if cfg["corpus"] == "builtin" else open(recipe.resolve(cfg["corpus"]), encoding="utf-8").read()
+        if cfg["max_chars"]:
+            corpus = corpus[: cfg["max_chars"]]
+        vocab = text.Vocabulary.build([list(corpus)])
+        ids = vocab.ids(list(corpus))
+        cut = int(len(ids) * 0.95)
+        x_train, y_train = text.char_windows(ids[:cut], cfg["window"], cfg["stride"])
+        x_dev, y_dev = text.char_windows(ids[cut:], cfg["window"], 7)
+        data = {"x_train": x_train, "y_train": y_train, "x_dev": x_dev, "y_dev": y_dev}
+        vocab.save(os.path.join(folder, "vocab.txt"))
+        encoder = None
+        meta = {"task": "language_model", "labels": None, "num_classes": len(vocab), "max_len": cfg["window"], "corpus_chars": len(corpus)}
+    buf = io.BytesIO()
+    np.savez(buf, **data)
+    _io.atomic_write_bytes(arrays, buf.getvalue(), "data")
+    run.finish_data(meta)
+    run.log(f"[data] {len(data['x_train']):,} training and {len(data['x_dev']):,} dev examples, vocabulary {len(vocab):,}")
+    return data, encoder, vocab, meta
+
+
+def _encoder_and_model(recipe, train, folder):
+    """The user's tokenizer and model, checked against each other.
+
+    Returns `(encoder or None, prepared)`: None when a new vocabulary is to be
+    fitted; `prepared` is True when the user's model was loaded, split from
+    its TextVectorization layer if it has one, checked, and saved as
+    `folder/model.keras` for the steps to start from.
+    """
+    from tfcompress import load_model, text
+
+    tcfg, mcfg = recipe.config["text"], recipe.config["model"]
+    options = {"max_len": tcfg["max_len"], "padding": tcfg["padding"], "truncating": tcfg["truncating"]}
+    tokenizer = recipe.resolve(tcfg["tokenizer"])
+
+    def fail(key, err, fix=""):
+        raise RecipeError(f"{recipe.source}: {key}: {err}" + (f" Fix: {fix}" if fix else "")) from None
+
+    def read_tokenizer(max_len):
+        try:
+            return text.load_tokenizer(tokenizer, **{**options, "max_len": max_len})
+        except (text.TokenizerError, ValueError) as err:
+            fix = "set text.max_len (command line: --max-len)" if "sequence length" in str(err) else ""
+            fail("text.tokenizer", err, fix)
+
+    if not mcfg["load"]:
+        return (read_tokenizer(tcfg["max_len"]) if tokenizer else None), False
+    path = recipe.resolve(mcfg["load"])
+    model = load_model(path, safe_mode=not mcfg["trust_code"])
+    vectorizer = text.find_vectorizer(model)
+    if vectorizer is not None:
+        if tokenizer:
+            fail(
+                "text.tokenizer",
+                f"{mcfg['load']} has its own TextVectorization layer {vectorizer.name!r}, which is its tokenizer.",
+                "drop text.tokenizer (--tokenizer); tfcompress takes the layer's vocabulary and rules.",
+            )
+        try:
+            encoder, model = text.split_vectorizer(model, max_len=tcfg["max_len"])
+        except text.TokenizerError as err:
+            fail("model.load", err, "set text.max_len (command line: --max-len)" if "max_len" in str(err) else "")
+    else:
+        model = text.with_int_ids(model)
+        _check_loaded(model, {"num_classes": train.num_classes}, recipe)
+    if vectorizer is None and not tokenizer:
+        fail(
+            "model.load",
+            f"{mcfg['load']} reads token ids, but no tokenizer was given. A new vocabulary would give "
+            "the trained embedding other words under the same ids.",
+            "give the tokenizer the model was trained with: text.tokenizer (command line: --tokenizer) "
+            "set to a Keras Tokenizer JSON file (tokenizer.to_json()), a vocabulary file "
+            "(TextVectorization order, one token per line) or a tfcompress TextEncoder folder.",
+        )
+    elif vectorizer is None:
+        shape = tuple(model.inputs[0].shape)
+        length = shape[1] if len(shape) == 2 else None
+        encoder = read_tokenizer(tcfg["max_len"] or length)
+        try:
+            encoder = text.check_encoder(encoder, model, explicit_len=tcfg["max_len"] is not None)
+        except text.TokenizerError as err:
+            fail("text.tokenizer", err)
+    if vectorizer is not None:
+        _check_loaded(model, {"num_classes": train.num_classes}, recipe)
+    model.save(os.path.join(folder, "model.keras"))
+    return encoder, True
+
+
+def _check_loaded(model, meta, recipe):
+    shape = tuple(model.input_shape)
+    if len(shape) != 2 or model.inputs[0].dtype.is_floating:
+        raise RecipeError(
+            f"{recipe.source}: model.load: the model takes input {shape} "
+            f"({model.inputs[0].dtype.name}); a text classifier here takes int32 token ids of shape "
+            f"(batch, length). Fix: load a model whose first layer is an Embedding."
+        )
+    width = model.output_shape[-1]
+    if width != meta["num_classes"] and not (width == 1 and meta["num_classes"] == 2):
+        raise RecipeError(
+            f"{recipe.source}: model.load: the model has {width} outputs but the data "
+            f"has {meta['num_classes']} classes. Fix: load a model trained for these labels."
+        )

@@ -1,0 +1,122 @@
+"""A recipe step is one unit: its name, its arguments and their checks, how it
+is checked against the steps before it, its command-line flags, and `run`.
+
+    from tfcompress.recipe import Step, StepResult, register_step, schema
+
+    @register_step
+    class Report(Step):
+        name = "size"
+        summary = "record the model's size without changing it"
+        schema = {"note": (schema.str_or_none, None)}
+        saves_model = False
+
+        def run(self, ctx, args):
+            return StepResult(ctx.require_model(), [ctx.keras_record("size", ctx.require_model(), args["note"] or "")])
+
+Registered steps can be used in recipes (`- size: {note: before}`) and in
+`tfcompress compress --steps`, and are listed by `tfcompress compress --help`.
+"""
+
+import dataclasses
+
+__all__ = ["Flag", "Step", "StepResult", "register_step", "unregister_step", "get_step", "registered_steps"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A command-line flag of `tfcompress compress` that sets a step argument.
+
+    Steps may share a flag (`--epochs`); each step keeps its own default
+    (`default`, used when the flag is not given on the command line).
+    """
+
+    flag: str
+    key: str
+    type: type
+    default: object
+    help: str
+
+
+@dataclasses.dataclass
+class StepResult:
+    """What a step hands on: the model for the next step (None: unchanged)
+    and the report records it measured."""
+
+    model: object = None
+    records: list = dataclasses.field(default_factory=list)
+
+
+class Step:
+    """Base class of recipe steps. Subclass it, set the class attributes, and
+    implement `run`; decorate with `register_step`."""
+
+    name = None
+    """The key that names the step in a recipe."""
+    summary = ""
+    """One line for `tfcompress compress --help`."""
+    schema = {}
+    """Arguments: key -> (check, default); see `tfcompress.recipe.schema`."""
+    flags = ()
+    """`Flag`s of `tfcompress compress` that set this step's arguments."""
+    saves_model = True
+    """Whether the model the step returns is checkpointed for resuming."""
+
+    def validate(self, args, earlier, config, fail):
+        """Checks that need the rest of the recipe (called once, before any
+        step runs). `args` are this step's checked arguments (with defaults);
+        `earlier` the `(name, args)` of the steps before it; `config` the
+        checked top-level sections; `fail(key, problem, fix)` raises a
+        `RecipeError` naming this step's key. May return updated args."""
+        return args
+
+    def run(self, ctx, args):
+        """Runs the step on `ctx.model` (see `RunContext`); returns a
+        `StepResult`."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<recipe step {self.name!r}>"
+
+
+_REGISTRY = {}
+
+
+def register_step(cls=None, *, replace=False):
+    """Registers a `Step` subclass under its `name` (usable as a decorator)."""
+
+    def add(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Step)):
+            raise TypeError(f"register_step takes a Step subclass. Received: {cls!r}.")
+        name = cls.name
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"{cls.__name__}.name must be an identifier (the key in a recipe). Received: {name!r}.")
+        if name in _REGISTRY and not replace:
+            raise ValueError(
+                f"a recipe step named {name!r} is already registered ({type(_REGISTRY[name]).__name__}). "
+                "Fix: choose another name, or pass replace=True."
+            )
+        for key in cls.schema:
+            if not isinstance(cls.schema[key], tuple) or len(cls.schema[key]) != 2 or not callable(cls.schema[key][0]):
+                raise ValueError(f"{cls.__name__}.schema[{key!r}] must be (check, default). Received: {cls.schema[key]!r}.")
+        for flag in cls.flags:
+            if flag.key not in cls.schema:
+                raise ValueError(f"{cls.__name__} flag {flag.flag} sets {flag.key!r}, which is not in its schema.")
+        _REGISTRY[name] = cls()
+        return cls
+
+    return add if cls is None else add(cls)
+
+
+def unregister_step(name):
+    """Removes a registered step (for tests and plugins that replace one)."""
+    _REGISTRY.pop(name, None)
+
+
+def get_step(name):
+    """The registered step called `name`, or None."""
+    return _REGISTRY.get(name)
+
+
+def registered_steps():
+    """Every registered step, in registration order (the built-in steps first)."""
+    return list(_REGISTRY.values())

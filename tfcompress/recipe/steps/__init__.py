@@ -1,0 +1,4 @@
+"""The built-in recipe steps, one module each, registered on import in the
+order a recipe usually uses them."""
+
+from tfcompress.recipe.steps import train, prune, quantize, distill, export  # noqa: F401

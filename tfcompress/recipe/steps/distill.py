@@ -1,0 +1,50 @@
+"""`distill`: train a smaller student on the model's soft targets."""
+
+from tfcompress.recipe import schema
+from tfcompress.recipe.schema import RecipeError
+from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+
+
+@register_step
+class Distill(Step):
+    name = "distill"
+    summary = "train a new, smaller student model on the current (or trained) model's soft targets"
+    schema = {
+        **schema.TRAINING,
+        "student": (schema.expects("a mapping of model builder arguments")(schema.mapping), {}),
+        "teacher": (schema.choice("current", "trained"), "current"),
+        "alpha": (schema.unit, 0.1),
+        "temperature": (schema.positive_number, 2.0),
+        "distillation_loss": (schema.choice("kl", "mse"), "kl"),
+    }
+    flags = (Flag("--epochs", "epochs", int, 2, "epochs of each training step (default: 2; quantize: 1)"),)
+
+    def validate(self, args, earlier, config, fail):
+        if args["teacher"] == "trained" and not any(name == "train" for name, _ in earlier):
+            fail(["teacher"], "teacher 'trained' needs a train step before it", "add a train step, or use teacher: current")
+        allowed = schema.CLASSIFIER_ARGS if config["data"]["task"] == "classification" else schema.LM_ARGS
+        bad = sorted(set(args["student"]) - allowed)
+        if bad:
+            fail(["student", bad[0]], f"unknown model argument {bad[0]!r}", f"use {', '.join(sorted(allowed))}")
+        return args
+
+    def run(self, ctx, args):
+        from tfcompress import distillation, keras, precision
+
+        teacher = ctx.checkpoint_of("train") if args["teacher"] == "trained" else ctx.require_model()
+        if teacher.output_shape[-1] == 1:
+            raise RecipeError(
+                f"{ctx.recipe.source}: step 'distill': the teacher has one sigmoid output; the Distiller "
+                "matches softmax distributions over the classes. Fix: drop the distill step, or give a "
+                "teacher with one softmax output per class."
+            )
+        with precision.policy_scope(ctx.precision), ctx.strategy.scope():
+            student = ctx.build_model({**args["student"], "learning_rate": 2e-3})
+            distiller = distillation.Distiller(
+                teacher, student, alpha=args["alpha"], temperature=args["temperature"], distillation_loss=args["distillation_loss"]
+            )
+            distiller.compile(keras.optimizers.Adam(args["learning_rate"] or 2e-3), "sparse_categorical_crossentropy", ["accuracy"])
+            x, y = ctx.subset(args)
+            distiller.fit(x, y, batch_size=args["batch_size"], epochs=args["epochs"], callbacks=list(ctx.callbacks), verbose=ctx.verbose)
+        student.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", ["accuracy"])
+        return StepResult(student, [ctx.keras_record("distill -> student", student)])

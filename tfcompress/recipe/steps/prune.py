@@ -1,0 +1,71 @@
+"""`prune`: magnitude pruning during training (TFMOT), wrappers stripped after."""
+
+import numpy as np
+
+from tfcompress.recipe import schema
+from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+
+
+@register_step
+class Prune(Step):
+    name = "prune"
+    summary = "prune weights to a target sparsity while training (kept through quantize and export)"
+    schema = {
+        **schema.TRAINING,
+        "target_sparsity": (schema.fraction, 0.8),
+        "schedule": (schema.choice("auto", "constant", "polynomial"), "auto"),
+        "structure": (schema.m_by_n, None),
+        "block_size": (schema.pair, [1, 1]),
+        "layers": (schema.optional(schema.str_list, "a list of layer names or class names, or null"), None),
+    }
+    flags = (
+        Flag("--epochs", "epochs", int, 2, "epochs of each training step (default: 2; quantize: 1)"),
+        Flag("--sparsity", "target_sparsity", float, 0.8, "pruning target (default: 0.8)"),
+    )
+
+    def validate(self, args, earlier, config, fail):
+        if any(name == "quantize" for name, _ in earlier):
+            fail([], "pruning cannot follow quantize (a QAT model cannot be re-wrapped for pruning)", "prune first, then quantize: sparsity is kept through QAT")
+        if args["structure"] and args["block_size"] != [1, 1]:
+            fail(["structure"], "structure and block_size conflict", "choose M:N structured sparsity or block sparsity, not both")
+        if args["structure"]:
+            m, n = map(int, args["structure"].split(":"))
+            if args["target_sparsity"] not in (0.8, m / n):
+                fail(["target_sparsity"], f"structure '{args['structure']}' fixes the sparsity at {m / n:g}", "drop target_sparsity")
+        return args
+
+    def run(self, ctx, args):
+        from tfcompress import precision, pruning
+
+        model = ctx.require_model()
+        steps_per_epoch = int(np.ceil(len(ctx.subset(args)[0]) / args["batch_size"]))
+        with precision.policy_scope("float32"), ctx.strategy.scope():
+            pruned = pruning.prune(
+                model,
+                target_sparsity=args["target_sparsity"] if not args["structure"] else 0.5,
+                schedule=args["schedule"],
+                epochs=args["epochs"],
+                steps_per_epoch=steps_per_epoch,
+                structure=args["structure"],
+                block_size=tuple(args["block_size"]),
+                layers=_layer_selection(args["layers"]),
+            )
+            summaries = [pruning.PruningSummaries(log_dir=ctx.tensorboard_dir)] if ctx.tensorboard_dir else []  # sparsity per layer
+            pruned = ctx.fit(pruned, {**args, "learning_rate": args["learning_rate"] or 1e-3}, default_lr=1e-3, callbacks=summaries)
+        model = pruning.strip(pruned)
+        sparsity = pruning.sparsity_report(model).overall()
+        label = f"prune {args['structure'] or format(args['target_sparsity'], '.0%')}"
+        return StepResult(model, [ctx.keras_record(label, model, f"sparsity {sparsity:.1%}")])
+
+
+def _layer_selection(names):
+    """Layer names, with Keras layer class names turned into the classes."""
+    if not names:
+        return None
+    from tfcompress import keras
+
+    out = []
+    for n in names:
+        cls = getattr(keras.layers, n, None)
+        out.append(cls if isinstance(cls, type) else n)
+    return out
