@@ -263,3 +263,22 @@ def test_report_round_trip_markdown_plot_and_notebook_view(tmp_path):
         Record.from_dict({"step": "x", "colour": 1})
     with pytest.raises(FileNotFoundError, match=r"no report.json here"):
         Report.load(tmp_path / "nowhere")
+
+
+def test_report_plot_has_plain_kib_ticks_and_numbers_that_do_not_collide():
+    report = Report("sentiment")
+    rows = [("your model (as loaded)", "keras", 3715, 0.838), ("prune 80%", "keras", 905, 0.83), ("quantize (8-bit QAT)", "keras", 903, 0.829),
+            ("export model dynamic", "tflite", 267, 0.820), ("export model float32", "tflite", 890, 0.829), ("export model int8", "tflite", 268, 0.8195)]
+    for step, kind, kib, value in rows:
+        report.add(step=step, kind=kind, bytes=int(kib * 1100), gzip_bytes=int(kib * 1024), metric="accuracy", value=value)
+    fig = report.figure()
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["200", "500", "1,000", "2,000", "5,000"]
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))  # no 3x10^1-style minor labels
+    numbers = [t for t in ax.texts if t.get_text().isdigit()]
+    assert [t.get_text() for t in numbers] == ["1", "2", "3", "4", "5", "6"]
+    boxes = [t.get_window_extent() for t in numbers]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    key = "".join(t.get_text() for t in fig.texts)
+    assert all(f"{n}  {step}" in key for n, (step, *_) in enumerate(rows, start=1))

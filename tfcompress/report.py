@@ -12,6 +12,8 @@ import json
 import math
 import os
 
+import numpy as np
+
 from tfcompress import _io
 
 __all__ = ["Record", "Report"]
@@ -54,6 +56,54 @@ class Record:
         if unknown:
             raise ValueError(f"Record: unknown fields {sorted(unknown)}; expected {sorted(fields)}.")
         return cls(**data)
+
+
+def _size_ticks(lo, hi):
+    """Round sizes spanning [lo, hi] for a log axis: the finest of
+    (1, 1.2, ... 9), (1, 1.5, 2, 3, 5, 7), (1, 2, 5), (1) x 10^k that gives
+    2 to 7 ticks."""
+    lo, hi = max(min(lo, hi), 1e-3), max(lo, hi, 1e-3)
+    if hi / lo < 1.3:
+        lo, hi = lo / 1.3, hi * 1.3
+    chosen = []
+    for steps in ((1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9), (1, 1.5, 2, 3, 5, 7), (1, 2, 5), (1,)):
+        ticks = [m * 10.0**k for k in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1) for m in steps]
+        below = [t for t in ticks if t <= lo * 1.0001]
+        above = [t for t in ticks if t >= hi / 1.0001]
+        chosen = sorted({below[-1], *[t for t in ticks if lo < t < hi], above[0]})
+        if len(chosen) <= 7:
+            break
+    return chosen
+
+
+def _number_points(fig, ax, points, sizes):
+    """Writes 1, 2, ... beside the points, each where it overlaps no earlier
+    number (tried right-above, right-below, left-above, left-below, further out)."""
+    to_pixels = ax.transData.transform
+    placed = []
+    scale = fig.dpi / 72  # points to pixels
+    for n, (r, size) in enumerate(zip(points, sizes), start=1):
+        x, y = to_pixels((size, r.value))
+        options = [(6, 4), (6, -11), (-13, 4), (-13, -11), (14, 4), (14, -11), (-21, 4), (-21, -11)]
+        best = options[0]
+        for dx, dy in options:
+            px, py = x + dx * scale, y + dy * scale
+            if all(abs(px - qx) > 11 * scale or abs(py - qy) > 9 * scale for qx, qy in placed):
+                best = (dx, dy)
+                break
+        placed.append((x + best[0] * scale, y + best[1] * scale))
+        ax.annotate(str(n), (size, r.value), textcoords="offset points", xytext=best, fontsize=8, fontweight="bold")
+
+
+def _plain_kib(value):
+    """A tick label in plain digits: 0.5, 3, 30, 1,000."""
+    if value >= 10:
+        return f"{value:,.0f}"
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _short(step, width=34):
+    return step if len(step) <= width else step[: width - 1] + "…"
 
 
 def _kib(n):
@@ -123,30 +173,50 @@ class Report:
     def _repr_markdown_(self):
         return self.to_markdown().replace("![size versus quality](report.png)", "")
 
-    def plot(self, path):
-        """Writes a PNG of size (gzip KiB, log scale) versus the metric, one point per record."""
+    def figure(self):
+        """A matplotlib figure of size (gzip KiB, log scale, plain KiB ticks)
+        versus the metric: one numbered point per record, the numbers keyed
+        to the step names beside the plot (so labels never collide)."""
         import matplotlib
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
+        from matplotlib import ticker
 
         points = [r for r in self.records if r.value is not None and (r.gzip_bytes or r.bytes)]
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-        for r in points:
-            size = (r.gzip_bytes or r.bytes) / 1024
-            marker = "s" if r.kind == "tflite" else "o"
-            ax.scatter(size, r.value, marker=marker, s=40, color="tab:blue" if r.kind == "tflite" else "tab:orange")
-            ax.annotate(r.step, (size, r.value), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        fig = plt.figure(figsize=(9, 4.8), dpi=110)
+        ax = fig.add_axes([0.09, 0.12, 0.56, 0.76])
+        sizes = [(r.gzip_bytes or r.bytes) / 1024 for r in points]
+        for r, size in zip(points, sizes):
+            tflite = r.kind == "tflite"
+            ax.scatter(size, r.value, marker="s" if tflite else "o", s=42, color="tab:blue" if tflite else "tab:orange", zorder=3)
         if points:
             ax.set_xscale("log")
+            ticks = _size_ticks(min(sizes), max(sizes))
+            ax.set_xlim(ticks[0] / 1.25, ticks[-1] * 1.25)
+            ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _plain_kib(v)))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
             ax.set_ylabel(points[0].metric + (" (higher is better)" if points[0].higher_is_better else " (lower is better)"))
+            lo, hi = min(r.value for r in points), max(r.value for r in points)
+            pad = (hi - lo) * 0.12 or abs(hi) * 0.02 or 0.01
+            ax.set_ylim(lo - pad, hi + pad)
+            _number_points(fig, ax, points, sizes)
         ax.set_xlabel("size, gzip KiB (log scale)")
-        ax.set_title(self.title)
+        ax.set_title(self.title, fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.scatter([], [], marker="o", color="tab:orange", label="Keras model")
         ax.scatter([], [], marker="s", color="tab:blue", label="TFLite file")
         ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
+        key = "\n".join(f"{n:>2}  {_short(r.step)}" for n, r in enumerate(points, start=1))
+        fig.text(0.68, 0.88, key, fontsize=8, family="monospace", va="top")
+        return fig
+
+    def plot(self, path):
+        """Writes `figure()` as a PNG."""
+        import matplotlib.pyplot as plt
+
+        fig = self.figure()
         with _io.atomic_path(path, "plot") as tmp:
             fig.savefig(tmp, format="png")
         plt.close(fig)
