@@ -231,7 +231,7 @@ def test_unconvertible_layer_is_named_with_alternative(tmp_path):
     inp = keras.Input((1,), dtype="string")
     lookup = keras.layers.StringLookup(vocabulary=["a", "b", "c"], name="lookup")
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Embedding(20, 4)(lookup(inp)))))
-    with pytest.raises(export.ConversionError, match=r"layer 'lookup' \(StringLookup\).*tfcompress.text.Vocabulary"):
+    with pytest.raises(export.TFLiteConversionError, match=r"layer 'lookup' \(StringLookup\).*tfcompress.text.Vocabulary"):
         export.to_tflite(model, tmp_path / "v.tflite", isolate=False)
     assert not os.listdir(tmp_path)
 
@@ -262,7 +262,7 @@ def test_unsupported_op_is_traced_to_its_layer(tmp_path):
     h = keras.layers.Embedding(VOCAB, 8)(inp)
     odd = keras.layers.Lambda(lambda t: tf.math.bessel_i0e(t), name="bessel")(h)
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(odd)))
-    with pytest.raises(export.ConversionError, match=r"layer 'bessel' \(Lambda\).*tf\.BesselI0e.*select_tf_ops=True"):
+    with pytest.raises(export.TFLiteConversionError, match=r"layer 'bessel' \(Lambda\).*tf\.BesselI0e.*select_tf_ops=True"):
         export.to_tflite(model, tmp_path / "b.tflite", isolate=False)
     assert not os.listdir(tmp_path)
 

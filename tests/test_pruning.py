@@ -177,7 +177,7 @@ def test_mixed_precision_model_is_pruned_in_float32(keras):
     model = text_model()
     assert model.get_layer("lstm").compute_dtype == "float16"
     with pytest.warns(UserWarning, match="prunes and quantizes a float32 copy"):
-        pruning._MIXED_WARNED.clear()
+        tfcompress._keras._MIXED_WARNED.clear()
         pruned = pruning.prune(model, target_sparsity=0.5, schedule="constant")
     for layer in pruned.layers:
         assert layer.compute_dtype in ("float32", "int32"), layer.name

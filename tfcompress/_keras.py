@@ -21,6 +21,7 @@ import importlib.metadata
 import inspect
 import os
 import sys
+import warnings
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
@@ -71,7 +72,7 @@ class ConversionError(ValueError):
 # --------------------------------------------------------------------------
 
 
-def _qualname(obj):
+def qualname(obj):
     cls = obj if isinstance(obj, type) else type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -106,7 +107,7 @@ def ensure_tf_keras(model, argument="model", caller=None):
     where = f"{caller}(): " if caller else ""
     raise TypeError(
         f"{where}`{argument}` must be a Keras model (tf_keras or Keras 3). "
-        f"Received: {argument} of type {_qualname(model)}."
+        f"Received: {argument} of type {qualname(model)}."
     )
 
 
@@ -191,7 +192,7 @@ def _accepted_keys(cls):
     return keys
 
 
-def _policy_name(dtype):
+def policy_name(dtype):
     if isinstance(dtype, dict) and "config" in dtype:
         return dtype["config"].get("name", "float32")
     return dtype
@@ -246,7 +247,7 @@ def _translate_layer_config(class_name, config, layer_name, module):
     target = getattr(keras.layers, class_name)
     config = copy.deepcopy(config)
     if "dtype" in config:
-        config["dtype"] = _policy_name(config["dtype"])
+        config["dtype"] = policy_name(config["dtype"])
         if isinstance(config["dtype"], str) and config["dtype"].startswith("int8_"):
             raise ConversionError(
                 f"{where} is quantized by Keras 3 (dtype policy "
@@ -345,7 +346,7 @@ def _convert_layer(layer):
     module = cls.__module__
     if not module.startswith("keras.") or getattr(keras3.layers, class_name, None) is not cls:
         raise ConversionError(
-            f"layer {layer.name!r} ({_qualname(layer)}) is a custom layer: its "
+            f"layer {layer.name!r} ({qualname(layer)}) is a custom layer: its "
             "code is Python, not configuration, so tfcompress cannot translate it "
             "to tf_keras. Fix: write the layer against `tfcompress.keras` "
             "(tf_keras) and build the model with it."
@@ -411,7 +412,7 @@ def as_tf_keras(model):
     if not is_keras3(model):
         raise TypeError(
             "as_tf_keras() expects a Keras 3 model. Received: model of type "
-            f"{_qualname(model)}."
+            f"{qualname(model)}."
         )
     import keras as keras3
     from keras.src.models.functional import Functional
@@ -421,7 +422,7 @@ def as_tf_keras(model):
     if type(model) is Functional:
         return _convert_functional(model)
     raise ConversionError(
-        f"model {model.name!r} ({_qualname(model)}) is a subclassed Keras 3 "
+        f"model {model.name!r} ({qualname(model)}) is a subclassed Keras 3 "
         "model: its call() is Python code, which cannot be translated into a "
         "tf_keras model. Fix: build it as a Sequential or Functional model, or "
         "write the class against `tfcompress.keras` (tf_keras)."
@@ -475,7 +476,7 @@ def _convert_functional(model):
 
     def refuse(op):
         raise ConversionError(
-            f"operation {op.name!r} ({_qualname(op)}) is a `keras.ops` call "
+            f"operation {op.name!r} ({qualname(op)}) is a `keras.ops` call "
             f"inside model {model.name!r}; tfcompress converts layers, not "
             "Keras 3 operations. Fix: express it with a layer (for example "
             "keras.layers.Add or Activation), or build the model with "
@@ -582,14 +583,88 @@ def rebuild_functional(model, clone, drop=(), cut=None):
     )
 
 
-def copy_weights_by_name(source, target):
-    """Copies the weights of every layer of `source` into the layer of the same
-    name in `target` (layers without weights, or absent, are skipped)."""
-    by_name = {layer.name: layer for layer in source.layers}
+def inner_layer(layer):
+    """The layer a pruning or QAT wrapper holds, else `layer` itself."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quantize_annotate, quantize_wrapper
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+    wrappers = (pruning_wrapper.PruneLowMagnitude, quantize_wrapper.QuantizeWrapper, quantize_annotate.QuantizeAnnotate)
+    return layer.layer if isinstance(layer, wrappers) else layer
+
+
+def copy_weights(source, target, weights=None):
+    """The one "copy the weights into a rebuilt model" routine.
+
+    Layers of `source` and `target` are paired by the name of the layer inside
+    any pruning/QAT wrapper (so `lstm` pairs with `prune_low_magnitude_lstm`
+    and `quant_lstm`); each paired target layer with weights gets
+    `weights(source_layer, target_inner_layer)` (a list of arrays; None, or no
+    `weights` function: the source layer's own weights). Unpaired layers are
+    left as they are.
+    """
+    by_name = {inner_layer(layer).name: layer for layer in source.layers}
     for layer in target.layers:
-        old = by_name.get(layer.name)
-        if old is not None and old.weights:
-            layer.set_weights(old.get_weights())
+        fresh = inner_layer(layer)
+        old = by_name.get(fresh.name)
+        if old is None or not fresh.weights:
+            continue
+        values = weights(old, fresh) if weights is not None else None
+        fresh.set_weights(values if values is not None else inner_layer(old).get_weights())
+
+
+def clone_with(model, clone, weights=None, drop=(), cut=None):
+    """A copy of a Sequential or Functional model, layer by layer, with weights.
+
+    Args:
+        model: a tf_keras Sequential or Functional model.
+        clone: `layer -> new layer` (a wrapped, unwrapped or float32 copy).
+        weights: see `copy_weights`.
+        drop, cut: see `rebuild_functional` (the graph is then re-run rather
+            than cloned).
+
+    Built under a float32 global policy (TFMOT's wrappers and the TFLite
+    converter need float32).
+    """
+    with float32_policy():
+        if drop or cut is not None:
+            new = rebuild_functional(model, clone, drop=drop, cut=cut)
+        else:
+            new = keras.models.clone_model(model, clone_function=clone)
+        copy_weights(model, new, weights)
+    return new
+
+
+def require_graph_model(model, caller):
+    """A clear error unless `model` is a built Sequential or Functional model
+    (a subclassed model's layers cannot be rewired)."""
+    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
+        raise ValueError(
+            f"{caller}() needs a Sequential or Functional model; model {model.name!r} is a "
+            f"subclassed model ({type(model).__module__}.{type(model).__qualname__}), whose "
+            "layers cannot be rewired. Fix: build it as a Functional model, or wrap the "
+            f"layers you want by hand with tfcompress.pruning.PruneLowMagnitude."
+        )
+    if not model.built:
+        raise ValueError(
+            f"{caller}() needs a built model; model {model.name!r} has no weights yet. Fix: "
+            "give it an Input, or call model.build(input_shape) first."
+        )
+
+
+_MIXED_WARNED = []
+
+
+def warn_mixed_once():
+    """Says once per process that a mixed-precision model is compressed as a float32 copy."""
+    if not _MIXED_WARNED:
+        _MIXED_WARNED.append(True)
+        warnings.warn(
+            "The model computes in mixed precision; tfcompress prunes and "
+            "quantizes a float32 copy of it (TFMOT's wrappers break under "
+            "mixed_float16, tfmot#409). Training the result runs in float32.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------
@@ -609,7 +684,7 @@ def float32_policy():
 
 
 def _is_mixed(dtype):
-    name = _policy_name(dtype)
+    name = policy_name(dtype)
     return isinstance(name, str) and name.startswith("mixed_")
 
 
@@ -665,10 +740,7 @@ def rebuild_float32(model):
         config = _float32_config(layer.get_config())
         return layer.__class__.from_config(config)
 
-    with float32_policy():
-        new = keras.models.clone_model(model, clone_function=clone)
-    new.set_weights(model.get_weights())
-    return new
+    return clone_with(model, clone)
 
 
 def layer_selector(items, argument, default):

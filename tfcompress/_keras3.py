@@ -14,8 +14,8 @@ import inspect
 from tfcompress._keras import (
     CONVERTIBLE_LAYERS,
     ConversionError,
-    _policy_name,
-    _qualname,
+    policy_name,
+    qualname,
     ensure_tf_keras,
     fit_config,
     is_keras3,
@@ -118,7 +118,7 @@ def _translate(class_name, config, where):
             raise ConversionError(f"{where}: Keras 3 normalizes over one axis; this layer uses {config['axis']}.")
         config["axis"] = config["axis"][0]
     if "dtype" in config:
-        config["dtype"] = _policy_name(config["dtype"])
+        config["dtype"] = policy_name(config["dtype"])
     if class_name == "InputLayer":
         if "batch_input_shape" in config:
             config["batch_shape"] = list(config.pop("batch_input_shape"))
@@ -154,7 +154,7 @@ def _convert_layer(layer):
     class_name = type(layer).__name__
     if getattr(keras.layers, class_name, None) is not type(layer):
         raise ConversionError(
-            f"layer {layer.name!r} ({_qualname(layer)}) is a custom layer: Keras 3 has no "
+            f"layer {layer.name!r} ({qualname(layer)}) is a custom layer: Keras 3 has no "
             "equivalent built from its configuration. Fix: keep working in tf_keras "
             "(`tfcompress.keras`), or write the layer for Keras 3 and copy the weights."
         )
@@ -231,7 +231,7 @@ def as_keras3(model):
         return new
     if type(model) is not keras.Model and type(model).__name__ != "Functional":
         raise ConversionError(
-            f"model {model.name!r} ({_qualname(model)}) is a subclassed tf_keras model: its call() is "
+            f"model {model.name!r} ({qualname(model)}) is a subclassed tf_keras model: its call() is "
             "Python code. Fix: build it as a Sequential or Functional model."
         )
     tensors = {}

@@ -56,7 +56,7 @@ __all__ = [
     "evaluate",
     "TFLiteModel",
     "ExportResult",
-    "ConversionError",
+    "TFLiteConversionError",
     "ConversionCrashed",
     "MODES",
     "DEFAULT_MODE",
@@ -76,7 +76,7 @@ _UNSUPPORTED = {
 }
 
 
-class ConversionError(ValueError):
+class TFLiteConversionError(ValueError):
     """The TFLite converter refused the model; the message names the layer."""
 
 
@@ -256,7 +256,7 @@ def _prepare(model, keep_qat):
     for layer in model.layers:
         name = type(layer).__name__
         if name in _UNSUPPORTED:
-            raise ConversionError(
+            raise TFLiteConversionError(
                 f"layer {layer.name!r} ({name}) cannot go into a TFLite file: its string "
                 f"operations are not TFLite built-in ops. Nearest supported alternative: "
                 f"{_UNSUPPORTED[name]}."
@@ -475,7 +475,7 @@ def _convert_isolated(model, serve, concrete, options, calibration):
 
 
 def _explain(model, text, options):
-    """A ConversionError naming the layer(s) the converter choked on."""
+    """A TFLiteConversionError naming the layer(s) the converter choked on."""
     import re
 
     ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)' op is neither a custom op nor a flex op", text)))
@@ -487,14 +487,14 @@ def _explain(model, text, options):
             (_UNSUPPORTED[type(l).__name__] for l in culprits if type(l).__name__ in _UNSUPPORTED),
             "rebuild it from Dense, Conv1D, LSTM, GRU or Embedding layers, whose ops TFLite has",
         )
-        return ConversionError(
+        return TFLiteConversionError(
             f"TFLite cannot convert layer {where}: it uses {', '.join(ops)}, which TFLite's "
             f"built-in op set lacks. Nearest supported alternative: {suggestion}. Or pass "
             "select_tf_ops=True to bundle TensorFlow ops (the app then needs the Flex delegate, "
             "several MB)."
         )
     first = next((line for line in text.splitlines() if "error" in line.lower()), text.strip()[:500])
-    return ConversionError(
+    return TFLiteConversionError(
         f"The TFLite converter failed on model {model.name!r} in mode {options['mode']!r}: {first[:800]}"
     )
 
@@ -511,16 +511,6 @@ def _runtime_problem(flat):
     except (RuntimeError, ValueError) as err:
         return " ".join(str(err).split())[:300].rstrip(".")
     return None
-
-
-def _zero_fraction(model):
-    zeros = size = 0
-    for w in model.weights:
-        if len(w.shape) >= 2:
-            v = w.numpy()
-            zeros += int(v.size - np.count_nonzero(v))
-            size += int(v.size)
-    return zeros / size if size else 0.0
 
 
 def _io_detail(detail):
@@ -595,7 +585,7 @@ def to_tflite(
         An `ExportResult`.
 
     Raises:
-        ConversionError: a layer TFLite cannot represent (named, with the
+        TFLiteConversionError: a layer TFLite cannot represent (named, with the
             nearest supported alternative), or bad representative data.
         ConversionCrashed: the converter process died; nothing was written.
         OSError: `path` cannot be written (checked before converting).
@@ -661,11 +651,11 @@ def to_tflite(
 
     flat = convert(options) if sparse is not True else None
     used_sparse = False
-    if sparse is True or (sparse == "auto" and _zero_fraction(model) >= 0.3):
+    if sparse is True or (sparse == "auto" and metrics.zero_fraction(w.numpy() for w in model.weights if len(w.shape) >= 2) >= 0.3):
         sparse_flat = convert({**options, "sparse": True})
         problem = _runtime_problem(sparse_flat)
         if problem and sparse is True:
-            raise ConversionError(
+            raise TFLiteConversionError(
                 f"to_tflite: with sparse=True the file of model {model.name!r} does not run on the LiteRT "
                 f"runtime with its default delegate (XNNPACK, what apps use): {problem}. Fix: sparse='auto' "
                 "or False (dense weights; gzip still shrinks the zeros)."
@@ -680,7 +670,7 @@ def to_tflite(
             )
     problem = _runtime_problem(flat)
     if problem:
-        raise ConversionError(
+        raise TFLiteConversionError(
             f"to_tflite: the converted file of model {model.name!r} (mode {mode!r}) does not run on the LiteRT "
             f"runtime: {problem}. Nothing was written. Fix: try another mode, or report the model's layers."
         )

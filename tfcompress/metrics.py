@@ -3,7 +3,7 @@ model outputs, accuracy, agreement between two models, bits per character."""
 
 import numpy as np
 
-__all__ = ["predicted_classes", "accuracy", "agreement", "bits_per_char"]
+__all__ = ["predicted_classes", "accuracy", "agreement", "bits_per_char", "zero_fraction"]
 
 
 def predicted_classes(outputs):
@@ -23,6 +23,16 @@ def accuracy(outputs, labels):
 def agreement(outputs, reference):
     """The fraction of examples on which two models predict the same class."""
     return float((predicted_classes(outputs) == predicted_classes(reference)).mean())
+
+
+def zero_fraction(arrays):
+    """The share of exact zeros over all elements of `arrays` (0 if empty)."""
+    zeros = size = 0
+    for value in arrays:
+        value = np.asarray(value)
+        zeros += int(value.size - np.count_nonzero(value))
+        size += int(value.size)
+    return zeros / size if size else 0.0
 
 
 def bits_per_char(probs, labels):

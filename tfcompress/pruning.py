@@ -26,19 +26,20 @@ What tfcompress adds to TFMOT:
 
 import functools
 import logging
-import warnings
 
 import numpy as np
 import tensorflow as tf
 
 from tfcompress._keras import (
+    clone_with,
     ensure_tf_keras,
-    float32_policy,
     is_mixed_precision,
     keras,
     layer_selector,
     rebuild_float32,
+    require_graph_model,
     tfmot,
+    warn_mixed_once,
 )
 
 __all__ = [
@@ -52,6 +53,8 @@ __all__ = [
     "PruningSummaries",
     "schedule",
     "is_pruned",
+    "install_fit_hook",
+    "custom_objects",
 ]
 
 log = logging.getLogger("tfcompress")
@@ -187,6 +190,19 @@ class PruneLowMagnitude(_TFMOTWrapper):
 def is_pruned(model):
     """True if `model` has pruning wrappers (TFMOT's or tfcompress's)."""
     return any(isinstance(layer, _TFMOTWrapper) for layer in _layers(model))
+
+
+def custom_objects():
+    """The classes a saved pruned model names, for `keras.models.load_model`
+    (`tfcompress.load_model` needs none of this)."""
+    return {
+        "PruneLowMagnitude": _TFMOTWrapper,
+        "ConstantSparsity": _sparsity.ConstantSparsity,
+        "PolynomialDecay": _sparsity.PolynomialDecay,
+        "PrunableBidirectional": PrunableBidirectional,
+        "tfcompress>PrunableBidirectional": PrunableBidirectional,
+        "tfcompress>PruneLowMagnitude": PruneLowMagnitude,
+    }
 
 
 def _layers(model):
@@ -431,7 +447,7 @@ def prune(
             message names the argument or layer, the value and the fix.
     """
     model = ensure_tf_keras(model, caller="prune")
-    _require_graph_model(model, "prune")
+    require_graph_model(model, "prune")
     if is_pruned(model):
         raise ValueError(
             f"model {model.name!r} is already pruned (it has pruning wrappers). Fix: call "
@@ -478,7 +494,7 @@ def prune(
             power=power,
         )
     if is_mixed_precision(model):
-        _warn_mixed_once()
+        warn_mixed_once()
         model = rebuild_float32(model)
 
     chosen = layer_selector(layers, "layers", lambda layer: isinstance(layer, PRUNABLE_TYPES))
@@ -516,62 +532,24 @@ def prune(
             sparsity_m_by_n=m_by_n,
         )
 
-    with float32_policy():
-        pruned = keras.models.clone_model(model, clone_function=wrap)
-    _copy_weights_into_wrappers(model, pruned)
+    pruned = clone_with(model, wrap)
     if not report["pruned"]:
         raise ValueError(
             f"prune(): no layer of model {model.name!r} was chosen and prunable "
             f"(skipped: {report['skipped'] or 'none'}). Fix: check layers=."
         )
     pruned.tfcompress_pruning_report = report
-    _install_fit_hook(pruned)
+    install_fit_hook(pruned)
     log.info("pruning %s: %s", model.name, ", ".join(report["pruned"]))
     return pruned
 
 
-def _require_graph_model(model, caller):
-    if not isinstance(model, keras.Sequential) and not getattr(model, "_is_graph_network", False):
-        raise ValueError(
-            f"{caller}() needs a Sequential or Functional model; model {model.name!r} is a "
-            f"subclassed model ({type(model).__module__}.{type(model).__qualname__}), whose "
-            "layers cannot be rewired. Fix: build it as a Functional model, or wrap the "
-            f"layers you want by hand with tfcompress.pruning.PruneLowMagnitude."
-        )
-    if not model.built:
-        raise ValueError(
-            f"{caller}() needs a built model; model {model.name!r} has no weights yet. Fix: "
-            "give it an Input, or call model.build(input_shape) first."
-        )
+def install_fit_hook(model):
+    """Makes `model.fit` add `UpdatePruningStep` when the caller left it out.
 
-
-def _copy_weights_into_wrappers(source, target):
-    """Copies weights layer by layer (wrappers add mask/threshold/step)."""
-    by_name = {layer.name: layer for layer in source.layers}
-    for layer in target.layers:
-        inner = layer.layer if isinstance(layer, _TFMOTWrapper) else layer
-        original = by_name.get(inner.name)
-        if original is not None and original.weights:
-            inner.set_weights(original.get_weights())
-
-
-_MIXED_WARNED = []
-
-
-def _warn_mixed_once():
-    if not _MIXED_WARNED:
-        _MIXED_WARNED.append(True)
-        warnings.warn(
-            "The model computes in mixed precision; tfcompress prunes and "
-            "quantizes a float32 copy of it (TFMOT's wrappers break under "
-            "mixed_float16, tfmot#409). Training the result runs in float32.",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _install_fit_hook(model):
-    """Makes `model.fit` add UpdatePruningStep when the caller left it out."""
+    `prune()` does this for the models it returns, and `tfcompress.load_model`
+    for the pruned models it loads; call it on a pruned model you loaded or
+    built another way."""
     original = model.fit
     if getattr(original, "_tfcompress_hook", False):
         return
@@ -596,7 +574,7 @@ def strip(model):
     same outputs as the pruned model in inference.
     """
     model = ensure_tf_keras(model, caller="strip")
-    _require_graph_model(model, "strip")
+    require_graph_model(model, "strip")
 
     def unwrap(layer):
         if isinstance(layer, _TFMOTWrapper):
@@ -605,19 +583,13 @@ def strip(model):
             return cls.from_config(inner.get_config())
         return layer.__class__.from_config(layer.get_config())
 
-    with float32_policy():
-        stripped = keras.models.clone_model(model, clone_function=unwrap)
-    by_name = {l.name: l for l in stripped.layers}
-    for layer in model.layers:
-        if isinstance(layer, _TFMOTWrapper):
-            masks = {id(w): m for w, m, _ in layer.pruning_vars}
-            values = [
-                (w.numpy() * masks[id(w)].numpy()) if id(w) in masks else w.numpy()
-                for w in layer.layer.weights
-            ]
-            by_name[layer.layer.name].set_weights(values)
-        elif layer.weights and layer.name in by_name:
-            by_name[layer.name].set_weights(layer.get_weights())
+    def masked(old, fresh):
+        if not isinstance(old, _TFMOTWrapper):
+            return None
+        masks = {id(w): m for w, m, _ in old.pruning_vars}
+        return [(w.numpy() * masks[id(w)].numpy()) if id(w) in masks else w.numpy() for w in old.layer.weights]
+
+    stripped = clone_with(model, unwrap, weights=masked)
     return stripped
 
 

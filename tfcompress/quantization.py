@@ -30,22 +30,33 @@ it); `tfcompress.export` converts either form.
 import functools
 import logging
 
-import numpy as np
 import tensorflow as tf
 
+from tfcompress import metrics
 from tfcompress._keras import (
+    clone_with,
     ensure_tf_keras,
     float32_policy,
     is_mixed_precision,
     keras,
     layer_selector,
     rebuild_float32,
-    rebuild_functional,
+    require_graph_model,
     tfmot,
+    warn_mixed_once,
 )
 from tfcompress.models import CapVocabulary
 
-__all__ = ["quantize", "quantize_model", "strip", "is_quantized", "TextQuantizeConfig", "TextWeightQuantizer", "quantize_scope"]
+__all__ = [
+    "quantize",
+    "quantize_model",
+    "strip",
+    "is_quantized",
+    "TextQuantizeConfig",
+    "TextWeightQuantizer",
+    "quantize_scope",
+    "custom_objects",
+]
 
 log = logging.getLogger("tfcompress")
 
@@ -339,10 +350,13 @@ class _TextScheme(_scheme_mod.Default8BitQuantizeScheme):
 
 def quantize_scope():
     """A custom-object scope for loading QAT models (also registered globally)."""
-    return _q.quantize_scope(_custom_objects())
+    return _q.quantize_scope(custom_objects())
 
 
-def _custom_objects():
+def custom_objects():
+    """The classes a saved QAT model names besides TFMOT's, for
+    `keras.models.load_model` inside `quantize_scope()` (`tfcompress.load_model`
+    needs none of this)."""
     return {
         "TextQuantizeConfig": TextQuantizeConfig,
         "TextWeightQuantizer": TextWeightQuantizer,
@@ -363,17 +377,14 @@ def is_quantized(model):
     return any(isinstance(layer, _wrapper_mod.QuantizeWrapper) for layer in model.layers)
 
 
-def _zero_fraction(model):
-    zeros = size = 0
+def _quantizable_weights(model):
+    """The values of the weights the text configs quantize."""
     for layer in model.layers:
         for path in _weight_paths(layer) or []:
             try:
-                value = _get_path(layer, path).numpy()
+                yield _get_path(layer, path).numpy()
             except AttributeError:
                 continue
-            zeros += int(value.size - np.count_nonzero(value))
-            size += int(value.size)
-    return zeros / size if size else 0.0
 
 
 def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits=8):
@@ -416,7 +427,7 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
     from tfcompress import pruning
 
     model = ensure_tf_keras(model, caller="quantize")
-    pruning._require_graph_model(model, "quantize")
+    require_graph_model(model, "quantize")
     if is_quantized(model):
         raise ValueError(
             f"model {model.name!r} is already quantization-aware. Fix: keep training it, "
@@ -432,9 +443,9 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
     if pruning.is_pruned(model):
         model = pruning.strip(model)
     if is_mixed_precision(model):
-        pruning._warn_mixed_once()
+        warn_mixed_once()
         model = rebuild_float32(model)
-    zero_fraction = _zero_fraction(model)
+    zero_fraction = metrics.zero_fraction(_quantizable_weights(model))
     if preserve_sparsity == "auto":
         preserve_sparsity = zero_fraction >= 0.10
     skipped = layer_selector(skip, "skip", lambda layer: False)
@@ -474,13 +485,8 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
         report["quantized"].append(layer.name)
         return _annotate_mod.QuantizeAnnotate(fresh, quantize_config=config)
 
+    annotated = clone_with(model, annotate)
     with float32_policy():
-        annotated = keras.models.clone_model(model, clone_function=annotate)
-        by_name = {l.name: l for l in model.layers}
-        for layer in annotated.layers:
-            inner = layer.layer if isinstance(layer, _annotate_mod.QuantizeAnnotate) else layer
-            if inner.name in by_name and by_name[inner.name].weights:
-                inner.set_weights(by_name[inner.name].get_weights())
         if not report["quantized"]:
             raise ValueError(f"quantize(): every layer of model {model.name!r} is in skip; nothing to quantize.")
         with quantize_scope():
@@ -562,24 +568,18 @@ def strip(model, bake_weights=True):
 
     # Rebuild the graph without the QuantizeLayer nodes.
     drop = {l.name: l for l in model.layers if isinstance(l, quantize_layer.QuantizeLayer)}
-    with float32_policy(), quantize_scope():
-        if drop:
-            stripped = _rebuild_without(model, drop, unwrap)
-        else:
-            stripped = keras.models.clone_model(model, clone_function=unwrap)
-    by_name = {l.name: l for l in stripped.layers}
-    for layer in model.layers:
-        if isinstance(layer, _wrapper_mod.QuantizeWrapper):
-            baked = {}
-            if bake_weights:
-                for weight, quantizer, qvars in layer._weight_vars:  # noqa: SLF001
-                    baked[id(weight)] = quantizer(weight, False, weights=qvars).numpy()
-            fresh = by_name[layer.layer.name]
-            for target, source in zip(fresh.weights, _inner_variables(layer, fresh)):
-                target.assign(baked.get(id(source), source.numpy()))
-        elif layer.name in by_name and layer.weights:
-            by_name[layer.name].set_weights(layer.get_weights())
-    return stripped
+
+    def weights(old, fresh):
+        if not isinstance(old, _wrapper_mod.QuantizeWrapper):
+            return None
+        baked = {}
+        if bake_weights:
+            for weight, quantizer, qvars in old._weight_vars:  # noqa: SLF001
+                baked[id(weight)] = quantizer(weight, False, weights=qvars).numpy()
+        return [baked.get(id(source), source.numpy()) for source in _inner_variables(old, fresh)]
+
+    with quantize_scope():
+        return clone_with(model, unwrap, weights=weights, drop=drop)
 
 
 def _config_paths(config):
@@ -625,7 +625,3 @@ def _inner_variables(wrapper, fresh):
         out.append(source)
     return out
 
-
-def _rebuild_without(model, drop, clone):
-    """Re-runs the functional graph, skipping the layers in `drop`."""
-    return rebuild_functional(model, clone, drop=drop)

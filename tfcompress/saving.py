@@ -46,18 +46,9 @@ def custom_objects():
     objects = {}
     for mapping in tfmot.quantization.keras.quantize_scope().custom_objects:
         objects.update(mapping)
-    objects.update(quantization._custom_objects())
-    objects.update(
-        {
-            "PruneLowMagnitude": pruning._TFMOTWrapper,
-            "ConstantSparsity": tfmot.sparsity.keras.ConstantSparsity,
-            "PolynomialDecay": tfmot.sparsity.keras.PolynomialDecay,
-            "PrunableBidirectional": pruning.PrunableBidirectional,
-            "tfcompress>PrunableBidirectional": pruning.PrunableBidirectional,
-            "tfcompress>PruneLowMagnitude": pruning.PruneLowMagnitude,
-            "CapVocabulary": models.CapVocabulary,
-        }
-    )
+    objects.update(quantization.custom_objects())
+    objects.update(pruning.custom_objects())
+    objects["CapVocabulary"] = models.CapVocabulary
     return objects
 
 
@@ -421,5 +412,5 @@ def load_model(path, compile=True, safe_mode=True):
             f"load_model: {path!r} did not load as a Keras model (got {type(model).__name__})."
         )
     if pruning.is_pruned(model):
-        pruning._install_fit_hook(model)
+        pruning.install_fit_hook(model)
     return model

@@ -381,7 +381,7 @@ def with_int_ids(model):
     feeds a `.tflite` file); any other model is returned unchanged. The new
     model is not compiled.
     """
-    from tfcompress._keras import copy_weights_by_name, ensure_tf_keras, keras, rebuild_functional
+    from tfcompress._keras import clone_with, copy_weights, ensure_tf_keras, keras
 
     model = ensure_tf_keras(model, caller="with_int_ids")
     if len(model.inputs) != 1 or model.inputs[0].dtype.is_integer or _id_readers(model) is None:
@@ -393,8 +393,8 @@ def with_int_ids(model):
         layer = keras.layers.InputLayer(batch_input_shape=(None, length), dtype="int32", name=name)
         new = keras.Sequential([layer] + [clone(l) for l in model.layers], name=model.name)
     else:
-        new = rebuild_functional(model, clone, cut=(name, keras.Input((length,), dtype="int32", name=name)))
-    copy_weights_by_name(model, new)
+        return clone_with(model, clone, cut=(name, keras.Input((length,), dtype="int32", name=name)))
+    copy_weights(model, new)
     return new
 
 
@@ -489,7 +489,7 @@ def split_vectorizer(model, max_len=None):
         TokenizerError: no or several vectorizers, one that is not applied
             to the model's input, or one tfcompress cannot reproduce.
     """
-    from tfcompress._keras import copy_weights_by_name, is_keras3, keras, rebuild_functional
+    from tfcompress._keras import clone_with, copy_weights, is_keras3, keras
 
     if find_vectorizer(model) is None:
         raise TokenizerError(f"model {model.name!r} has no TextVectorization layer to split off.")
@@ -512,8 +512,8 @@ def split_vectorizer(model, max_len=None):
     else:
         _check_applied_to_input(model, layer, model.inputs[0])
         ids = keras.Input((encoder.max_len,), dtype="int32", name="token_ids")
-        id_model = rebuild_functional(model, clone, cut=(layer.name, ids))
-    copy_weights_by_name(model, id_model)
+        return encoder, clone_with(model, clone, cut=(layer.name, ids))
+    copy_weights(model, id_model)
     return encoder, id_model
 
 

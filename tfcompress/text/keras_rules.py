@@ -26,7 +26,7 @@ Turning tokens into ids (and what happens to unknown tokens) is the
 
 import re
 
-from tfcompress.text.preprocess import _table_of
+from tfcompress.text.preprocess import token_table
 
 __all__ = ["KerasTokenizerRules", "VectorizerRules", "KERAS_FILTERS", "STRIP_PUNCTUATION"]
 
@@ -68,7 +68,7 @@ class _Rules:
         """Token lists of `texts` as a `TokenTable` (the other arguments are
         accepted for `TextPreprocessor` compatibility; these rules are cheap
         enough to run in this process, uncached)."""
-        return _table_of(self, self._check_texts(texts))
+        return token_table(self, self._check_texts(texts))
 
     def __call__(self, texts, **kwargs):
         return self.table(texts, **kwargs).to_lists()

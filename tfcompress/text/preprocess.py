@@ -42,7 +42,7 @@ import numpy as np
 
 from tfcompress.text import nltk_data
 
-__all__ = ["TextPreprocessor", "TokenTable", "TOKENIZERS", "STEMMERS", "NEGATIONS", "TREEBANK_PATTERN"]
+__all__ = ["TextPreprocessor", "TokenTable", "token_table", "TOKENIZERS", "STEMMERS", "NEGATIONS", "TREEBANK_PATTERN"]
 
 TOKENIZERS = ("regexp", "treebank", "word_tokenize", "tweet", "char", "whitespace")
 STEMMERS = ("porter", "snowball", "lancaster")
@@ -485,7 +485,7 @@ class TextPreprocessor:
             from tqdm.auto import tqdm
 
             texts = tqdm(texts, desc="preprocessing", unit="text")
-        return _table_of(self, texts)
+        return token_table(self, texts)
 
     def _parallel(self, texts, jobs, show):
         chunks = max(jobs * 4, len(texts) // 20000)
@@ -602,8 +602,9 @@ def _cache_root():
     return os.path.join(base, "tfcompress")
 
 
-def _table_of(pre, texts):
-    """Preprocesses `texts` with `pre` straight into a TokenTable."""
+def token_table(pre, texts):
+    """Preprocesses `texts` with `pre` (anything with a `tokens(text)` method)
+    straight into a `TokenTable`."""
     index = {}
     ids = []
     lengths = []
@@ -678,5 +679,5 @@ def _init_worker(config):
 
 
 def _work(texts):
-    return _table_of(_WORKER, texts)
+    return token_table(_WORKER, texts)
 

@@ -40,7 +40,7 @@ class Export(Step):
         return {**args, "name": stem}
 
     def run(self, ctx, args):
-        from tfcompress import export, metrics, quantization
+        from tfcompress import export, quantization
         from tfcompress.report import Record
 
         model = ctx.require_model()
