@@ -1,8 +1,11 @@
-"""Wall-clock time of `tfcompress demo` and `tfcompress demo --quick`.
+"""Wall-clock time of `tfcompress demo` and `tfcompress demo --quick` against
+their time budgets (4 and 1 minutes).
 
 Each runs as a fresh process, as a user would run it (TensorFlow import
-included). Targets (issue 8): default ≤ 5 minutes, --quick ≤ 60 seconds on
-this 2-core machine.
+included). The demo times a training update first and sizes its training to
+the budget (issue 13): the target is to end within 15% of the budget on any
+machine, where fixed epochs took 174 s on one 2-core machine and 381 s on
+another.
 """
 
 import json
@@ -18,7 +21,7 @@ from common import emit, parser, table
 def main():
     args = parser(__doc__).parse_args()
     rows = []
-    for quick, target in ((True, 60), (False, 300)):
+    for quick, target in ((True, 60), (False, 240)):
         if args.quick and not quick:
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -29,14 +32,17 @@ def main():
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr[-3000:])
             with open(os.path.join(tmp, "demo", "report.json")) as f:
-                records = {r["step"]: r for r in json.load(f)["records"]}
+                report = json.load(f)
+            records = {r["step"]: r for r in report["records"]}
+            plan = report["meta"].get("budget", "")
         compressed = records["export compressed dynamic"]
         rows.append(
             [
                 "tfcompress demo" + (" --quick" if quick else ""),
                 f"{seconds:.0f}",
-                f"≤ {target}",
-                "yes" if seconds <= target else "**no**",
+                f"{target} ± 15%",
+                "yes" if abs(seconds - target) <= 0.15 * target else "**no**",
+                plan.split(": ", 1)[-1],
                 f"{records['train']['value']:.2f} → {compressed['value']:.2f}",
                 f"{records['train']['gzip_bytes'] / 1024:.0f} → {compressed['gzip_bytes'] / 1024:.0f}",
             ]
@@ -46,9 +52,9 @@ def main():
 Fresh process each, TensorFlow import included. Bits per character (dev) and gzip KiB: trained Keras
 model → pruned + QAT model exported to TFLite (dynamic range).
 
-{table(["command", "seconds", "target", "met", "bits/char", "gzip KiB"], rows)}
+{table(["command", "seconds", "budget", "met", "what it fitted in", "bits/char", "gzip KiB"], rows)}
 """
-    emit(args, "Demo run time (issue 8)", body)
+    emit(args, "Demo run time against its budget (issues 8, 13)", body)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import warnings
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 _KERAS_2_3_HELP = (
@@ -632,6 +633,25 @@ def clone_with(model, clone, weights=None, drop=(), cut=None):
             new = keras.models.clone_model(model, clone_function=clone)
         copy_weights(model, new, weights)
     return new
+
+
+def predict(model, x, batch_size=256):
+    """`model.predict` on in-memory arrays, batch by batch, without tf.data.
+
+    Same outputs as `model.predict(x, batch_size=...)`. Under
+    `tf.config.experimental.enable_op_determinism()` (recipes turn it on),
+    tf.data's determinism rewrite of Keras' prediction pipeline makes
+    TensorFlow log "NodeDef mentions attribute use_unbounded_threadpool ..."
+    on every call (TF 2.21); feeding batches directly avoids the pipeline.
+    """
+    chunks = [model.predict_on_batch(tf.nest.map_structure(lambda a: a[i : i + batch_size], x)) for i in range(0, _length(x), batch_size)]
+    if not chunks:
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    return tf.nest.map_structure(lambda *parts: np.concatenate([np.asarray(p) for p in parts]), *chunks)
+
+
+def _length(x):
+    return len(tf.nest.flatten(x)[0])
 
 
 def require_graph_model(model, caller):

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcompress._keras import ensure_tf_keras, keras
+from tfcompress._keras import predict as keras_predict
 
 __all__ = ["Distiller", "attach_teacher_outputs", "output_kind"]
 
@@ -332,7 +333,7 @@ class Distiller(keras.Model):
 
     def teacher_logits(self, x, batch_size=256):
         """The teacher's outputs on `x`, as logits (float32 array)."""
-        out = self.teacher.predict(x, batch_size=batch_size, verbose=0)
+        out = keras_predict(self.teacher, x, batch_size=batch_size)
         return _to_logits(out, self._t_kind).numpy()
 
     # ----------------------------------------------------------------- saving
@@ -417,5 +418,5 @@ def attach_teacher_outputs(data, teacher, batch_size=256, teacher_output="auto")
             lambda xy, t: (xy[0], {_LABELS_KEY: xy[1], _TEACHER_KEY: t})
         )
     x, y = data
-    logits = _to_logits(teacher.predict(x, batch_size=batch_size, verbose=0), kind).numpy()
+    logits = _to_logits(keras_predict(teacher, x, batch_size=batch_size), kind).numpy()
     return x, {_LABELS_KEY: y, _TEACHER_KEY: logits}

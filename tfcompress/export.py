@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from tfcompress import _io, metrics
 from tfcompress._keras import ensure_tf_keras, is_mixed_precision, keras, rebuild_float32
+from tfcompress._keras import predict as keras_predict
 from tfcompress._tflite_options import MODES, configure
 
 __all__ = [
@@ -813,7 +814,7 @@ def evaluate(
         if find_vectorizer(reference) is not None:  # the file reads ids: compare with the model after the vectorizer
             reference = split_vectorizer(reference, max_len=x.shape[1] if x.ndim == 2 else None)[1]
         reference = ensure_tf_keras(reference, caller="evaluate")
-        expected = reference.predict(x, batch_size=256, verbose=0)
+        expected = keras_predict(reference, x, batch_size=256)
         expected = expected[0] if isinstance(expected, list) else expected
         diff = np.abs(outputs.astype(np.float64) - expected.astype(np.float64))
         result["max_abs_diff"] = float(diff.max())

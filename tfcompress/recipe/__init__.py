@@ -44,7 +44,7 @@ determinism is on). Every file is written completely or not at all.
 """
 
 from tfcompress.recipe import schema
-from tfcompress.recipe.config import Recipe, demo_recipe
+from tfcompress.recipe.config import DEMO_UPDATES, Recipe, demo_recipe
 from tfcompress.recipe.context import RunContext
 from tfcompress.recipe.runner import run
 from tfcompress.recipe.schema import RecipeError
@@ -56,6 +56,7 @@ __all__ = [
     "RecipeError",
     "run",
     "demo_recipe",
+    "DEMO_UPDATES",
     "Step",
     "StepResult",
     "Flag",

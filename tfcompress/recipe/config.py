@@ -9,7 +9,7 @@ from tfcompress.recipe import schema
 from tfcompress.recipe.schema import RecipeError
 from tfcompress.recipe.step import get_step, registered_steps
 
-__all__ = ["Recipe", "demo_recipe"]
+__all__ = ["Recipe", "demo_recipe", "DEMO_UPDATES"]
 
 
 class Recipe:
@@ -89,20 +89,28 @@ class Recipe:
         return h.hexdigest()[:16]
 
 
-def demo_recipe(quick=False):
+DEMO_UPDATES = {False: (2000, 400, 400, 1000), True: (600, 100, 100, 250)}
+"""The demo's training updates (train, prune, quantize, distill) before
+`tfcompress.demo.plan_demo` scales them to a time budget."""
+
+
+def demo_recipe(quick=False, updates=None):
     """The recipe `tfcompress demo` runs: a character LSTM language model (the
     classic stacked-LSTM architecture, scaled to a 2-core CPU) on Python's
     bundled documentation, pruned, quantization-aware trained and exported,
-    then distilled into a smaller student, exported too. Small batches and a
-    fixed number of updates per step fit it into about 4 minutes (quick: under 1)."""
+    then distilled into a smaller student, exported too. Small batches;
+    `updates` = training updates of (train, prune, quantize, distill), by
+    default `DEMO_UPDATES[quick]` (`tfcompress demo` sizes them to its time
+    budget on the machine it runs on)."""
+    steps = tuple(updates or DEMO_UPDATES[quick])
     if quick:
         data = {"max_chars": 200_000, "window": 32, "stride": 2}
         model = {"embedding_dim": 24, "units": 64, "num_layers": 1, "dropout": 0.0, "learning_rate": 0.005}
-        student, steps = {"embedding_dim": 16, "units": 32, "num_layers": 1, "dropout": 0.0}, (600, 100, 100, 250)
+        student = {"embedding_dim": 16, "units": 32, "num_layers": 1, "dropout": 0.0}
     else:
         data = {"max_chars": None, "window": 40, "stride": 3}
         model = {"embedding_dim": 24, "units": 96, "num_layers": 2, "dropout": 0.0, "learning_rate": 0.004}
-        student, steps = {"embedding_dim": 16, "units": 64, "num_layers": 1, "dropout": 0.0}, (2000, 400, 400, 1000)
+        student = {"embedding_dim": 16, "units": 64, "num_layers": 1, "dropout": 0.0}
     batch = 64
     return Recipe.from_dict(
         {

@@ -123,13 +123,18 @@ class RunContext:
         lr = args.get("learning_rate") or default_lr
         if model.optimizer is None or args.get("learning_rate"):
             model.compile(keras.optimizers.Adam(lr), loss_for(model), ["accuracy"])
+        import tensorflow as tf
+
         x, y = self.subset(args)
+        # dev as a ready dataset: Keras' own array pipeline makes TF 2.21 log "NodeDef mentions
+        # attribute use_unbounded_threadpool" under op determinism (see _keras.predict)
+        dev = tf.data.Dataset.from_tensor_slices((self.data["x_dev"], self.data["y_dev"])).batch(512)
         model.fit(
             x,
             y,
             batch_size=args["batch_size"],
             epochs=args["epochs"],
-            validation_data=(self.data["x_dev"], self.data["y_dev"]),
+            validation_data=dev,
             callbacks=[*self.callbacks, *callbacks],
             verbose=self.verbose,
         )
@@ -153,10 +158,11 @@ class RunContext:
         """A report `Record` for a Keras model: the dev metric, parameters,
         non-zero weights, and the float weights' size (raw and gzip)."""
         from tfcompress import quantization
+        from tfcompress._keras import predict as keras_predict
         from tfcompress.report import Record
 
         plain = quantization.strip(model)
-        probs = model.predict(self.data["x_dev"], batch_size=512, verbose=0)
+        probs = keras_predict(model, self.data["x_dev"], batch_size=512)
         name, value, higher, accuracy = self.metric(probs)
         weights = plain.get_weights()
         params = int(sum(w.size for w in weights))
