@@ -125,3 +125,17 @@ def test_a_run_shows_each_epoch_and_writes_tensorboard_logs(tmp_path):
     assert any(t.endswith("/mask:0/sparsity") for t in tags("02-prune")), tags("02-prune")  # TFMOT's per-layer sparsity
     assert {"accuracy", "gzip KiB", "report"} <= tags("report")
     assert len(report.records) == 2
+
+
+def test_array_predictions_equal_keras_predict_under_op_determinism():
+    import tensorflow as tf
+
+    from tfcompress import models
+    from tfcompress._keras import predict
+
+    model = models.lstm_classifier(50, max_len=8, embedding_dim=4, units=4)
+    x = np.random.default_rng(0).integers(0, 50, (1000, 8)).astype("int32")
+    expected = model.predict(x, batch_size=256, verbose=0)
+    tf.config.experimental.enable_op_determinism()  # what recipes run under (and leave on)
+    np.testing.assert_array_equal(predict(model, x, batch_size=256), expected)
+    assert predict(model, x[:0], batch_size=256).shape == (0, 2)

@@ -645,8 +645,8 @@ def predict(model, x, batch_size=256):
     on every call (TF 2.21); feeding batches directly avoids the pipeline.
     """
     chunks = [model.predict_on_batch(tf.nest.map_structure(lambda a: a[i : i + batch_size], x)) for i in range(0, _length(x), batch_size)]
-    if not chunks:
-        return model.predict(x, batch_size=batch_size, verbose=0)
+    if not chunks:  # no examples: the model's outputs for an empty batch
+        return tf.nest.map_structure(np.asarray, model.predict_on_batch(x))
     return tf.nest.map_structure(lambda *parts: np.concatenate([np.asarray(p) for p in parts]), *chunks)
 
 
