@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from tfcompress._keras import keras
+
 __all__ = ["run_demo", "generate", "plan_demo", "fit_updates", "DemoPlan"]
 
 DEFAULT_MINUTES = {False: 4.0, True: 1.0}
@@ -75,7 +77,7 @@ def fit_updates(budget_s, update_s, quick=False):
 def measure_update_seconds(quick=False, updates=30):
     """Seconds of one training update of the demo's teacher on this machine
     (median over `updates` batches, after a warm-up that builds the graph)."""
-    from tfcompress import keras, models
+    from tfcompress import models
     from tfcompress.recipe import demo_recipe
 
     config = demo_recipe(quick).config
@@ -99,13 +101,7 @@ def measure_update_seconds(quick=False, updates=30):
     return float(np.median(times.seen[3:]))
 
 
-def _deadlines_base():
-    from tfcompress import keras
-
-    return keras.callbacks.Callback
-
-
-class _Deadlines(_deadlines_base()):
+class _Deadlines(keras.callbacks.Callback):
     """Stops the n-th training run (`fit`) of the demo once its updates have
     used its share of the time budget (None: never). The clock starts after
     the first update, whose graph building the cost model counts as fixed."""

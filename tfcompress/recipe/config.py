@@ -60,6 +60,10 @@ class Recipe:
         _check_sections(config, base_dir, fail)
         return cls(config, source, base_dir)
 
+    def step_seed(self, index):
+        """The random seed of step `index` (1-based): each step is reproducible alone."""
+        return self.config["seed"] * 1000 + index
+
     def resolve(self, path):
         if path is None or path == "builtin" or os.path.isabs(path):
             return path

@@ -129,8 +129,7 @@ class RunContext:
         # Ready datasets: Keras' own array pipeline makes TF 2.21 log "NodeDef mentions attribute
         # use_unbounded_threadpool" under op determinism (see _keras.predict). Shuffled each epoch
         # with the step's seed, as Keras shuffles arrays.
-        seed = self.recipe.config["seed"] * 1000 + self.index
-        train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=self.recipe.step_seed(self.index), reshuffle_each_iteration=True)
         dev = tf.data.Dataset.from_tensor_slices((self.data["x_dev"], self.data["y_dev"])).batch(512)
         model.fit(
             train.batch(args["batch_size"]),

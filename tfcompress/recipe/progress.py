@@ -5,6 +5,8 @@ import os
 import sys
 import time
 
+from tfcompress._keras import keras
+
 __all__ = ["default_verbose", "EpochLog", "require_tensorboard", "step_callbacks", "log_report"]
 
 
@@ -21,13 +23,7 @@ def _isatty(stream):
         return False
 
 
-def _callback_base():
-    from tfcompress import keras
-
-    return keras.callbacks.Callback
-
-
-class EpochLog(_callback_base()):
+class EpochLog(keras.callbacks.Callback):
     """One line per epoch through `log`: the epoch, its metrics, its seconds."""
 
     def __init__(self, log, indent="    "):

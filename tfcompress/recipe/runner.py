@@ -159,7 +159,7 @@ def _seed(recipe, index):
     from tfcompress import keras
 
     keras.backend.clear_session()
-    keras.utils.set_random_seed(recipe.config["seed"] * 1000 + index)
+    keras.utils.set_random_seed(recipe.step_seed(index))
     if recipe.config["deterministic"]:
         tf.config.experimental.enable_op_determinism()
 
