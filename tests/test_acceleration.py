@@ -104,7 +104,7 @@ def test_mixed_precision_training_with_pruning_and_distillation(keras):
         distiller.compile("adam", "sparse_categorical_crossentropy")
         assert np.isfinite(distiller.fit(x, y, epochs=1, verbose=0).history["loss"][-1])
         with pytest.warns(UserWarning, match="float32 copy"):
-            tfcompress._keras._MIXED_WARNED.clear()
+            tfcompress._keras.graph._MIXED_WARNED.clear()
             pruned = pruning.prune(student, target_sparsity=0.5, schedule="constant")
     pruned.compile("adam", "sparse_categorical_crossentropy")
     pruned.fit(x, y, epochs=1, verbose=0)

@@ -116,7 +116,7 @@ def test_layer_choice_by_type_name_and_predicate(keras):
 
 def test_polynomial_schedule_derived_from_epochs():
     s = pruning.schedule(0.8, epochs=4, steps_per_epoch=100)
-    assert isinstance(s, tfcompress.pruning._sparsity.PolynomialDecay)
+    assert isinstance(s, tfcompress.pruning.layers.tfmot_sparsity.PolynomialDecay)
     config = s.get_config()["config"]
     # TFMOT counts steps from 1: optimizer step 300 (0-based) is its step 301.
     assert (config["begin_step"], config["end_step"]) == (1, 301) and config["final_sparsity"] == 0.8
@@ -124,7 +124,7 @@ def test_polynomial_schedule_derived_from_epochs():
     should_prune, sparsity = s(tf.constant(301, tf.int64))
     assert bool(should_prune) and float(sparsity) == pytest.approx(0.8)
     constant = pruning.schedule(0.7)
-    assert isinstance(constant, tfcompress.pruning._sparsity.ConstantSparsity)
+    assert isinstance(constant, tfcompress.pruning.layers.tfmot_sparsity.ConstantSparsity)
     assert bool(constant(tf.constant(1, tf.int64))[0])  # prunes at the first step
 
 
@@ -177,7 +177,7 @@ def test_mixed_precision_model_is_pruned_in_float32(keras):
     model = text_model()
     assert model.get_layer("lstm").compute_dtype == "float16"
     with pytest.warns(UserWarning, match="prunes and quantizes a float32 copy"):
-        tfcompress._keras._MIXED_WARNED.clear()
+        tfcompress._keras.graph._MIXED_WARNED.clear()
         pruned = pruning.prune(model, target_sparsity=0.5, schedule="constant")
     for layer in pruned.layers:
         assert layer.compute_dtype in ("float32", "int32"), layer.name

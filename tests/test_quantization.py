@@ -228,10 +228,10 @@ def _seed_char_model():
 def _quantized_weights(stripped):
     """(name, array, per channel) of every weight QAT put on a grid."""
     for layer in stripped.layers:
-        for path in quantization._weight_paths(layer) or []:
+        for path in quantization.configs.weight_paths(layer) or []:
             if path.endswith("bias"):
                 continue
-            value = quantization._get_path(layer, path).numpy()
+            value = quantization.configs.get_path(layer, path).numpy()
             yield f"{layer.name}/{path}", value, isinstance(layer, keras.layers.Conv1D)
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tfcompress.text import NEGATIONS, MissingNLTKData, TextPreprocessor
-from tfcompress.text import preprocess as pp
+from tfcompress.text import batch
 
 SENTENCE = "They're great... It wasn't bad, 10/10!"
 
@@ -288,11 +288,11 @@ def test_corrupt_cache_is_recomputed(tmp_path):
 
 
 def test_large_inputs_use_processes_and_cache_by_default(monkeypatch, tmp_path):
-    monkeypatch.setattr(pp, "PARALLEL_MIN_TEXTS", 100)
-    monkeypatch.setattr(pp, "CACHE_MIN_TEXTS", 100)
+    monkeypatch.setattr(batch, "PARALLEL_MIN_TEXTS", 100)
+    monkeypatch.setattr(batch, "CACHE_MIN_TEXTS", 100)
     monkeypatch.setenv("TFCOMPRESS_CACHE_DIR", str(tmp_path))
     texts = _corpus(400)
-    assert pp._resolve_jobs(None, len(texts)) == min(2, os.cpu_count())
+    assert batch.resolve_jobs(None, len(texts)) == min(2, os.cpu_count())
     out = TextPreprocessor()(texts, progress=True)
     assert out == TextPreprocessor()(texts, n_jobs=1, cache=False)
     assert len(os.listdir(tmp_path / "text")) == 1

@@ -11,8 +11,7 @@ Each capability lives in its own module, used as `tfcompress.<module>.<name>`.
 
 import importlib.metadata as _metadata
 
-from tfcompress._keras import ConversionError, as_tf_keras, keras
-from tfcompress._keras3 import as_keras3
+from tfcompress._keras import ConversionError, as_keras3, as_tf_keras, keras
 from tfcompress import devices, distillation, export, models, precision, pruning, quantization, report, text  # noqa: E402
 from tfcompress.saving import UnsafeModelError, load_model, register as _register
 

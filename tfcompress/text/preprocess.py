@@ -27,20 +27,12 @@ Large corpora are processed in several processes and cached on disk (see
 `TextPreprocessor.__call__`).
 """
 
-import contextlib
-import functools
-import gc
-import hashlib
 import json
-import multiprocessing
-import os
 import re
-import sys
 import unicodedata
 
-import numpy as np
-
-from tfcompress.text import nltk_data
+from tfcompress.text import batch, components
+from tfcompress.text.token_table import TokenTable, token_table
 
 __all__ = ["TextPreprocessor", "TokenTable", "token_table", "TOKENIZERS", "STEMMERS", "NEGATIONS", "TREEBANK_PATTERN"]
 
@@ -76,97 +68,6 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _DIGIT = re.compile(r"\d")
 _SPACE = re.compile(r"\s+")
 
-# Below this many texts a call runs in this process; above, in worker
-# processes (one per core) and the result is cached on disk.
-PARALLEL_MIN_TEXTS = 20_000
-CACHE_MIN_TEXTS = 10_000
-PROGRESS_MIN_TEXTS = 50_000
-_CACHE_FORMAT = 2
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """Pauses the cyclic garbage collector while building many small lists.
-
-    Token lists hold no reference cycles, so collection finds nothing, yet with
-    TensorFlow's objects on the heap each pass is expensive: pausing it makes
-    reading a cached SST-2 result five times faster.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class TokenTable:
-    """Preprocessed texts, stored compactly.
-
-    `tokens` holds each distinct token once; text `i` is the run
-    `tokens[ids[offsets[i]:offsets[i] + lengths[i]]]`. This is what worker
-    processes send back, what the disk cache holds, and what `Vocabulary`
-    counts and encodes with numpy, so that hundreds of thousands of small
-    Python strings are only made if you ask for token lists (`to_lists`).
-    """
-
-    __slots__ = ("tokens", "ids", "lengths")
-
-    def __init__(self, tokens, ids, lengths):
-        self.tokens = list(tokens)
-        self.ids = np.asarray(ids, dtype=np.int32)
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-
-    def __len__(self):
-        return len(self.lengths)
-
-    @classmethod
-    def from_lists(cls, token_lists):
-        index = {}
-        ids = []
-        append = ids.append
-        for toks in token_lists:
-            for tok in toks:
-                i = index.get(tok)
-                if i is None:
-                    i = index[tok] = len(index)
-                append(i)
-        lengths = np.fromiter((len(t) for t in token_lists), np.int64, len(token_lists))
-        return cls(list(index), np.asarray(ids, np.int32), lengths)
-
-    @classmethod
-    def concat(cls, tables):
-        """One table from several, in order (distinct tokens merged)."""
-        index = {}
-        parts = []
-        for table in tables:
-            remap = np.fromiter(
-                (index.setdefault(t, len(index)) for t in table.tokens), np.int32, len(table.tokens)
-            )
-            parts.append(remap[table.ids] if len(table.ids) else table.ids)
-        ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
-        lengths = np.concatenate([t.lengths for t in tables]) if tables else np.zeros(0, np.int64)
-        return cls(list(index), ids, lengths)
-
-    def counts(self):
-        """How often each of `tokens` occurs."""
-        return np.bincount(self.ids, minlength=len(self.tokens))
-
-    def to_lists(self):
-        with gc_paused():
-            words = [self.tokens[i] for i in self.ids.tolist()]
-            out = []
-            pos = 0
-            for n in self.lengths.tolist():
-                out.append(words[pos : pos + n])
-                pos += n
-        return out
-
-    def __eq__(self, other):
-        return isinstance(other, TokenTable) and self.to_lists() == other.to_lists()
-
-
 def _is_punct(token):
     return all(unicodedata.category(ch)[0] in "PS" for ch in token)
 
@@ -177,6 +78,58 @@ def _check_choice(name, value, choices):
             f"TextPreprocessor({name}={value!r}): expected one of "
             f"{', '.join(map(repr, choices))}. Received: {name}={value!r}."
         )
+
+
+def _check_options(tokenizer, digits, punctuation, unicode_form, stemmer, lemmatize, stopwords, extra_stopwords, keep_words, pattern):
+    """Refuses unknown or conflicting options; returns (stopword languages,
+    extra stopwords, words kept back) normalised."""
+    _check_choice("tokenizer", tokenizer, TOKENIZERS)
+    _check_choice("digits", digits, _DIGIT_MODES)
+    _check_choice("punctuation", punctuation, _PUNCT_MODES)
+    if unicode_form is not None:
+        _check_choice("unicode_form", unicode_form, _UNICODE_FORMS + (None,))
+    if stemmer is not None:
+        _check_choice("stemmer", stemmer, STEMMERS + (None,))
+    if stemmer is not None and lemmatize:
+        raise ValueError(
+            f"TextPreprocessor(stemmer={stemmer!r}, lemmatize=True): choose one. "
+            "Stemming and lemmatisation both reduce a word to a base form; "
+            "applying both mangles words. Fix: set stemmer=None or lemmatize=False."
+        )
+    if isinstance(stopwords, str):
+        stopwords = [stopwords]
+    stopwords = list(stopwords) if stopwords else []
+    extra_stopwords = list(extra_stopwords or [])
+    if tokenizer == "char" and (stopwords or extra_stopwords or stemmer or lemmatize):
+        raise ValueError(
+            "TextPreprocessor(tokenizer='char') produces characters, so "
+            "stopwords, stemming and lemmatisation do not apply. Fix: use a "
+            "word tokenizer, or drop those options."
+        )
+    if pattern is not None and tokenizer != "regexp":
+        raise ValueError(
+            f"TextPreprocessor(pattern=...) applies to tokenizer='regexp' only. "
+            f"Received: tokenizer={tokenizer!r}. Fix: drop `pattern` or use "
+            "tokenizer='regexp'."
+        )
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(
+                f"TextPreprocessor(pattern={pattern!r}) is not a valid regular "
+                f"expression: {err}."
+            ) from None
+    if keep_words == "negations":
+        keep = NEGATIONS
+    elif isinstance(keep_words, str):
+        raise ValueError(
+            f"TextPreprocessor(keep_words={keep_words!r}): expected 'negations', "
+            "a list of words, or None."
+        )
+    else:
+        keep = frozenset(keep_words or ())
+    return stopwords, extra_stopwords, keep
 
 
 class TextPreprocessor:
@@ -244,53 +197,9 @@ class TextPreprocessor:
         language="english",
         pattern=None,
     ):
-        _check_choice("tokenizer", tokenizer, TOKENIZERS)
-        _check_choice("digits", digits, _DIGIT_MODES)
-        _check_choice("punctuation", punctuation, _PUNCT_MODES)
-        if unicode_form is not None:
-            _check_choice("unicode_form", unicode_form, _UNICODE_FORMS + (None,))
-        if stemmer is not None:
-            _check_choice("stemmer", stemmer, STEMMERS + (None,))
-        if stemmer is not None and lemmatize:
-            raise ValueError(
-                f"TextPreprocessor(stemmer={stemmer!r}, lemmatize=True): choose one. "
-                "Stemming and lemmatisation both reduce a word to a base form; "
-                "applying both mangles words. Fix: set stemmer=None or lemmatize=False."
-            )
-        if isinstance(stopwords, str):
-            stopwords = [stopwords]
-        stopwords = list(stopwords) if stopwords else []
-        extra_stopwords = list(extra_stopwords or [])
-        if tokenizer == "char" and (stopwords or extra_stopwords or stemmer or lemmatize):
-            raise ValueError(
-                "TextPreprocessor(tokenizer='char') produces characters, so "
-                "stopwords, stemming and lemmatisation do not apply. Fix: use a "
-                "word tokenizer, or drop those options."
-            )
-        if pattern is not None and tokenizer != "regexp":
-            raise ValueError(
-                f"TextPreprocessor(pattern=...) applies to tokenizer='regexp' only. "
-                f"Received: tokenizer={tokenizer!r}. Fix: drop `pattern` or use "
-                "tokenizer='regexp'."
-            )
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as err:
-                raise ValueError(
-                    f"TextPreprocessor(pattern={pattern!r}) is not a valid regular "
-                    f"expression: {err}."
-                ) from None
-        if keep_words == "negations":
-            keep = NEGATIONS
-        elif isinstance(keep_words, str):
-            raise ValueError(
-                f"TextPreprocessor(keep_words={keep_words!r}): expected 'negations', "
-                "a list of words, or None."
-            )
-        else:
-            keep = frozenset(keep_words or ())
-
+        stopwords, extra_stopwords, keep = _check_options(
+            tokenizer, digits, punctuation, unicode_form, stemmer, lemmatize, stopwords, extra_stopwords, keep_words, pattern
+        )
         self.tokenizer = tokenizer
         self.lowercase = bool(lowercase)
         self.unicode_form = unicode_form
@@ -306,80 +215,11 @@ class TextPreprocessor:
         self.language = language
         self.pattern = pattern
 
-        self._tokenize = self._make_tokenizer()
-        self._stop = self._make_stopwords(keep)
-        self._reduce = self._make_reducer()
+        self._tokenize = components.tokenizer(tokenizer, pattern or TREEBANK_PATTERN, language)
+        self._stop = components.stopwords(self.stopwords, self.extra_stopwords, self.lowercase, keep)
+        self._reduce = components.reducer(lemmatize, stemmer, language)
         self._punct_cache = {}
         self._reduce_cache = {}
-
-    # ----------------------------------------------------------- building
-
-    def _make_tokenizer(self):
-        name = self.tokenizer
-        if name == "regexp":
-            return re.compile(self.pattern or TREEBANK_PATTERN).findall
-        if name == "whitespace":
-            return str.split
-        if name == "char":
-            return list
-        if name == "treebank":
-            from nltk.tokenize import TreebankWordTokenizer
-
-            return TreebankWordTokenizer().tokenize
-        if name == "tweet":
-            from nltk.tokenize import TweetTokenizer
-
-            return TweetTokenizer(preserve_case=True).tokenize
-        nltk_data.require("punkt_tab", self.language)
-        from nltk.tokenize import word_tokenize
-
-        return functools.partial(word_tokenize, language=self.language)
-
-    def _make_stopwords(self, keep):
-        words = set(self.extra_stopwords)
-        if self.stopwords:
-            nltk_data.require("stopwords")
-            from nltk.corpus import stopwords as corpus
-
-            available = corpus.fileids()
-            for lang in self.stopwords:
-                if lang not in available:
-                    raise ValueError(
-                        f"TextPreprocessor(stopwords={lang!r}): NLTK has no stopword "
-                        f"list for {lang!r}. Available: {', '.join(available)}. "
-                        "Fix: use one of those, or pass your own words as "
-                        "extra_stopwords=[...]."
-                    )
-                words.update(corpus.words(lang))
-        if self.lowercase:
-            words = {w.lower() for w in words}
-        return frozenset(words - keep)
-
-    def _make_reducer(self):
-        if self.lemmatize:
-            nltk_data.require("wordnet")
-            from nltk.stem import WordNetLemmatizer
-
-            return WordNetLemmatizer().lemmatize
-        if self.stemmer == "porter":
-            from nltk.stem import PorterStemmer
-
-            return PorterStemmer().stem
-        if self.stemmer == "lancaster":
-            from nltk.stem import LancasterStemmer
-
-            return LancasterStemmer().stem
-        if self.stemmer == "snowball":
-            from nltk.stem import SnowballStemmer
-
-            if self.language not in SnowballStemmer.languages:
-                raise ValueError(
-                    f"TextPreprocessor(stemmer='snowball', language={self.language!r}): "
-                    f"Snowball has no {self.language!r} stemmer. Available: "
-                    f"{', '.join(SnowballStemmer.languages)}."
-                )
-            return SnowballStemmer(self.language).stem
-        return None
 
     # ----------------------------------------------------------- applying
 
@@ -440,15 +280,15 @@ class TextPreprocessor:
             texts: a list (or other sequence) of strings. A single string is
                 refused, since iterating it would give characters.
             n_jobs: worker processes; `None` uses every core when there are
-                at least `PARALLEL_MIN_TEXTS` texts, `1` stays in this process.
+                at least `tfcompress.text.batch.PARALLEL_MIN_TEXTS` texts, `1` stays in this process.
             cache: `None` caches on disk when there are at least
-                `CACHE_MIN_TEXTS` texts; `True`/`False` force it; a path
+                `batch.CACHE_MIN_TEXTS` texts; `True`/`False` force it; a path
                 chooses the folder. The key is the texts plus this
                 configuration, so any change to either misses the cache. The
                 default folder is `$TFCOMPRESS_CACHE_DIR`, else
                 `~/.cache/tfcompress`.
             progress: show a progress bar; `None` shows one for at least
-                `PROGRESS_MIN_TEXTS` texts on a terminal or in a notebook.
+                `batch.PROGRESS_MIN_TEXTS` texts on a terminal or in a notebook.
         """
         return self.table(texts, n_jobs=n_jobs, cache=cache, progress=progress).to_lists()
 
@@ -458,48 +298,7 @@ class TextPreprocessor:
         `Vocabulary.build` and `Vocabulary.encode` accept it directly; this
         is the fast path for large corpora (arguments as for `__call__`).
         """
-        if isinstance(texts, (str, bytes)):
-            raise TypeError(
-                "TextPreprocessor expects a list of strings; received one string. "
-                "Fix: wrap it in a list: preprocessor([text])."
-            )
-        texts = list(texts)
-        jobs = _resolve_jobs(n_jobs, len(texts))
-        path = self._cache_path(texts, cache)
-        if path is not None and os.path.exists(path):
-            try:
-                return _read_cache(path)
-            except (OSError, ValueError, KeyError):
-                pass  # unreadable cache: recompute and overwrite
-        show = _show_progress(progress, len(texts))
-        if jobs == 1:
-            result = self._serial(texts, show)
-        else:
-            result = self._parallel(texts, jobs, show)
-        if path is not None:
-            _write_cache(path, result)
-        return result
-
-    def _serial(self, texts, show):
-        if show:
-            from tqdm.auto import tqdm
-
-            texts = tqdm(texts, desc="preprocessing", unit="text")
-        return token_table(self, texts)
-
-    def _parallel(self, texts, jobs, show):
-        chunks = max(jobs * 4, len(texts) // 20000)
-        size = -(-len(texts) // chunks)
-        pieces = [texts[i : i + size] for i in range(0, len(texts), size)]
-        context = multiprocessing.get_context("fork")
-        with context.Pool(jobs, initializer=_init_worker, initargs=(self.get_config(),)) as pool:
-            it = pool.imap(_work, pieces)
-            if show:
-                from tqdm.auto import tqdm
-
-                it = tqdm(it, total=len(pieces), desc="preprocessing", unit="chunk")
-            parts = list(it)
-        return TokenTable.concat(parts)
+        return batch.run(self, texts, n_jobs=n_jobs, cache=cache, progress=progress)
 
     # ----------------------------------------------------------- config
 
@@ -562,122 +361,6 @@ class TextPreprocessor:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if v != default[k])
         return f"TextPreprocessor({args})"
 
-    # ----------------------------------------------------------- cache
-
     def cache_key(self, texts):
         """The cache key of preprocessing `texts` with this configuration."""
-        h = hashlib.sha256()
-        header = {"format": _CACHE_FORMAT, "nltk": _nltk_version(), "config": self.get_config()}
-        h.update(json.dumps(header, sort_keys=True).encode())
-        for t in texts:
-            b = t.encode("utf-8", "surrogatepass")
-            h.update(len(b).to_bytes(8, "little"))
-            h.update(b)
-        return h.hexdigest()
-
-    def _cache_path(self, texts, cache):
-        if cache is False or (cache is None and len(texts) < CACHE_MIN_TEXTS):
-            return None
-        if isinstance(cache, (str, os.PathLike)):
-            folder = os.fspath(cache)
-        else:
-            folder = os.path.join(_cache_root(), "text")
-        return os.path.join(folder, self.cache_key(texts) + ".npz")
-
-
-@functools.lru_cache(maxsize=None)
-def _nltk_version():
-    # From package metadata: importing NLTK costs half a second, and the
-    # default tokenizer does not need it.
-    import importlib.metadata
-
-    return importlib.metadata.version("nltk")
-
-
-def _cache_root():
-    root = os.environ.get("TFCOMPRESS_CACHE_DIR")
-    if root:
-        return root
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "tfcompress")
-
-
-def token_table(pre, texts):
-    """Preprocesses `texts` with `pre` (anything with a `tokens(text)` method)
-    straight into a `TokenTable`."""
-    index = {}
-    ids = []
-    lengths = []
-    append, extend = ids.append, lengths.append
-    tokens_of = pre.tokens
-    with gc_paused():
-        for text in texts:
-            toks = tokens_of(text)
-            extend(len(toks))
-            for tok in toks:
-                i = index.get(tok)
-                if i is None:
-                    i = index[tok] = len(index)
-                append(i)
-    return TokenTable(list(index), np.asarray(ids, np.int32), np.asarray(lengths, np.int64))
-
-
-def _write_cache(path, table):
-    """Stores a TokenTable as three arrays (no pickle: safe to read back)."""
-    import io
-
-    from tfcompress._io import atomic_write_bytes
-
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        ids=table.ids,
-        lengths=table.lengths,
-        tokens=np.frombuffer(json.dumps(table.tokens, ensure_ascii=False).encode(), np.uint8),
-    )
-    try:
-        atomic_write_bytes(path, buf.getvalue())
-    except OSError:
-        pass  # a cache that cannot be written is not an error
-
-
-def _read_cache(path):
-    with np.load(path, allow_pickle=False) as data:
-        tokens = json.loads(data["tokens"].tobytes().decode())
-        table = TokenTable(tokens, data["ids"], data["lengths"])
-    if (table.ids.size and int(table.ids.max()) >= len(tokens)) or int(table.lengths.sum()) != table.ids.size:
-        raise ValueError(f"inconsistent cache file {path}")
-    return table
-
-
-def _resolve_jobs(n_jobs, n_texts):
-    if n_jobs is None:
-        if n_texts < PARALLEL_MIN_TEXTS:
-            return 1
-        n_jobs = os.cpu_count() or 1
-    if not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ValueError(f"n_jobs must be a positive integer or None. Received: n_jobs={n_jobs!r}.")
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1  # worker processes would re-import TensorFlow; not worth it
-    return min(n_jobs, max(1, n_texts))
-
-
-def _show_progress(progress, n_texts):
-    if progress is not None:
-        return bool(progress)
-    if n_texts < PROGRESS_MIN_TEXTS:
-        return False
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
-
-
-_WORKER = None
-
-
-def _init_worker(config):
-    global _WORKER
-    _WORKER = TextPreprocessor.from_config(config)
-
-
-def _work(texts):
-    return token_table(_WORKER, texts)
-
+        return batch.cache_key(self, texts)

@@ -5,7 +5,7 @@ quantized LSTMs to full int8 was seen here), so `to_tflite` saves the model as
 a SavedModel and converts it in this child process: a crash ends the child, and
 the caller gets an exception instead of losing its own process.
 
-Usage: python -m tfcompress._tflite_worker REQUEST.json
+Usage: python -m tfcompress.export.worker REQUEST.json
 REQUEST.json: {"saved_model": dir, "output": file, "error": file,
                "options": {...}, "representative": npz file or null}
 Exit status: 0 converted; 1 the converter raised (message in "error").
@@ -23,7 +23,7 @@ def main(request_path):
     import numpy as np
     import tensorflow as tf
 
-    from tfcompress._tflite_options import configure
+    from tfcompress.export.options import configure
 
     converter = tf.lite.TFLiteConverter.from_saved_model(request["saved_model"], signature_keys=["serving_default"])
     inputs = None

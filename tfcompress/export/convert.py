@@ -1,0 +1,547 @@
+"""Keras model -> `.tflite` file and its deployment files (`to_tflite`)."""
+
+import dataclasses
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from tfcompress import _io, metrics
+from tfcompress._keras import ensure_tf_keras, is_mixed_precision, rebuild_float32
+from tfcompress.export.errors import ConversionCrashed, TFLiteConversionError, check_layers, explain
+from tfcompress.export.options import MODES, configure
+from tfcompress.export.runtime import TFLiteModel
+
+DEFAULT_MODE = "dynamic"
+
+# With sparse="auto", a model with at least this fraction of zero weights is
+# also converted with TFLite's sparse weight encoding.
+SPARSE_AUTO_ZEROS = 0.3
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What `to_tflite` wrote.
+
+    Attributes:
+        path: the `.tflite` file.
+        mode: the export mode.
+        bytes, gzip_bytes: file size, raw and gzip -9.
+        ops: the TFLite operators in the file.
+        files: every file written (the .tflite, its JSON, vocabulary, ...).
+        sparse_encoding: whether TFLite's sparse weight encoding was used.
+        notes: what was done to the model on the way (stripping, rebuild...).
+        encoder: the `TextEncoder` written beside the file (the one passed
+            in, or the one taken out of a model's TextVectorization layer),
+            or None.
+    """
+
+    path: str
+    mode: str
+    bytes: int
+    gzip_bytes: int
+    ops: list
+    files: list
+    sparse_encoding: bool
+    notes: list
+    encoder: object = None
+
+
+def to_tflite(
+    model,
+    path,
+    mode=DEFAULT_MODE,
+    *,
+    representative_data=None,
+    calibration_samples=300,
+    int8_io=False,
+    sparse="auto",
+    batch_size=1,
+    seq_len=None,
+    encoder=None,
+    labels=None,
+    keep_qat=False,
+    select_tf_ops=False,
+    quantizer="legacy",
+    isolate="auto",
+    seed=0,
+):
+    """Converts a Keras model to a `.tflite` file, with its deployment files.
+
+    Args:
+        model: a tf_keras or Keras 3 model; pruned, QAT or mixed-precision
+            models are handled (see the module docstring). A model that
+            starts with a `TextVectorization` layer is split
+            (`tfcompress.text.split_vectorizer`): the file reads token ids and
+            the layer's vocabulary and rules are written beside it
+            (`result.encoder`).
+        path: the `.tflite` file to write (its folder is created).
+        mode: one of `MODES`; default `DEFAULT_MODE`.
+        representative_data: for `mode="int8"`: inputs to calibrate on
+            (token-id array, list of arrays, `(x, y)` pair or dataset);
+            `calibration_samples` examples are drawn from it at random.
+        int8_io: with `mode="int8"`, make the output int8 (and float inputs
+            int8); token-id inputs stay int32. Default: float outputs.
+        sparse: TFLite's sparse weight encoding: `"auto"` tries it for models
+            with at least 30% zero weights and keeps it only if the file is
+            smaller; `True`/`False` force it.
+        batch_size: the fixed batch size of the file (1 for phones).
+        seq_len: input length when the model accepts any length; default the
+            encoder's `max_len`.
+        encoder: a `tfcompress.text.TextEncoder`; its `vocab.txt` and
+            `preprocessing.json` are written beside the file.
+        labels: class names, stored in the JSON.
+        keep_qat: convert a QAT model with its fake-quant graph instead of
+            stripping it (not recommended: its LSTM does not fuse).
+        select_tf_ops: allow TensorFlow ops TFLite lacks (needs the Flex
+            delegate in the app).
+        quantizer: for `mode="int8"`, `"legacy"` (default) or `"mlir"`, TF's
+            default, which corrupts fused LSTMs in full int8 (BENCHMARKS.md).
+        isolate: convert in a child process, which survives converter crashes
+            and costs a few seconds. `"auto"` (default) isolates the
+            conversions seen to crash (`mode="int8"`, `keep_qat=True`) and
+            runs float32, float16 and dynamic conversions in this process.
+        seed: for the calibration sample.
+
+    Returns:
+        An `ExportResult`.
+
+    Raises:
+        TFLiteConversionError: a layer TFLite cannot represent (named, with the
+            nearest supported alternative), or bad representative data.
+        ConversionCrashed: the converter process died; nothing was written.
+        OSError: `path` cannot be written (checked before converting).
+    """
+    path = _check_arguments(path, mode, sparse, batch_size, quantizer, int8_io)
+    if isolate == "auto":
+        isolate = mode == "int8" or keep_qat
+    model, encoder, notes = _take_vectorizer(model, encoder, seq_len)
+    model = _prepare(model, keep_qat, notes)
+    grid = _weight_grid(model, mode, notes)
+    if seq_len is None and encoder is not None:
+        seq_len = encoder.max_len
+    specs = _input_specs(model, batch_size, seq_len)
+    serve, concrete = _concrete_function(model, specs)
+    calibration = (
+        _calibration_inputs(representative_data, specs, calibration_samples, seed) if mode == "int8" else None
+    )
+    options = {
+        "mode": mode,
+        "sparse": False,
+        "int8_input": bool(int8_io and all(s.dtype.is_floating for s in specs)),
+        "int8_output": bool(int8_io),
+        "select_tf_ops": bool(select_tf_ops),
+        "quantizer": quantizer,
+    }
+
+    def convert(opts):
+        if isolate:
+            return _convert_isolated(model, serve, concrete, opts, calibration)
+        return _convert_in_process(model, concrete, opts, calibration)
+
+    flat, used_sparse = _convert_smallest(model, convert, options, sparse, notes)
+    meta = _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes)
+    return ExportResult(
+        path=path,
+        mode=mode,
+        bytes=len(flat),
+        gzip_bytes=len(gzip.compress(flat, 9)),
+        ops=meta["ops"],
+        files=_write(path, flat, meta, encoder),
+        sparse_encoding=used_sparse,
+        notes=notes,
+        encoder=encoder,
+    )
+
+
+def _check_arguments(path, mode, sparse, batch_size, quantizer, int8_io):
+    """Refuses bad arguments before any work; returns `path` as a string."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}.")
+    if sparse not in ("auto", True, False):
+        raise ValueError(f"sparse must be 'auto', True or False. Received: sparse={sparse!r}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}.")
+    if quantizer not in ("legacy", "mlir"):
+        raise ValueError(f"quantizer must be 'legacy' or 'mlir'. Received: quantizer={quantizer!r}.")
+    if int8_io and mode != "int8":
+        raise ValueError(f"int8_io=True needs mode='int8'. Received: mode={mode!r}.")
+    path = os.fspath(path)
+    if not path.endswith(".tflite"):
+        raise ValueError(f"to_tflite writes a .tflite file; the path must end in .tflite. Received: {path!r}.")
+    _io.check_writable_dir(path, "TFLite")
+    return path
+
+
+def _take_vectorizer(model, encoder, seq_len):
+    """Splits off a leading TextVectorization layer: (model, encoder, notes)."""
+    from tfcompress.text.keras_compat import find_vectorizer, split_vectorizer
+
+    vectorizer = find_vectorizer(model)
+    if vectorizer is None:
+        return model, encoder, []
+    inner, model = split_vectorizer(model, max_len=seq_len or (encoder.max_len if encoder is not None else None))
+    if encoder is not None and encoder != inner:
+        raise ValueError(
+            f"to_tflite: the model has its own TextVectorization layer {vectorizer.name!r}, and a different "
+            "encoder was passed. Fix: leave encoder= out; the layer's vocabulary and rules are written "
+            "beside the file."
+        )
+    note = (
+        f"TextVectorization {vectorizer.name!r} taken out of the model (its string ops are not TFLite "
+        "built-ins): the file reads int32 token ids; vocab.txt + preprocessing.json give the same ids"
+    )
+    return model, inner, [note]
+
+
+def _prepare(model, keep_qat, notes):
+    """The plain float tf_keras model to convert; says what was done in `notes`."""
+    from tfcompress import pruning, quantization
+
+    model = ensure_tf_keras(model, caller="to_tflite")
+    if pruning.is_pruned(model):
+        model = pruning.strip(model)
+        notes.append("pruning wrappers stripped, masks applied")
+    if quantization.is_quantized(model) and not keep_qat:
+        model = quantization.strip(model)
+        notes.append(
+            "QAT wrappers stripped: weights baked to their quantized values, activation ranges "
+            "calibrated by the converter (a QAT graph converts to an unfused LSTM loop)"
+        )
+    if is_mixed_precision(model):
+        model = rebuild_float32(model)
+        notes.append("rebuilt in float32 from a mixed-precision model")
+    check_layers(model)
+    return model
+
+
+def _weight_grid(model, mode, notes):
+    """The metadata entry (and a note) for a model whose weights sit on a grid
+    of fewer than 128 values (QAT with bits < 8); None otherwise."""
+    most = 0
+    for w in model.weights:
+        if len(w.shape) >= 2:
+            most = max(most, len(np.unique(w.numpy())))
+            if most > 255:
+                return None
+    if not most or most > 127:
+        return None
+    bits = max(1, int(np.ceil(np.log2(most + 1))))
+    stored = {"float32": "32-bit floats", "float16": "16-bit floats"}.get(mode, "8-bit integers")
+    notes.append(
+        f"weights take at most {most} distinct values per tensor (a {bits}-bit grid); the file stores "
+        f"them as {stored}, since TFLite has no lower-bit storage for these ops: the raw size is that "
+        "of the mode, and the fewer values show in the gzip size"
+    )
+    return {"max_distinct_values": most, "bits": bits, "stored_as": stored}
+
+
+def _input_specs(model, batch_size, seq_len):
+    specs = []
+    for tensor, layer in zip(model.inputs, model._input_layers):  # noqa: SLF001
+        shape = list(tensor.shape)
+        shape[0] = batch_size
+        if None in shape[1:]:
+            if seq_len is None or len(shape) < 2:
+                raise ValueError(
+                    f"to_tflite: input {layer.name!r} of model {model.name!r} has shape "
+                    f"{tuple(tensor.shape)}; TFLite needs fixed sizes (a dynamic length "
+                    "stops LSTMs converting). Fix: pass seq_len=... (e.g. encoder=your "
+                    "TextEncoder, whose max_len is used), or build the model with a fixed length."
+                )
+            shape[1] = seq_len
+            if None in shape[2:]:
+                raise ValueError(
+                    f"to_tflite: input {layer.name!r} has unknown inner dimensions {tuple(tensor.shape)}."
+                )
+        specs.append(tf.TensorSpec(shape, tensor.dtype, name=layer.name))
+    return specs
+
+
+def _concrete_function(model, specs):
+    names = [l.name for l in model.output_layers] if hasattr(model, "output_layers") else None
+
+    @tf.function(autograph=False)
+    def serve(*args):
+        outputs = model(list(args) if len(args) > 1 else args[0], training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        keys = names if names and len(names) == len(outputs) else [f"output_{i}" for i in range(len(outputs))]
+        return dict(zip(keys, outputs))
+
+    return serve, serve.get_concrete_function(*specs)
+
+
+def _calibration_inputs(data, specs, count, seed):
+    """Representative data -> one array per input, shaped (samples, *spec.shape)."""
+    if data is None:
+        raise ValueError(
+            "mode='int8' calibrates activation ranges on a sample of real inputs. Fix: pass "
+            "representative_data= your training inputs (an array of token ids, a list of "
+            "arrays for several inputs, an (x, y) pair, or a tf.data.Dataset)."
+        )
+    if isinstance(data, tf.data.Dataset):
+        xs = []
+        for element in data:
+            element = element[0] if isinstance(element, (tuple, list)) and len(element) == 2 and len(specs) == 1 else element
+            arrays = [np.asarray(e) for e in (element if isinstance(element, (tuple, list)) else [element])]
+            if arrays[0].ndim == len(specs[0].shape) - 1:  # unbatched element
+                arrays = [a[None] for a in arrays]
+            xs.append(arrays)
+            if sum(len(x[0]) for x in xs) >= 10 * count:
+                break
+        if not xs:
+            raise ValueError("representative_data is an empty dataset.")
+        data = [np.concatenate([x[i] for x in xs]) for i in range(len(xs[0]))]
+    elif isinstance(data, tuple) and len(data) == 2 and len(specs) == 1:
+        data = [np.asarray(data[0])]
+    elif isinstance(data, np.ndarray) or not isinstance(data, (list, tuple)):
+        data = [np.asarray(data)]
+    else:
+        data = [np.asarray(d) for d in data]
+    if len(data) != len(specs):
+        raise ValueError(
+            f"representative_data has {len(data)} input array(s); the model has {len(specs)} input(s)."
+        )
+    n = len(data[0])
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, size=min(count, n), replace=False))
+    batch = specs[0].shape[0]
+    out = []
+    for array, spec in zip(data, specs):
+        want = tuple(spec.shape[1:])
+        if tuple(array.shape[1:]) != want:
+            raise ValueError(
+                f"representative_data for input {spec.name!r} has examples of shape "
+                f"{tuple(array.shape[1:])}, but the model takes {want} (full shape "
+                f"{tuple(spec.shape)}, dtype {spec.dtype.name}). Fix: encode with the same "
+                "max_len as the model, or pass seq_len= to match your data."
+            )
+        if spec.dtype.is_integer and array.dtype.kind not in "iu":
+            raise ValueError(
+                f"representative_data for input {spec.name!r} is {array.dtype}, but the model "
+                f"takes {spec.dtype.name} token ids. Fix: pass the encoded integer ids "
+                "(TextEncoder output), not text or floats."
+            )
+        if spec.dtype.is_floating and array.dtype.kind != "f":
+            raise ValueError(
+                f"representative_data for input {spec.name!r} is {array.dtype}; the model takes "
+                f"{spec.dtype.name}."
+            )
+        chosen = array[idx].astype(spec.dtype.as_numpy_dtype)
+        usable = (len(chosen) // batch) * batch or batch
+        if len(chosen) < batch:
+            chosen = np.concatenate([chosen] * (-(-batch // len(chosen))))[:batch]
+        out.append(chosen[:usable].reshape((-1,) + tuple(spec.shape)))
+    return out
+
+
+def _convert_in_process(model, concrete, options, calibration):
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    configure(converter, options, calibration)
+    with _captured_stderr() as captured:
+        try:
+            return converter.convert()
+        except Exception as err:  # noqa: BLE001 - explained below
+            raise explain(model, f"{err}\n{captured.read()}", options) from None
+
+
+class _captured_stderr:
+    """Captures file descriptor 2 (the converter's C++ chatter) into a temp file."""
+
+    def __enter__(self):
+        self.file = tempfile.TemporaryFile(mode="w+b")
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def read(self):
+        os.dup2(self.saved, 2)
+        self.file.seek(0)
+        return self.file.read().decode("utf-8", "replace")
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.close()
+
+
+def _convert_isolated(model, serve, concrete, options, calibration):
+    with tempfile.TemporaryDirectory(prefix="tfcompress-convert-") as tmp:
+        module = tf.Module()
+        module.model = model
+        module.serve = serve
+        saved = os.path.join(tmp, "saved_model")
+        with _captured_stderr():
+            tf.saved_model.save(module, saved, signatures={"serving_default": concrete})
+        request = {
+            "saved_model": saved,
+            "output": os.path.join(tmp, "model.tflite"),
+            "error": os.path.join(tmp, "error.json"),
+            "options": options,
+            "representative": None,
+        }
+        if calibration is not None:
+            request["representative"] = os.path.join(tmp, "calibration.npz")
+            np.savez(request["representative"], **{f"input_{i}": a for i, a in enumerate(calibration)})
+        with open(os.path.join(tmp, "request.json"), "w") as f:
+            json.dump(request, f)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        proc = subprocess.run(
+            [sys.executable, "-m", "tfcompress.export.worker", os.path.join(tmp, "request.json")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if proc.returncode < 0:
+            try:
+                name = signal.Signals(-proc.returncode).name
+            except ValueError:
+                name = str(-proc.returncode)
+            loops = [
+                f"{l.name!r} ({type(l).__name__})"
+                for l in model.layers
+                if type(l).__name__ in ("GRU", "SimpleRNN", "RNN", "QuantizeWrapperV2", "QuantizeWrapper")
+            ]
+            likely = (
+                f" Layers that convert to TFLite WHILE loops, which full-int8 conversion crashes on "
+                f"here: {', '.join(loops)}."
+                if loops and options["mode"] == "int8"
+                else ""
+            )
+            raise ConversionCrashed(
+                f"The TFLite converter crashed ({name}) converting model {model.name!r} in mode "
+                f"{options['mode']!r}. It ran in a separate process, so yours is unaffected and no "
+                f"file was written.{likely} Fix: use mode='dynamic' (int8 weights, float "
+                "activations) or 'float16'; for a QAT model, keep keep_qat=False (the default)."
+            )
+        if proc.returncode != 0:
+            message = proc.stderr[-4000:]
+            if os.path.exists(request["error"]):
+                with open(request["error"]) as f:
+                    message = json.load(f)["message"] + "\n" + message
+            raise explain(model, message, options)
+        with open(request["output"], "rb") as f:
+            return f.read()
+
+
+def _convert_smallest(model, convert, options, sparse, notes):
+    """Converts dense and/or with the sparse weight encoding, as `sparse`
+    asks, and keeps the smaller file that runs: (flat, used_sparse)."""
+    flat = convert(options) if sparse is not True else None
+    used_sparse = False
+    zeros = metrics.zero_fraction(w.numpy() for w in model.weights if len(w.shape) >= 2)
+    if sparse is True or (sparse == "auto" and zeros >= SPARSE_AUTO_ZEROS):
+        sparse_flat = convert({**options, "sparse": True})
+        problem = _runtime_problem(sparse_flat)
+        if problem and sparse is True:
+            raise TFLiteConversionError(
+                f"to_tflite: with sparse=True the file of model {model.name!r} does not run on the LiteRT "
+                f"runtime with its default delegate (XNNPACK, what apps use): {problem}. Fix: sparse='auto' "
+                "or False (dense weights; gzip still shrinks the zeros)."
+            )
+        if problem:
+            notes.append(f"sparse encoding tried and dropped: the runtime's default delegate cannot run it ({problem})")
+        elif flat is None or len(sparse_flat) < len(flat):
+            flat, used_sparse = sparse_flat, True
+        else:
+            notes.append(f"sparse encoding tried and dropped: {len(sparse_flat):,} bytes vs {len(flat):,} dense")
+    problem = _runtime_problem(flat)
+    if problem:
+        raise TFLiteConversionError(
+            f"to_tflite: the converted file of model {model.name!r} (mode {options['mode']!r}) does not run on "
+            f"the LiteRT runtime: {problem}. Nothing was written. Fix: try another mode, or report the model's "
+            "layers."
+        )
+    return flat, used_sparse
+
+
+def _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes):
+    """The `<name>.json` an app reads beside the file."""
+    runtime = TFLiteModel(flat)
+    ops = runtime.ops
+    stateful = any("LSTM" in op or "RNN" in op for op in ops) or any(
+        d.get("is_variable") for d in runtime.interpreter.get_tensor_details()
+    )
+    return {
+        "format": "tfcompress.tflite/1",
+        "file": os.path.basename(path),
+        "model": model.name,
+        "mode": mode,
+        "bytes": len(flat),
+        "sparse_encoding": used_sparse,
+        "inputs": [_io_detail(d) for d in runtime.inputs],
+        "outputs": [_io_detail(d) for d in runtime.outputs],
+        "labels": list(labels) if labels is not None else None,
+        "ops": ops,
+        "stateful": bool(stateful),
+        "reset_variables_before_invoke": bool(stateful),
+        "note": (
+            "The fused LSTM keeps its state between invokes: reset the interpreter's "
+            "variable tensors before each one (Python: interpreter.reset_all_variables(); "
+            "Android: Interpreter.resetVariableTensors(); C++: ResetVariableTensors())."
+            if stateful
+            else None
+        ),
+        "preprocessing": "preprocessing.json" if encoder is not None else None,
+        "vocabulary": "vocab.txt" if encoder is not None else None,
+        "weight_grid": grid,
+        "steps": notes,
+        "tfcompress": _version(),
+        "tensorflow": tf.__version__,
+    }
+
+
+def _write(path, flat, meta, encoder):
+    """Writes the file, its JSON and the encoder's files; returns their paths."""
+    folder = os.path.dirname(os.path.abspath(path))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    _io.atomic_write_bytes(path, flat, "TFLite")
+    meta_path = os.path.join(folder, stem + ".json")
+    _io.atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n", "metadata")
+    files = [path, meta_path]
+    if encoder is not None:
+        encoder.save(folder)
+        files += [os.path.join(folder, "vocab.txt"), os.path.join(folder, "preprocessing.json")]
+    return files
+
+
+def _runtime_problem(flat):
+    """Why the runtime cannot prepare and invoke `flat` (None if it can).
+
+    A file can convert and still not run: a pruned LSTM whose sparse-encoded
+    weights sit in a WHILE loop is refused by XNNPACK, the default delegate.
+    """
+    try:
+        runtime = TFLiteModel(flat)
+        runtime.invoke(*[np.zeros(d["shape"], d["dtype"]) for d in runtime.inputs])
+    except (RuntimeError, ValueError) as err:
+        return " ".join(str(err).split())[:300].rstrip(".")
+    return None
+
+
+def _io_detail(detail):
+    q = detail.get("quantization_parameters", {})
+    scales = [float(s) for s in np.asarray(q.get("scales", []))]
+    zeros = [int(z) for z in np.asarray(q.get("zero_points", []))]
+    return {
+        "name": detail["name"],
+        "shape": [int(d) for d in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "quantization": {"scales": scales, "zero_points": zeros} if scales else None,
+    }
+
+
+def _version():
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("tfcompress")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
