@@ -75,9 +75,31 @@ def test_float32_output_is_added_or_reported(keras):
         precision.float32_output(model, fix=False)
     fixed, changed = precision.float32_output(model)
     assert changed and fixed.output.dtype == tf.float32
+    assert [l.name for l in fixed.layers][-2:] == ["head", "head_float32"]
     x = np.random.default_rng(0).normal(size=(2, 4)).astype("float32")
-    np.testing.assert_allclose(fixed(x).numpy(), model(x).numpy().astype("float32"))
+    np.testing.assert_allclose(fixed(x).numpy(), model(x).numpy().astype("float32"), atol=2e-3)
     assert precision.float32_output(fixed) == (fixed, False)
+
+
+@pytest.mark.parametrize("head", ["dense", "activation", "softmax_layer"])
+def test_float32_output_computes_the_softmax_itself_in_float32(keras, head):
+    # Logits 0 and 20: the small probability, 2e-9, is below float16's smallest number.
+    with precision.policy_scope("mixed_float16"):
+        inp = keras.Input((1,))
+        if head == "dense":
+            out = keras.layers.Dense(2, activation="softmax", name="head")(inp)
+        else:
+            logits = keras.layers.Dense(2, name="logits")(inp)
+            out = keras.layers.Activation("softmax", name="head")(logits) if head == "activation" else keras.layers.Softmax(name="head")(logits)
+        model = keras.Model(inp, out)
+    dense = next(l for l in model.layers if isinstance(l, keras.layers.Dense))
+    dense.set_weights([np.array([[0.0, 20.0]], "float32"), np.zeros(2, "float32")])
+    x = np.ones((1, 1), "float32")
+    assert model(x).numpy()[0, 0] == 0  # the bug: float16 rounds it to zero
+    fixed, changed = precision.float32_output(model)
+    p = fixed(x).numpy()[0]
+    assert changed and fixed.output.dtype == tf.float32
+    np.testing.assert_allclose(p, [np.exp(-20.0), 1.0], rtol=1e-2)  # logits in float16, softmax in float32
 
 
 def test_mixed_model_rebuilds_in_float32_with_the_same_weights(keras):

@@ -108,6 +108,46 @@ def test_logits_and_probabilities_mix(teacher):
     assert Distiller(teacher, sigmoid)._s_kind == "sigmoid"
 
 
+def _head_models():
+    """Small models ending in each kind of head, with the kind they output."""
+    from tfcompress import precision
+
+    inp = keras.Input((LEN,), dtype="int32")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(VOCAB, 4)(inp))
+    logits = keras.layers.Dense(2, name="logits")(h)
+    softmax_model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(h))
+    with precision.policy_scope("mixed_float16"):
+        mixed = keras.Model(inp, keras.layers.Dense(2, activation="softmax", name="head")(h))
+    return {
+        "Softmax layer": (keras.Model(inp, keras.layers.Softmax()(logits)), "probabilities"),
+        "float32 linear Activation after a softmax": (keras.Model(inp, keras.layers.Activation("linear", dtype="float32")(keras.layers.Activation("softmax")(logits))), "probabilities"),
+        "float32_output of a mixed model": (precision.float32_output(mixed)[0], "probabilities"),
+        "Dropout after the softmax": (keras.Model(inp, keras.layers.Dropout(0.1)(keras.layers.Softmax()(logits))), "probabilities"),
+        "tf.nn.softmax": (keras.Model(inp, tf.nn.softmax(logits)), "probabilities"),
+        "QAT-wrapped softmax Dense": (quantization.quantize(softmax_model), "probabilities"),
+        "pruning-wrapped linear Dense": (pruning.prune(keras.Model(inp, keras.layers.Dense(2)(h))), "logits"),
+    }
+
+
+def test_output_kind_is_read_from_the_graph_through_casts_and_wrappers():
+    for what, (model, kind) in _head_models().items():
+        assert distillation.output_kind(model) == kind, what
+
+
+def test_output_kind_refuses_to_guess_and_checks_what_it_is_told(teacher):
+    inp = keras.Input((LEN,), dtype="int32")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(VOCAB, 4)(inp))
+    tanh_head = keras.Model(inp, keras.layers.Dense(2, activation="tanh", name="head")(h))
+    with pytest.raises(distillation.OutputKindError, match=r"cannot tell whether model .* outputs logits or probabilities \(from its output back: 'head' \(Dense\)\). Fix: say it with student_output='logits'"):
+        Distiller(teacher, tanh_head)
+    # Told "probabilities" for a model that outputs logits: its outputs do not sum to 1.
+    logit_student = keras.Model(inp, keras.layers.Dense(2, bias_initializer="ones")(h))
+    with pytest.raises(distillation.OutputKindError, match=r"taken to output probabilities, but .* do not sum to 1. Fix: pass student_output='logits'"):
+        Distiller(teacher, logit_student, student_output="probabilities")
+    with pytest.raises(ValueError, match=r"teacher_output must be 'auto', 'logits'"):
+        Distiller(teacher, logit_student, teacher_output="probs")
+
+
 def test_mse_on_logits_and_feature_distillation_with_projection(teacher):
     student = _student()
     distiller = Distiller(

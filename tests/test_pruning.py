@@ -204,13 +204,16 @@ def test_pruning_under_mirrored_strategy_on_two_cpus(keras, mirrored):
         ({"target_sparsity": -0.1}, r"Received: target_sparsity=-0.1"),
         ({"target_sparsity": "80%"}, r"Received: target_sparsity='80%'"),
         ({"structure": "2:4", "target_sparsity": 0.8}, r"structure='2:4' fixes the sparsity at 0.5.*target_sparsity=0.8"),
+        # an explicit value equal to the default is still an explicit value
+        ({"structure": "1:4", "target_sparsity": 0.5}, r"structure='1:4' fixes the sparsity at 0.25.*target_sparsity=0.5"),
+        ({"layers": ["lstm", "Dense_1"]}, r"prune\(\): layers names 'Dense_1', but model .* has no such layer. Its layers: .*lstm.*Fix: use one of these names"),
         ({"structure": "2:4", "block_size": (1, 4)}, r"structure='2:4' and block_size=\(1, 4\) conflict"),
         ({"structure": "4:2"}, r"structure must be 'M:N'.*Received: structure='4:2'"),
         ({"block_size": (0, 4)}, r"block_size must be a pair of positive integers"),
         ({"block_pooling": "SUM"}, r"block_pooling='SUM'"),
         ({"schedule": "polynomial"}, r"schedule='polynomial' needs to know when to reach the target"),
         ({"schedule": "cosine"}, r"Received: schedule='cosine'"),
-        ({"layers": ["dropout_1"], "target_sparsity": 0.5}, r"no layer of model .* was chosen and prunable"),
+        ({"layers": lambda layer: False, "target_sparsity": 0.5}, r"no layer of model .* was chosen and prunable"),
         ({"layers": [3]}, r"Received an item 3"),
     ],
 )

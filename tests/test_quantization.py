@@ -213,6 +213,8 @@ def test_errors_are_named(keras):
         quantization.quantize(qat)
     with pytest.raises(TypeError, match=r"skip must be a list of layer classes"):
         quantization.quantize(full_text_model(), skip=[1.5])
+    with pytest.raises(ValueError, match=r"quantize\(\): skip names 'GRU', but model .* has no such layer. Its layers: .*gru"):
+        quantization.quantize(full_text_model(), skip=["GRU"])  # a class name given as a string
 
 
 def _seed_char_model():

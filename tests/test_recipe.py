@@ -75,6 +75,7 @@ def _yaml(tmp_path, text):
         ("data: {train: t.tsv}\nmodel: {build: {units: 8, heads: 2}}\nsteps: [train]\n", r"key 'model.build.heads': unknown model argument 'heads'"),
         ("data: {train: t.tsv}\ntext: {preprocessor: {tokenizer: spacy}}\nsteps: [train]\n", r"key 'text.preprocessor': TextPreprocessor\(tokenizer='spacy'\)"),
         ("data: {train: t.tsv}\nsteps:\n  - prune: {structure: '2:4', block_size: [1, 4]}\n", r"structure and block_size conflict"),
+        ("data: {train: t.tsv}\nsteps:\n  - prune: {structure: '1:4', target_sparsity: 0.8}\n", r"structure '1:4' fixes the sparsity at 0.25.*Fix: drop target_sparsity"),
         ("data: {train: t.tsv\n", r"r.yaml, line \d+: invalid YAML"),
         ("data: {train: t.tsv}\nsteps: [export, {export: {name: model}}]\n", r"another export step already writes 'model'"),
         ("data: {train: t.tsv}\ntext: {tokenizer: tok.json}\nsteps: [train]\n", r"key 'text.tokenizer': 'tok.json' does not exist.*Fix: give the tokenizer's path"),

@@ -134,10 +134,15 @@ def policy_scope(name):
 def float32_output(model, fix=True):
     """Makes sure the model's outputs are computed in float32.
 
-    Under a mixed policy, a final softmax in float16 can overflow or round
-    probabilities to 0 or 1. If an output is not float32, a float32 linear
-    `Activation` layer is appended (with `fix=True`) or a `ValueError` names
-    the layer (with `fix=False`).
+    Under a mixed policy, a final softmax in float16 rounds small
+    probabilities to 0 (anything below 6e-8) and large ones to 1, which a
+    cross-entropy then turns into infinite or zero losses. With `fix=True`, an
+    output whose last layer ends in a softmax or sigmoid (a `Dense` or `Conv1D`
+    with that activation, an `Activation` or a `Softmax` layer) is rebuilt so
+    that the layer computes its logits as before and the activation runs in
+    float32 (a new `Activation(..., dtype="float32")` layer named
+    `<layer>_float32`); any other float16 output gets a float32 linear
+    `Activation` after it. With `fix=False`, a `ValueError` names the layer.
 
     Returns:
         `(model, changed)`: the model (a new one if fixed) and whether it changed.
@@ -154,12 +159,32 @@ def float32_output(model, fix=True):
             "under mixed precision the softmax and the loss should run in float32. Fix: give "
             "the last layer dtype='float32', or call float32_output(model)."
         )
-    fixed = [
-        keras.layers.Activation("linear", dtype="float32", name=f"{o._keras_history.layer.name}_float32")(o)  # noqa: SLF001
-        if o.dtype != tf.float32
-        else o
-        for o in outputs
-    ]
+    fixed = [_float32_head(o) if o.dtype != tf.float32 else o for o in outputs]
     new = keras.Model(model.inputs, fixed if len(fixed) > 1 else fixed[0], name=model.name)
-    log.info("float32_output: added a float32 output layer after %s", names)
+    log.info("float32_output: the output of %s computed in float32", names)
     return new, True
+
+
+def _activation_name(activation):
+    return getattr(activation, "__name__", activation if isinstance(activation, str) else None)
+
+
+def _float32_head(output):
+    """`output` recomputed so that its final softmax/sigmoid runs in float32."""
+    layer = output._keras_history.layer  # noqa: SLF001
+    name = f"{layer.name}_float32"
+    if len(layer.inbound_nodes) != 1:  # a shared layer: leave it as it is
+        return keras.layers.Activation("linear", dtype="float32", name=name)(output)
+    if isinstance(layer, keras.layers.Softmax) and getattr(layer, "axis", -1) == -1:
+        return keras.layers.Activation("softmax", dtype="float32", name=name)(layer.input)
+    activation = _activation_name(getattr(layer, "activation", None))
+    if activation not in ("softmax", "sigmoid"):
+        return keras.layers.Activation("linear", dtype="float32", name=name)(output)
+    if isinstance(layer, keras.layers.Activation):
+        return keras.layers.Activation(activation, dtype="float32", name=name)(layer.input)
+    # A Dense/Conv1D with the activation inside: the same layer without it, then the activation.
+    config = dict(layer.get_config(), activation="linear")
+    logits_layer = layer.__class__.from_config(config)
+    logits = logits_layer(layer.input)
+    logits_layer.set_weights(layer.get_weights())
+    return keras.layers.Activation(activation, dtype="float32", name=name)(logits)

@@ -162,11 +162,13 @@ def warn_mixed_once():
         )
 
 
-def layer_selector(items, argument, default):
+def layer_selector(items, argument, default, model=None, caller=None):
     """A `layers=`/`skip=`-style argument -> predicate(layer) -> bool.
 
     `items` is None (use `default`), a function layer -> bool, or a list of
     layer classes and/or layer names (a single class or name is accepted too).
+    Given `model`, a name that matches none of its layers is refused, with
+    the names it has (a misspelt name would otherwise be ignored silently).
     """
     if items is None:
         return default
@@ -184,6 +186,16 @@ def layer_selector(items, argument, default):
             raise TypeError(
                 f"{argument} must be a list of layer classes and/or layer names, or a "
                 f"function layer -> bool. Received an item {item!r}."
+            )
+    if model is not None:
+        present = [layer.name for layer in model.layers]
+        unknown = sorted(names - set(present))
+        if unknown:
+            where = f"{caller}(): " if caller else ""
+            raise ValueError(
+                f"{where}{argument} names {', '.join(map(repr, unknown))}, but model {model.name!r} has no "
+                f"such layer. Its layers: {', '.join(present)}. Fix: use one of these names "
+                "(model.summary() lists them)."
             )
     types = tuple(types)
     return lambda layer: layer.name in names or (bool(types) and isinstance(layer, types))

@@ -29,7 +29,7 @@ your compiled metrics, all on the student.
 """
 
 from tfcompress.distillation.distiller import Distiller
-from tfcompress.distillation.losses import distillation_per_example, output_kind, to_logits
+from tfcompress.distillation.losses import OutputKindError, distillation_per_example, output_kind, to_logits
 from tfcompress.distillation.teacher import attach_teacher_outputs
 
-__all__ = ["Distiller", "attach_teacher_outputs", "output_kind", "to_logits", "distillation_per_example"]
+__all__ = ["Distiller", "attach_teacher_outputs", "output_kind", "OutputKindError", "to_logits", "distillation_per_example"]

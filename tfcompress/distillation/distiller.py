@@ -5,7 +5,7 @@ import tensorflow as tf
 from tfcompress._keras import ensure_tf_keras, keras
 from tfcompress._keras import predict as keras_predict
 from tfcompress.distillation.features import feature_loss_per_example, feature_views
-from tfcompress.distillation.losses import distillation_per_example, output_kind, to_logits
+from tfcompress.distillation.losses import distillation_per_example, resolve_kind, to_logits
 from tfcompress.distillation.teacher import LABELS_KEY, TEACHER_KEY, is_arrays
 
 
@@ -27,8 +27,10 @@ class Distiller(keras.Model):
             feature of another width is projected by a trainable Dense layer
             (not part of the student).
         feature_weight: weight of the feature loss.
-        teacher_output, student_output: `"auto"` (from the last layer's
-            activation), `"logits"`, `"probabilities"` or `"sigmoid"`.
+        teacher_output, student_output: `"auto"` (read from the graph by
+            `output_kind`, through float32 casts and pruning/QAT wrappers,
+            and checked on one example), `"logits"`, `"probabilities"` or
+            `"sigmoid"`.
         cache_teacher: compute the teacher's outputs once per `fit` call when
             `x` is an array (or list of arrays) and reuse them every epoch.
 
@@ -60,8 +62,8 @@ class Distiller(keras.Model):
         super().__init__(name=name, **kwargs)
         teacher = _check_model(teacher, "teacher")
         student = _check_model(student, "student")
-        t_kind = output_kind(teacher) if teacher_output == "auto" else teacher_output
-        s_kind = output_kind(student) if student_output == "auto" else student_output
+        t_kind = resolve_kind(teacher, teacher_output, "teacher_output")
+        s_kind = resolve_kind(student, student_output, "student_output")
         _check_pair(teacher, student, t_kind, s_kind)
         teacher.trainable = False
         self.teacher = teacher

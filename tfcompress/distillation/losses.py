@@ -3,16 +3,139 @@
 import tensorflow as tf
 
 
-def output_kind(model):
-    """'probabilities' (softmax), 'sigmoid' (one unit) or 'logits'."""
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    name = getattr(activation, "__name__", str(activation))
-    if name == "softmax":
-        return "probabilities"
-    if name == "sigmoid" and model.output_shape[-1] == 1:
-        return "sigmoid"
-    return "logits"
+# Layers that pass their input on unchanged at inference (or only change its dtype/shape).
+_PASS_THROUGH = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Reshape", "Flatten")
+_OP_KINDS = {"nn.softmax": "probabilities", "math.softmax": "probabilities", "math.sigmoid": "sigmoid", "nn.sigmoid": "sigmoid", "identity": None, "cast": None}
+KINDS = ("logits", "probabilities", "sigmoid")
+
+
+class OutputKindError(ValueError):
+    """What a model outputs (logits or probabilities) cannot be told from its layers."""
+
+
+def output_kind(model, argument="teacher_output"):
+    """What `model` outputs, read from its graph: "probabilities" (a softmax),
+    "sigmoid" (one sigmoid unit) or "logits".
+
+    From the output layer back, layers that pass values on (a linear or
+    float32 `Activation`, `Dropout`, reshapes, casts, pruning and QAT
+    wrappers) are skipped; the first layer that computes decides: a softmax
+    (activation, `Activation` or `Softmax` layer, `tf.nn.softmax`) means
+    probabilities, a linear `Dense`/`Conv1D` means logits.
+
+    Raises:
+        OutputKindError: the deciding layer is something else (a `Lambda`, a
+            `tanh` head, several sigmoid units...); the message says to pass
+            `argument=` explicitly.
+    """
+    from tfcompress._keras import inner_layer, keras
+
+    layer = model.layers[-1]
+    path = []
+    while True:
+        inner = inner_layer(layer)
+        path.append(f"{inner.name!r} ({type(inner).__name__})")
+        if isinstance(inner, keras.Model):
+            return output_kind(inner, argument)
+        if isinstance(inner, keras.layers.Softmax):
+            return "probabilities"
+        kind, passes = _layer_kind(inner)
+        if kind == "sigmoid" and (inner.output_shape[-1] != 1):
+            kind = None  # several sigmoid units: multi-label, not a distribution
+        if kind is not None:
+            return kind
+        previous = _single_input_layer(layer) if passes else None
+        if previous is None or previous.__class__.__name__ == "InputLayer":
+            raise OutputKindError(
+                f"Distiller: cannot tell whether model {model.name!r} outputs logits or probabilities "
+                f"(from its output back: {' <- '.join(path)}). Fix: say it with {argument}='logits', "
+                f"'probabilities' (softmax) or 'sigmoid' (one unit)."
+            )
+        layer = previous
+
+
+def _activation_name(activation):
+    """The name of a Keras activation, also inside TFMOT's QuantizeAwareActivation."""
+    for _ in range(3):
+        if isinstance(activation, str):
+            return activation
+        name = getattr(activation, "__name__", None)
+        if name:
+            return name
+        activation = getattr(activation, "activation", None)
+    return None
+
+
+def _layer_kind(layer):
+    """(kind or None, whether the layer passes its input on unchanged)."""
+    name = type(layer).__name__
+    if name == "TFOpLambda":
+        symbol = getattr(layer, "symbol", "")
+        if symbol in _OP_KINDS:
+            kind = _OP_KINDS[symbol]
+            return kind, kind is None
+        return None, False
+    if name in _PASS_THROUGH:
+        return None, True
+    if not hasattr(layer, "activation"):
+        return None, False
+    activation = _activation_name(layer.activation)
+    if activation == "softmax":
+        return "probabilities", False
+    if activation == "sigmoid":
+        return "sigmoid", False
+    if activation == "linear":
+        if name == "Activation":
+            return None, True
+        return "logits", False
+    return None, False
+
+
+def _single_input_layer(layer):
+    nodes = getattr(layer, "inbound_nodes", [])
+    if len(nodes) != 1:
+        return None
+    inbound = nodes[0].inbound_layers
+    inbound = inbound if isinstance(inbound, (list, tuple)) else [inbound]
+    return inbound[0] if len(inbound) == 1 else None
+
+
+def resolve_kind(model, given, argument):
+    """`given` ("auto" or a kind) made definite and checked on one example."""
+    if given not in ("auto",) + KINDS:
+        raise ValueError(f"Distiller: {argument} must be 'auto', 'logits', 'probabilities' or 'sigmoid'. Received: {argument}={given!r}.")
+    kind = output_kind(model, argument) if given == "auto" else given
+    check_outputs(model, kind, argument, suspect_logits=given == "auto")
+    return kind
+
+
+def check_outputs(model, kind, argument, suspect_logits=True):
+    """Runs `model` on one all-zero example and refuses a `kind` its values
+    contradict: "probabilities" that do not sum to 1, or (with
+    `suspect_logits`) "logits" that look like probabilities."""
+    example = [
+        tf.zeros([1] + [d or 1 for d in tensor.shape[1:]], tensor.dtype) for tensor in model.inputs
+    ]
+    out = model(example if len(example) > 1 else example[0], training=False)
+    out = tf.cast(out[0] if isinstance(out, (list, tuple)) else out, tf.float32).numpy().reshape(-1, model.output_shape[-1])
+    in_unit = (out >= -1e-3).all() and (out <= 1 + 1e-3).all()
+    sums_to_one = abs(out.sum(-1) - 1).max() < 1e-2
+    if kind == "probabilities" and not (in_unit and sums_to_one):
+        raise OutputKindError(
+            f"Distiller: model {model.name!r} was taken to output probabilities, but on an all-zero input its "
+            f"outputs are {out[0][:4].round(4).tolist()}..., which do not sum to 1. Fix: pass {argument}='logits'."
+        )
+    if kind == "sigmoid" and not in_unit:
+        raise OutputKindError(
+            f"Distiller: model {model.name!r} was taken to output a sigmoid probability, but on an all-zero input "
+            f"it outputs {out[0].round(4).tolist()}. Fix: pass {argument}='logits'."
+        )
+    if kind == "logits" and suspect_logits and out.shape[-1] > 1 and in_unit and sums_to_one:
+        raise OutputKindError(
+            f"Distiller: model {model.name!r} was taken to output logits, but on an all-zero input its outputs "
+            f"{out[0][:4].round(4).tolist()}... lie in [0, 1] and sum to 1, like probabilities. Fix: pass "
+            f"{argument}='probabilities' if they are."
+        )
 
 
 def to_logits(outputs, kind):

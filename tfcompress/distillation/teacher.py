@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tfcompress._keras import ensure_tf_keras
 from tfcompress._keras import predict as keras_predict
-from tfcompress.distillation.losses import output_kind, to_logits
+from tfcompress.distillation.losses import resolve_kind, to_logits
 
 # The keys of `y` when it carries the teacher's outputs (read by `Distiller`).
 TEACHER_KEY = "teacher_logits"
@@ -35,7 +35,7 @@ def attach_teacher_outputs(data, teacher, batch_size=256, teacher_output="auto")
         `{"labels": y, "teacher_logits": logits}`, which `Distiller` reads.
     """
     teacher = ensure_tf_keras(teacher, argument="teacher", caller="attach_teacher_outputs")
-    kind = output_kind(teacher) if teacher_output == "auto" else teacher_output
+    kind = resolve_kind(teacher, teacher_output, "teacher_output")
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
         if not isinstance(spec, tuple) or len(spec) != 2:

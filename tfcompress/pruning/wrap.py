@@ -30,6 +30,8 @@ from tfcompress.pruning.schedules import schedule as make_schedule
 
 log = logging.getLogger("tfcompress")
 
+DEFAULT_SPARSITY = 0.5
+
 
 def _parse_structure(structure):
     if structure is None:
@@ -95,7 +97,7 @@ def _check_structure_fits(layer, m_by_n, block_size):
 
 def prune(
     model,
-    target_sparsity=0.5,
+    target_sparsity=None,
     schedule="auto",
     *,
     begin_step=0,
@@ -118,8 +120,8 @@ def prune(
     Args:
         model: a tf_keras or Keras 3 Sequential/Functional model (built).
         target_sparsity: final fraction of zeros in each pruned weight, in
-            [0, 1). With `structure="M:N"` it is implied (M/N) and may be left
-            at its default or set to exactly M/N.
+            [0, 1); default 0.5. With `structure="M:N"` it is implied (M/N):
+            leave it out or give exactly M/N.
         schedule: `"auto"`, `"constant"`, `"polynomial"` (see `schedule()`),
             or a `tfmot.sparsity.keras.PruningSchedule` for full control.
         begin_step, end_step, epochs, steps_per_epoch, frequency,
@@ -155,7 +157,7 @@ def prune(
     m_by_n = _parse_structure(structure)
     if m_by_n is not None:
         implied = m_by_n[0] / m_by_n[1]
-        if target_sparsity not in (0.5, implied):  # 0.5 is the default
+        if target_sparsity is not None and target_sparsity != implied:
             raise ValueError(
                 f"structure='{m_by_n[0]}:{m_by_n[1]}' fixes the sparsity at {implied:g}, but "
                 f"target_sparsity={target_sparsity!r} was given. Fix: drop target_sparsity, or "
@@ -167,6 +169,8 @@ def prune(
                 f"structure={structure!r} and block_size={tuple(block_size)} conflict: "
                 "choose M:N structured sparsity or block sparsity, not both."
             )
+    if target_sparsity is None:
+        target_sparsity = DEFAULT_SPARSITY
     check_sparsity("target_sparsity", target_sparsity)
     if (
         not isinstance(block_size, (tuple, list))
@@ -196,7 +200,7 @@ def prune(
         warn_mixed_once()
         model = rebuild_float32(model)
 
-    chosen = layer_selector(layers, "layers", lambda layer: isinstance(layer, PRUNABLE_TYPES))
+    chosen = layer_selector(layers, "layers", lambda layer: isinstance(layer, PRUNABLE_TYPES), model, "prune")
     report = {"pruned": [], "skipped": []}
     explicit = layers is not None
 

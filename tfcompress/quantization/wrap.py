@@ -108,7 +108,7 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
     zero_fraction = metrics.zero_fraction(_quantizable_weights(model))
     if preserve_sparsity == "auto":
         preserve_sparsity = zero_fraction >= 0.10
-    skipped = layer_selector(skip, "skip", lambda layer: False)
+    skipped = layer_selector(skip, "skip", lambda layer: False, model, "quantize")
     registry = TextRegistry()
     report = {
         "quantized": [],

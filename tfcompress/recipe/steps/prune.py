@@ -5,6 +5,8 @@ import numpy as np
 from tfcompress.recipe import schema
 from tfcompress.recipe.step import Flag, Step, StepResult, register_step
 
+DEFAULT_SPARSITY = 0.8
+
 
 @register_step
 class Prune(Step):
@@ -12,7 +14,7 @@ class Prune(Step):
     summary = "prune weights to a target sparsity while training (kept through quantize and export)"
     schema = {
         **schema.TRAINING,
-        "target_sparsity": (schema.fraction, 0.8),
+        "target_sparsity": (schema.optional(schema.fraction, "a number in [0, 1), or null (0.8; M/N with structure)"), None),
         "schedule": (schema.choice("auto", "constant", "polynomial"), "auto"),
         "structure": (schema.m_by_n, None),
         "block_size": (schema.pair, [1, 1]),
@@ -20,7 +22,7 @@ class Prune(Step):
     }
     flags = (
         Flag("--epochs", "epochs", int, 2, "epochs of each training step (default: 2; quantize: 1)"),
-        Flag("--sparsity", "target_sparsity", float, 0.8, "pruning target (default: 0.8)"),
+        Flag("--sparsity", "target_sparsity", float, None, f"pruning target (default: {DEFAULT_SPARSITY})"),
     )
 
     def validate(self, args, earlier, config, fail):
@@ -30,8 +32,11 @@ class Prune(Step):
             fail(["structure"], "structure and block_size conflict", "choose M:N structured sparsity or block sparsity, not both")
         if args["structure"]:
             m, n = map(int, args["structure"].split(":"))
-            if args["target_sparsity"] not in (0.8, m / n):
+            if args["target_sparsity"] is not None and args["target_sparsity"] != m / n:
                 fail(["target_sparsity"], f"structure '{args['structure']}' fixes the sparsity at {m / n:g}", "drop target_sparsity")
+            return {**args, "target_sparsity": m / n}
+        if args["target_sparsity"] is None:
+            return {**args, "target_sparsity": DEFAULT_SPARSITY}
         return args
 
     def run(self, ctx, args):
@@ -42,7 +47,7 @@ class Prune(Step):
         with precision.policy_scope("float32"), ctx.strategy.scope():
             pruned = pruning.prune(
                 model,
-                target_sparsity=args["target_sparsity"] if not args["structure"] else 0.5,
+                target_sparsity=args["target_sparsity"],
                 schedule=args["schedule"],
                 epochs=args["epochs"],
                 steps_per_epoch=steps_per_epoch,
