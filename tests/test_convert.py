@@ -243,7 +243,11 @@ def test_every_public_entry_point_that_takes_a_model_accepts_keras3(tmp_path):
     assert precision.rebuild_float32(teacher).count_params() == teacher.count_params()
     distiller = distillation.Distiller(teacher, student)
     distiller.compile("adam", "sparse_categorical_crossentropy")
+    before = [w.copy() for w in student.get_weights()]
     distiller.fit(x, y, epochs=1, verbose=0)
+    # The caller's Keras 3 student is the trained one (not an untrained original beside a trained copy).
+    assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+    np.testing.assert_allclose(np.asarray(student.predict(x, verbose=0)), distiller.student.predict(x, verbose=0), atol=1e-5)
     result = export.to_tflite(teacher, tmp_path / "t.tflite", isolate=False)
     r = export.evaluate(result.path, (x, y), reference=teacher, latency_runs=0, verbose=False)
     assert r["agreement"] == 1.0

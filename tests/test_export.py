@@ -327,3 +327,22 @@ def test_tf_lite_interpreter_fallback_warns_once(exported, monkeypatch):
     assert not any("tf.lite.Interpreter is deprecated" in m for m in messages)
     assert export.runtime_name() == "tf.lite"
     np.testing.assert_array_equal(outs[0], outs[2])
+
+
+def test_evaluate_command_refuses_to_guess_class_ids_without_stored_labels(tmp_path, capsys):
+    from tfcompress import cli, text
+
+    (tmp_path / "vocab.txt").write_text("good\nbad\nfilm\n")
+    encoder = text.load_tokenizer(tmp_path / "vocab.txt", max_len=4)
+    small = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(5, 2), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    export.to_tflite(small, tmp_path / "dep" / "m.tflite", encoder=encoder)  # no labels=
+    # Only two of the three classes occur here: ids taken from this file would be shifted.
+    data = tmp_path / "dev.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"good film {i}\tpos\nbad film {i}\tneg\n" for i in range(5)))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", str(tmp_path / "dep" / "m.tflite"), str(data), "--runs", "0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "m.json: no class names are stored with this file" in err and "Fix: pass --labels" in err
+    code = cli.main(["evaluate", str(tmp_path / "dep" / "m.tflite"), str(data), "--runs", "0", "--labels", "neg,neutral,pos", "--json"])
+    assert code == 0 and '"accuracy"' in capsys.readouterr().out

@@ -152,6 +152,9 @@ def build_parser():
     )
     evaluate.add_argument("--text-column")
     evaluate.add_argument("--label-column")
+    evaluate.add_argument(
+        "--labels", help="class names in the model's output order, comma-separated (when the file's JSON stores none)"
+    )
     evaluate.add_argument("--format", choices=["tsv", "csv", "jsonl", "folder"])
     evaluate.add_argument("--runs", type=int, default=200, help="latency runs (default: %(default)s)")
     evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -252,6 +255,17 @@ def _cmd_evaluate(args, parser):
     if os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
             labels = json.load(f).get("labels")
+    given = args.labels.split(",") if args.labels else None
+    if labels and given and given != labels:
+        parser.error(f"--labels {args.labels} differs from the class names stored in {meta_path}: {','.join(labels)}")
+    labels = labels or given
+    if not labels:
+        parser.error(
+            f"{meta_path if os.path.exists(meta_path) else args.tflite}: no class names are stored with this "
+            "file, so the labels in DATA cannot be matched to the model's outputs (ids taken from DATA shift "
+            "when a class is missing there). Fix: pass --labels NAME,NAME,... in the model's output order, or "
+            "export with to_tflite(..., labels=[...]) (tfcompress compress stores them)."
+        )
     if not os.path.exists(os.path.join(folder, "preprocessing.json")):
         parser.error(
             f"no preprocessing.json beside {args.tflite}: export with "

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from tfcompress._keras import ensure_tf_keras, keras
+from tfcompress._keras import ensure_tf_keras, is_keras3, keras
 from tfcompress._keras import predict as keras_predict
 from tfcompress.distillation.features import feature_loss_per_example, feature_views
 from tfcompress.distillation.losses import distillation_per_example, resolve_kind, to_logits
@@ -15,7 +15,10 @@ class Distiller(keras.Model):
 
     Args:
         teacher: the trained model to imitate (frozen here).
-        student: the model to train; its inputs are the teacher's.
+        student: the model to train; its inputs are the teacher's. A Keras 3
+            student is trained as a tf_keras copy (`distiller.student`), and
+            every `fit` ends by copying the trained weights into the Keras 3
+            model you passed.
         alpha: weight of the student's own loss on the labels, in [0, 1];
             `1 - alpha` goes to the distillation loss. `alpha=1` is plain
             training of the student.
@@ -60,6 +63,9 @@ class Distiller(keras.Model):
     ):
         _check_arguments(alpha, temperature, distillation_loss, teacher_output, student_output)
         super().__init__(name=name, **kwargs)
+        # A Keras 3 student is trained as a tf_keras copy (TFMOT's Keras); fit() copies the
+        # trained weights back into the caller's object, so the model they passed is trained.
+        self._caller_student = _Untracked(student if is_keras3(student) else None)
         teacher = _check_model(teacher, "teacher")
         student = _check_model(student, "student")
         t_kind = resolve_kind(teacher, teacher_output, "teacher_output")
@@ -187,7 +193,22 @@ class Distiller(keras.Model):
                 kwargs["validation_data"] = (vx, {LABELS_KEY: vy, TEACHER_KEY: self.teacher_logits(vx)}) + tuple(
                     validation[2:]
                 )
-        return super().fit(x, y, *args, **kwargs)
+        try:
+            return super().fit(x, y, *args, **kwargs)
+        finally:
+            self._update_caller_student()
+
+    def _update_caller_student(self):
+        """Copies the trained weights into the Keras 3 student the caller passed
+        (layer by layer, by name: the conversion keeps names and weight order)."""
+        target = self._caller_student.model
+        if target is None:
+            return
+        trained = {layer.name: layer for layer in self.student.layers}
+        for layer in target.layers:
+            source = trained.get(layer.name)
+            if source is not None and layer.weights:
+                layer.set_weights(source.get_weights())
 
     def teacher_logits(self, x, batch_size=256):
         """The teacher's outputs on `x`, as logits (float32 array)."""
@@ -229,6 +250,16 @@ class Distiller(keras.Model):
         config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
         config["student"] = keras.saving.deserialize_keras_object(config["student"])
         return cls(**config)
+
+
+class _Untracked:
+    """Holds an object out of Keras' attribute tracking (a Keras 3 model set as
+    an attribute of a tf_keras model would join its weights)."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model):
+        self.model = model
 
 
 def _check_arguments(alpha, temperature, distillation_loss, teacher_output, student_output):
