@@ -329,3 +329,15 @@ def test_very_long_document(config, nltk_data_dir):
     doc = ("Ünïcode text, 12 numbers; don't stop!! " * 20000) + "end"
     (tokens,) = TextPreprocessor(**config)([doc])
     assert len(tokens) > 20000
+
+
+def test_lone_surrogates_survive_the_cache_and_the_worker_processes(monkeypatch, tmp_path):
+    # Text decoded with errors="surrogateescape" carries lone surrogates; above the cache
+    # threshold they used to crash writing the cache (UTF-8 cannot encode them).
+    monkeypatch.setattr(batch, "PARALLEL_MIN_TEXTS", 100)
+    monkeypatch.setattr(batch, "CACHE_MIN_TEXTS", 100)
+    texts = [f"caf\udce9 number {i} \ud800" for i in range(300)]
+    expected = TextPreprocessor()(texts, n_jobs=1, cache=False)
+    assert TextPreprocessor()(texts, cache=tmp_path) == expected  # written (in worker processes)
+    assert TextPreprocessor()(texts, cache=tmp_path) == expected  # and read back
+    assert len(list(tmp_path.iterdir())) == 1

@@ -309,6 +309,12 @@ def _calibration_inputs(data, specs, count, seed):
             f"representative_data has {len(data)} input array(s); the model has {len(specs)} input(s)."
         )
     n = len(data[0])
+    if n == 0 or any(len(array) != n for array in data):
+        raise ValueError(
+            f"representative_data has {[len(a) for a in data]} example(s) per input; int8 calibration needs "
+            "the same number (at least one, a few hundred recommended) for every input. Fix: pass real "
+            "training inputs."
+        )
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, size=min(count, n), replace=False))
     batch = specs[0].shape[0]

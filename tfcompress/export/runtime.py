@@ -83,7 +83,8 @@ class TFLiteModel:
         value = np.asarray(value)
         if detail["dtype"] in (np.int8, np.uint8) and value.dtype.kind == "f":
             scale, zero = detail["quantization"]
-            value = np.clip(np.round(value / scale + zero), -128, 127).astype(detail["dtype"])
+            limits = np.iinfo(detail["dtype"])  # uint8 is 0..255, not int8's range
+            value = np.clip(np.round(value / scale + zero), limits.min, limits.max).astype(detail["dtype"])
         self.interpreter.set_tensor(detail["index"], value.astype(detail["dtype"], copy=False))
 
     def _get(self, detail):

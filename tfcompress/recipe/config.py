@@ -35,10 +35,18 @@ class Recipe:
 
         path = os.fspath(path)
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                raw = f.read()
         except FileNotFoundError:
             raise RecipeError(f"{path}: no such recipe file.") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise RecipeError(
+                f"{path}, line {line}: not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start}). Fix: save "
+                "the recipe as UTF-8 (YAML and JSON files are read as UTF-8)."
+            ) from None
         try:
             data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
         except json.JSONDecodeError as err:

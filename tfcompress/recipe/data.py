@@ -30,10 +30,19 @@ def prepare_data(recipe, run):
     if cfg["task"] == "classification":
         kwargs = {k: cfg[k] for k in ("format", "text_column", "label_column", "header", "encoding")}
         train = text.load_texts(recipe.resolve(cfg["train"]), label_names=cfg["labels"], **kwargs)
+        _require_examples(train, recipe.resolve(cfg["train"]), "data.train")
         if cfg["dev"]:
             dev = text.load_texts(recipe.resolve(cfg["dev"]), label_names=train.label_names, **kwargs)
+            _require_examples(dev, recipe.resolve(cfg["dev"]), "data.dev")
         else:
+            whole = len(train)
             train, dev = train.split(cfg["dev_fraction"], seed=recipe.config["seed"])
+            if not len(dev) or not len(train):
+                raise text.DataFormatError(
+                    f"{recipe.resolve(cfg['train'])}: {whole} example(s) are too few to set {cfg['dev_fraction']:.0%} "
+                    f"aside for the dev set (the {'dev set' if not len(dev) else 'training set'} comes out empty). "
+                    "Fix: give a dev file (--dev FILE, data.dev), or more examples."
+                )
         encoder, prepared = _encoder_and_model(recipe, train, folder)
         if encoder is None:
             tcfg = recipe.config["text"]
@@ -57,7 +66,7 @@ def prepare_data(recipe, run):
             "prepared_model": prepared,
         }
     else:
-        corpus = text.builtin_corpus() if cfg["corpus"] == "builtin" else open(recipe.resolve(cfg["corpus"]), encoding="utf-8").read()
+        corpus = text.builtin_corpus() if cfg["corpus"] == "builtin" else _read_corpus(recipe.resolve(cfg["corpus"]), cfg["encoding"])
         if cfg["max_chars"]:
             corpus = corpus[: cfg["max_chars"]]
         vocab = text.Vocabulary.build([list(corpus)])
@@ -75,6 +84,32 @@ def prepare_data(recipe, run):
     run.finish_data(meta)
     run.log(f"[data] {len(data['x_train']):,} training and {len(data['x_dev']):,} dev examples, vocabulary {len(vocab):,}")
     return data, encoder, vocab, meta
+
+
+def _require_examples(data, path, key):
+    from tfcompress import text
+
+    if not len(data):
+        raise text.DataFormatError(
+            f"{path} ({key}): no examples, only a header or nothing. Fix: point {key} at the file with "
+            "your labelled texts (a header line, then one text and label per line)."
+        )
+
+
+def _read_corpus(path, encoding):
+    """A language model's corpus as one string; a decoding error names the line."""
+    from tfcompress import text
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode(encoding or "utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise text.DataFormatError(
+            f"{path}, line {line}: not valid {err.encoding} (byte 0x{raw[err.start]:02x} at offset {err.start}). "
+            "Fix: save the corpus as UTF-8, or name its encoding in the recipe (data.encoding: cp1252)."
+        ) from None
 
 
 def _encoder_and_model(recipe, train, folder):

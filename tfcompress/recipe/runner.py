@@ -36,9 +36,7 @@ def run(recipe, out, log=print, restart=False, callbacks=(), verbose=None, tenso
     Returns:
         The `tfcompress.report.Report`.
     """
-    from tfcompress import devices
     from tfcompress.recipe import progress
-    from tfcompress.report import Record, Report
 
     if not isinstance(recipe, Recipe):
         recipe = Recipe.load(recipe) if isinstance(recipe, (str, os.PathLike)) else Recipe.from_dict(recipe)
@@ -46,6 +44,18 @@ def run(recipe, out, log=print, restart=False, callbacks=(), verbose=None, tenso
     if board:
         progress.require_tensorboard(recipe.source)
     state = _RunState(recipe, out, log, restart)
+    try:
+        return _execute(recipe, state, log, callbacks, verbose, board)
+    finally:
+        state.release()
+
+
+def _execute(recipe, state, log, callbacks, verbose, board):
+    """The run proper: data, then each step resumed or executed, then the report."""
+    from tfcompress import devices
+    from tfcompress.recipe import progress
+    from tfcompress.report import Record, Report
+
     started = time.perf_counter()
     data, encoder, vocab, meta = prepare_data(recipe, state)
     ctx = RunContext(
@@ -86,6 +96,71 @@ def run(recipe, out, log=print, restart=False, callbacks=(), verbose=None, tenso
     return report
 
 
+LOCK_NAME = ".tfcompress-lock"
+
+
+def _subfolders(folder):
+    try:
+        return [e.path for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _check_out_folder(out):
+    """Refuses an output folder that holds something other than a tfcompress run:
+    tfcompress writes, cleans and restarts there, so it must be its own."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RecipeError(f"{out} is a file; the output must be a folder. Fix: choose another --out.")
+    if not os.path.isdir(out):
+        return
+    entries = [e for e in os.listdir(out) if e != LOCK_NAME]
+    if entries and not os.path.isdir(os.path.join(out, ".run")):
+        shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
+        raise RecipeError(
+            f"{out} holds files that are not a tfcompress run ({shown}); tfcompress writes and cleans up in its "
+            "output folder, so it only uses a new or empty folder, or one of its own runs (with a .run/ "
+            "folder). Fix: choose another --out (a new folder is created)."
+        )
+
+
+def _acquire_lock(path):
+    """Creates the folder's lock file (holding this process id); refuses when a
+    live process holds it. A lock left by a killed run is taken over."""
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise RecipeError(
+                    f"another tfcompress run (process {pid}) is writing to {os.path.dirname(path)}. Fix: wait "
+                    f"for it to finish, or choose another --out. (If no such run exists, delete {path}.)"
+                ) from None
+            try:
+                os.remove(path)  # stale: its process is gone
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return path
+    raise RecipeError(f"could not take the lock {path}: another run keeps taking it. Fix: choose another --out.")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class _RunState:
     """The checkpoints of one recipe run in an output folder (`out/.run/`)."""
 
@@ -94,9 +169,20 @@ class _RunState:
         self.out = os.path.abspath(out)
         self.state = os.path.join(self.out, ".run")
         self.log = log
+        _check_out_folder(self.out)
         os.makedirs(self.out, exist_ok=True)
-        self._clean_partials()
-        fingerprint = recipe.fingerprint()
+        self.lock = _acquire_lock(os.path.join(self.out, LOCK_NAME))
+        try:
+            self._clean_partials()
+            self._claim(recipe.fingerprint(), restart)
+        except BaseException:
+            self.release()
+            raise
+
+    def _claim(self, fingerprint, restart):
+        """Checks the folder holds no other recipe's run, then records this one."""
+        from tfcompress import _io
+
         marker = os.path.join(self.state, "recipe.json")
         if os.path.exists(marker):
             previous = _read_json(marker)
@@ -109,19 +195,27 @@ class _RunState:
         if restart and os.path.isdir(self.state):
             shutil.rmtree(self.state)
         os.makedirs(self.state, exist_ok=True)
-        from tfcompress import _io
-
+        recipe = self.recipe
         _io.atomic_write_text(
             marker, json.dumps({"fingerprint": fingerprint, "source": recipe.source, "config": recipe.config}, indent=2)
         )
 
+    def release(self):
+        """Lets another run use the folder."""
+        try:
+            os.remove(self.lock)
+        except FileNotFoundError:
+            pass
+
     def _clean_partials(self):
-        """Removes temporary files a killed run may have left (never outputs)."""
-        for root, dirs, _ in os.walk(self.out):
-            for d in list(dirs):
-                if d.endswith(".partial") or ".old-" in d:
-                    shutil.rmtree(os.path.join(root, d), ignore_errors=True)
-                    dirs.remove(d)
+        """Removes temporary files a killed run may have left (never outputs).
+
+        Only in the run folder itself and its `.run/` checkpoints (the folder
+        is tfcompress's: `_check_out_folder`), never in folders below them."""
+        for root in (self.out, self.state, *_subfolders(self.state)):
+            for d in _subfolders(root):
+                if d.endswith(".partial") or ".old-" in os.path.basename(d):
+                    shutil.rmtree(d, ignore_errors=True)
 
     def step_dir(self, index, name):
         return os.path.join(self.state, f"{index:02d}-{name}")

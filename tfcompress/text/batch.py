@@ -130,7 +130,7 @@ def write_cache(path, table):
         buf,
         ids=table.ids,
         lengths=table.lengths,
-        tokens=np.frombuffer(json.dumps(table.tokens, ensure_ascii=False).encode(), np.uint8),
+        tokens=np.frombuffer(json.dumps(table.tokens, ensure_ascii=False).encode("utf-8", "surrogatepass"), np.uint8),
     )
     try:
         atomic_write_bytes(path, buf.getvalue())
@@ -140,7 +140,7 @@ def write_cache(path, table):
 
 def read_cache(path):
     with np.load(path, allow_pickle=False) as data:
-        tokens = json.loads(data["tokens"].tobytes().decode())
+        tokens = json.loads(data["tokens"].tobytes().decode("utf-8", "surrogatepass"))  # lone surrogates survive
         table = TokenTable(tokens, data["ids"], data["lengths"])
     if (table.ids.size and int(table.ids.max()) >= len(tokens)) or int(table.lengths.sum()) != table.ids.size:
         raise ValueError(f"inconsistent cache file {path}")
