@@ -227,6 +227,13 @@ def test_converter_crash_is_contained_and_leaves_no_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["gru.tflite"]  # no partial or temporary files
 
 
+def test_a_conversion_that_hangs_is_stopped_and_leaves_no_file(trained, tmp_path):
+    # 0.5 s is shorter than starting the converter process takes: it stands for a hang.
+    with pytest.raises(export.ConversionCrashed, match=r"did not finish converting model .* within 0.5 s.*no file was written. Fix: pass a longer timeout="):
+        export.to_tflite(trained, tmp_path / "slow.tflite", isolate=True, timeout=0.5)
+    assert not os.listdir(tmp_path)
+
+
 def test_unconvertible_layer_is_named_with_alternative(tmp_path):
     inp = keras.Input((1,), dtype="string")
     lookup = keras.layers.StringLookup(vocabulary=["a", "b", "c"], name="lookup")

@@ -122,9 +122,18 @@ def test_classifier_build_and_student_accept_embedding_vocab_size(tmp_path):
 
 
 def test_python_api_runs_a_recipe_end_to_end(tmp_path):
+    import matplotlib
+    from tensorflow.python.framework import config as tf_config
+
     out = tmp_path / "out"
     logs = []
-    report = recipe_mod.run(small_recipe(tmp_path), out, log=logs.append)
+    backend, deterministic = matplotlib.get_backend(), tf_config.is_op_determinism_enabled()
+    matplotlib.use("svg")  # the caller's choice, which the report's plot must leave alone
+    try:
+        report = recipe_mod.run(small_recipe(tmp_path), out, log=logs.append)
+        assert (matplotlib.get_backend().lower(), tf_config.is_op_determinism_enabled()) == ("svg", deterministic)
+    finally:
+        matplotlib.use(backend)
     files = set(os.listdir(out))
     assert {"model.tflite", "model.json", "model-float32.tflite", "model-float32.json", "vocab.txt", "preprocessing.json"} <= files
     assert {"report.json", "report.md", "report.png"} <= files
@@ -145,10 +154,14 @@ def test_python_api_runs_a_recipe_end_to_end(tmp_path):
 
 
 def test_a_different_recipe_in_the_same_folder_is_refused(tmp_path):
+    from tensorflow.python.framework import config as tf_config
+
     out = tmp_path / "out"
-    config = small_recipe(tmp_path, steps=[{"train": {"epochs": 1}}])
+    config = small_recipe(tmp_path, deterministic=True, steps=[{"train": {"epochs": 1}}])
+    before = tf_config.is_op_determinism_enabled()
     recipe_mod.run(config, out, log=lambda *_: None)
-    changed = small_recipe(tmp_path, steps=[{"train": {"epochs": 2}}])
+    assert tf_config.is_op_determinism_enabled() == before  # turned on for the run, then restored
+    changed = small_recipe(tmp_path, deterministic=True, steps=[{"train": {"epochs": 2}}])
     with pytest.raises(RecipeError, match=r"holds a run of a different recipe.*restart"):
         recipe_mod.run(changed, out, log=lambda *_: None)
     recipe_mod.run(changed, out, log=lambda *_: None, restart=True)

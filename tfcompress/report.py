@@ -177,14 +177,13 @@ class Report:
         """A matplotlib figure of size (gzip KiB, log scale, plain KiB ticks)
         versus the metric: one numbered point per record, the numbers keyed
         to the step names beside the plot (so labels never collide)."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        # A Figure of its own (no pyplot): drawing it never changes the caller's backend
+        # or adds to pyplot's open figures; Jupyter still displays it.
         from matplotlib import ticker
+        from matplotlib.figure import Figure
 
         points = [r for r in self.records if r.value is not None and (r.gzip_bytes or r.bytes)]
-        fig = plt.figure(figsize=(9, 4.8), dpi=110)
+        fig = Figure(figsize=(9, 4.8), dpi=110)
         ax = fig.add_axes([0.09, 0.12, 0.56, 0.76])
         sizes = [(r.gzip_bytes or r.bytes) / 1024 for r in points]
         for r, size in zip(points, sizes):
@@ -214,12 +213,9 @@ class Report:
 
     def plot(self, path):
         """Writes `figure()` as a PNG."""
-        import matplotlib.pyplot as plt
-
         fig = self.figure()
         with _io.atomic_path(path, "plot") as tmp:
             fig.savefig(tmp, format="png")
-        plt.close(fig)
 
     def save(self, folder):
         """Writes report.json, report.md and report.png into `folder`."""

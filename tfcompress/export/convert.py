@@ -70,6 +70,7 @@ def to_tflite(
     select_tf_ops=False,
     quantizer="legacy",
     isolate="auto",
+    timeout=900,
     seed=0,
 ):
     """Converts a Keras model to a `.tflite` file, with its deployment files.
@@ -107,6 +108,8 @@ def to_tflite(
             and costs a few seconds. `"auto"` (default) isolates the
             conversions seen to crash (`mode="int8"`, `keep_qat=True`) and
             runs float32, float16 and dynamic conversions in this process.
+        timeout: seconds an isolated conversion may take before it is
+            stopped (`ConversionCrashed`, nothing written).
         seed: for the calibration sample.
 
     Returns:
@@ -115,10 +118,13 @@ def to_tflite(
     Raises:
         TFLiteConversionError: a layer TFLite cannot represent (named, with the
             nearest supported alternative), or bad representative data.
-        ConversionCrashed: the converter process died; nothing was written.
+        ConversionCrashed: the converter process died, or an isolated conversion
+            ran past `timeout`; nothing was written.
         OSError: `path` cannot be written (checked before converting).
     """
     path = _check_arguments(path, mode, sparse, batch_size, quantizer, int8_io)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ValueError(f"timeout must be a number of seconds > 0. Received: timeout={timeout!r}.")
     if isolate == "auto":
         isolate = mode == "int8" or keep_qat
     model, encoder, notes = _take_vectorizer(model, encoder, seq_len)
@@ -142,7 +148,7 @@ def to_tflite(
 
     def convert(opts):
         if isolate:
-            return _convert_isolated(model, concrete, opts, calibration)
+            return _convert_isolated(model, concrete, opts, calibration, timeout)
         return _convert_in_process(model, concrete, opts, calibration)
 
     flat, used_sparse = _convert_smallest(model, convert, options, sparse, notes)
@@ -392,7 +398,7 @@ def _variables_of(model):
     return holder
 
 
-def _convert_isolated(model, concrete, options, calibration):
+def _convert_isolated(model, concrete, options, calibration, timeout):
     with tempfile.TemporaryDirectory(prefix="tfcompress-convert-") as tmp:
         module = _variables_of(model)
         saved = os.path.join(tmp, "saved_model")
@@ -411,12 +417,21 @@ def _convert_isolated(model, concrete, options, calibration):
         with open(os.path.join(tmp, "request.json"), "w") as f:
             json.dump(request, f)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        proc = subprocess.run(
-            [sys.executable, "-m", "tfcompress.export.worker", os.path.join(tmp, "request.json")],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "tfcompress.export.worker", os.path.join(tmp, "request.json")],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise ConversionCrashed(
+                f"The TFLite converter did not finish converting model {model.name!r} in mode "
+                f"{options['mode']!r} within {timeout:g} s; it was stopped and no file was written. Fix: "
+                "pass a longer timeout= (large models convert slowly on small machines), or try "
+                "mode='dynamic'."
+            ) from None
         if proc.returncode < 0:
             try:
                 name = signal.Signals(-proc.returncode).name

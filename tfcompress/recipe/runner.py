@@ -44,10 +44,12 @@ def run(recipe, out, log=print, restart=False, callbacks=(), verbose=None, tenso
     if board:
         progress.require_tensorboard(recipe.source)
     state = _RunState(recipe, out, log, restart)
+    determinism = _op_determinism()
     try:
         return _execute(recipe, state, log, callbacks, verbose, board)
     finally:
         state.release()
+        _op_determinism(determinism)  # a deterministic recipe does not leave the caller deterministic
 
 
 def _execute(recipe, state, log, callbacks, verbose, board):
@@ -256,6 +258,20 @@ def _seed(recipe, index):
     keras.utils.set_random_seed(recipe.step_seed(index))
     if recipe.config["deterministic"]:
         tf.config.experimental.enable_op_determinism()
+
+
+def _op_determinism(restore=None):
+    """Whether TensorFlow's op determinism is on; with `restore`, sets it back.
+
+    TensorFlow exports only `enable_op_determinism`; reading and turning it
+    off use its config module (tensorflow.python.framework.config, TF 2.21)."""
+    from tensorflow.python.framework import config as tf_config
+
+    if restore is None:
+        return tf_config.is_op_determinism_enabled()
+    if not restore and tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
+    return restore
 
 
 def _read_json(path):
