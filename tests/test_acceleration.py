@@ -56,8 +56,12 @@ def test_enable_and_scope_restore_even_when_the_body_raises(keras):
 def test_warns_once_when_the_hardware_will_not_benefit(keras):
     precision._WARNED.clear()
     benefits, reason = precision.hardware_benefits("mixed_float16")
-    assert not benefits and "no GPU was found" in reason  # this machine has no GPU
-    with pytest.warns(UserWarning, match=r"mixed_float16 will probably not speed this machine up: no GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    if benefits:  # a GPU with float16 tensor cores: nothing to warn about
+        assert gpus and "tensor cores" in reason
+        return
+    assert reason.startswith("no GPU was found" if not gpus else "the GPUs here have compute capability")
+    with pytest.warns(UserWarning, match=r"mixed_float16 will probably not speed this machine up: " + ("no GPU" if not gpus else "the GPUs")):
         precision.enable("mixed_float16")
     import warnings
 
@@ -135,11 +139,22 @@ def test_mixed_precision_training_with_pruning_and_distillation(keras):
 # ------------------------------------------------------------------ devices
 
 
-def test_no_gpu_path_is_an_informative_no_op_and_idempotent():
-    first = devices.configure_gpus()
-    assert first == {"gpus": [], "configured": False, "message": first["message"]}
-    assert "No GPU found" in first["message"]
-    assert devices.configure_gpus() == first
+def test_configure_gpus_reports_the_devices_present_and_is_idempotent():
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        first = devices.configure_gpus()
+        assert first == {"gpus": [], "configured": False, "message": first["message"]}
+        assert "No GPU found" in first["message"]
+        assert devices.configure_gpus() == first
+    else:  # memory growth on every GPU (or, once TensorFlow has set them up, an error saying when to call it)
+        try:
+            first = devices.configure_gpus()
+        except RuntimeError as err:
+            assert "configure_gpus()" in str(err)
+            return
+        assert first["gpus"] == [g.name for g in gpus] and first["configured"]
+        assert all(tf.config.experimental.get_memory_growth(g) for g in gpus)
+        assert devices.configure_gpus()["message"] == "already configured (no change)"
     with pytest.raises(ValueError, match=r"memory_growth=True and memory_limit_mb=... conflict"):
         devices.configure_gpus(memory_growth=True, memory_limit_mb=1024)
     with pytest.raises(ValueError, match=r"memory_limit_mb must be a positive integer"):
