@@ -294,3 +294,24 @@ def test_token_table_path_equals_token_list_path():
         assert np.array_equal(vocab.encode(table, 4, padding), vocab.encode(lists, 4, padding))
     empty = pre.table([])
     assert len(empty) == 0 and vocab.encode(empty, 3).shape == (0, 3)
+
+
+def test_char_ids_match_ids_of_the_character_list_without_making_it():
+    from tfcompress import text
+
+    corpus = text.builtin_corpus()[:20_000] + "caf\u00e9 \ud800 \U0001F600 zz"
+    vocab = text.Vocabulary.build([list(corpus[:5_000])])  # later characters are out of vocabulary
+    ids = vocab.char_ids(corpus)
+    assert ids.dtype == np.int32
+    np.testing.assert_array_equal(ids, np.asarray(vocab.ids(list(corpus)), np.int32))
+    assert (ids == vocab.oov_id).any()
+
+
+def test_detect_encoding_samples_the_start_and_the_end(tmp_path):
+    from tfcompress.text import detect_encoding
+
+    utf8 = ("\u00e9t\u00e9 " * 50 + "\n").encode() * 20  # 6 KB, multi-byte characters everywhere
+    (tmp_path / "u.txt").write_bytes(utf8)
+    assert detect_encoding(tmp_path / "u.txt", sample_bytes=1001) == "utf-8"  # samples cut characters: fine
+    (tmp_path / "c.txt").write_bytes(utf8 + "caf\u00e9\n".encode("cp1252"))  # cp1252 only at the end
+    assert detect_encoding(tmp_path / "c.txt", sample_bytes=1000) == "cp1252"

@@ -69,8 +69,8 @@ def prepare_data(recipe, run):
         corpus = text.builtin_corpus() if cfg["corpus"] == "builtin" else _read_corpus(recipe.resolve(cfg["corpus"]), cfg["encoding"])
         if cfg["max_chars"]:
             corpus = corpus[: cfg["max_chars"]]
-        vocab = text.Vocabulary.build([list(corpus)])
-        ids = vocab.ids(list(corpus))
+        vocab = text.Vocabulary.build([corpus])  # a string is its characters: no list of them is made
+        ids = vocab.char_ids(corpus)
         cut = int(len(ids) * 0.95)
         x_train, y_train = text.char_windows(ids[:cut], cfg["window"], cfg["stride"])
         x_dev, y_dev = text.char_windows(ids[cut:], cfg["window"], 7)

@@ -74,18 +74,30 @@ class LabeledTexts:
 
 
 def detect_encoding(path, sample_bytes=1 << 20):
-    """Guesses a file's text encoding: BOM, else UTF-8, else cp1252, else Latin-1."""
+    """Guesses a file's text encoding: BOM, else UTF-8, else cp1252, else Latin-1.
+
+    Reads at most `sample_bytes` from the start and as many from the end (a
+    1 GB file costs 2 MiB), so a byte that does not decode between the two
+    samples shows when the file is read, as a `DataFormatError` that names
+    the encoding to pass.
+    """
+    import codecs
+
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(sample_bytes)
+        tail = b""
+        if size > sample_bytes:
+            f.seek(max(sample_bytes, size - sample_bytes))
+            tail = f.read().lstrip(bytes(range(0x80, 0xC0)))  # start at a character boundary
     if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16"
-    with open(path, "rb") as f:
-        data = f.read()
     for enc in ("utf-8", "cp1252"):
         try:
-            data.decode(enc)
+            for sample in (head, tail):
+                codecs.getincrementaldecoder(enc)().decode(sample, final=sample is tail or size <= sample_bytes)
             return enc
         except UnicodeDecodeError:
             continue
@@ -341,7 +353,13 @@ def load_texts(
             except UnicodeDecodeError as err:
                 raise DataFormatError(f"{path}: cannot be read as {used} ({err.reason}).") from None
         else:
-            texts, raw, where = _read_delimited(path, format, text_column, label_column, header, used, delimiter)
+            try:
+                texts, raw, where = _read_delimited(path, format, text_column, label_column, header, used, delimiter)
+            except UnicodeDecodeError as err:
+                raise DataFormatError(
+                    f"{path}: cannot be read as {used} ({err.reason}, byte 0x{err.object[err.start]:02x}). Fix: "
+                    "pass the file's encoding (encoding='cp1252', data.encoding in a recipe), or save it as UTF-8."
+                ) from None
     ids, names = _label_ids(raw, where, label_names)
     return LabeledTexts(texts, ids, names, path, used)
 

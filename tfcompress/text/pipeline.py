@@ -82,21 +82,27 @@ def tf_encoder(encoder):
     return encode
 
 
+def _window_count(length, window, step):
+    """How many (window, next) pairs a sequence of `length` ids gives; checks the arguments."""
+    if not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window must be a positive integer. Received: window={window!r}.")
+    if not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"step must be a positive integer. Received: step={step!r}.")
+    if length <= window:
+        raise ValueError(
+            f"The text has {length} characters, too few for window={window}: it needs "
+            f"at least window + 1 = {window + 1}. Fix: use a longer text or a smaller window."
+        )
+    return len(range(0, length - window, step))
+
+
 def char_windows(ids, window, step=1):
     """(inputs, next) pairs from a 1-D id sequence, computed directly.
 
     `inputs[i] = ids[i*step : i*step + window]`, `next[i] = ids[i*step + window]`.
     """
     ids = np.asarray(ids, dtype=np.int32)
-    if not isinstance(window, (int, np.integer)) or window < 1:
-        raise ValueError(f"window must be a positive integer. Received: window={window!r}.")
-    if not isinstance(step, (int, np.integer)) or step < 1:
-        raise ValueError(f"step must be a positive integer. Received: step={step!r}.")
-    if len(ids) <= window:
-        raise ValueError(
-            f"The text has {len(ids)} characters, too few for window={window}: it needs "
-            f"at least window + 1 = {window + 1}. Fix: use a longer text or a smaller window."
-        )
+    _window_count(len(ids), window, step)
     starts = np.arange(0, len(ids) - window, step)
     x = np.lib.stride_tricks.sliding_window_view(ids, window)[starts]
     return np.ascontiguousarray(x), ids[starts + window]
@@ -116,12 +122,12 @@ def char_dataset(text, vocabulary, window=100, step=1, batch_size=128, shuffle=T
     if not isinstance(vocabulary, Vocabulary):
         raise TypeError(f"char_dataset(vocabulary=...) expects a Vocabulary. Received: {type(vocabulary).__name__}.")
     _check_batch(batch_size)
-    ids = np.asarray(vocabulary.ids(list(text)), dtype=np.int32)
-    x, y = char_windows(ids, window, step)  # validates
+    ids = vocabulary.char_ids(text) if isinstance(text, str) else np.asarray(vocabulary.ids(list(text)), dtype=np.int32)
+    count = _window_count(len(ids), window, step)  # the windows themselves are made by tf.data, as they are read
     ds = tf.data.Dataset.from_tensor_slices(ids)
     ds = ds.window(window + 1, shift=step, drop_remainder=True)
     ds = ds.flat_map(lambda w: w.batch(window + 1, drop_remainder=True))
     ds = ds.map(lambda s: (s[:-1], s[-1]), num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
-        ds = ds.shuffle(min(len(y), 100_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(min(count, 100_000), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
