@@ -341,3 +341,33 @@ def test_lone_surrogates_survive_the_cache_and_the_worker_processes(monkeypatch,
     assert TextPreprocessor()(texts, cache=tmp_path) == expected  # written (in worker processes)
     assert TextPreprocessor()(texts, cache=tmp_path) == expected  # and read back
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_the_cache_is_bounded_can_be_turned_off_and_is_not_written_when_encoding(monkeypatch, tmp_path):
+    from tfcompress.text import TextEncoder
+
+    monkeypatch.setattr(batch, "CACHE_MIN_TEXTS", 100)
+    monkeypatch.setenv("TFCOMPRESS_CACHE_DIR", str(tmp_path))
+    folder = tmp_path / "text"
+    corpora = [[f"text {i} of corpus {c}" for i in range(200)] for c in range(3)]
+    # Bounded: room for about one file; the least recently used go first, never the new one.
+    pre = TextPreprocessor()
+    pre(corpora[0], n_jobs=1)
+    one = next(folder.iterdir()).stat().st_size
+    monkeypatch.setenv("TFCOMPRESS_CACHE_MAX_MB", str(1.5 * one / 2**20))
+    pre(corpora[1], n_jobs=1)
+    assert [p.name for p in folder.iterdir()] == [pre.cache_key(corpora[1]) + ".npz"]
+    monkeypatch.setenv("TFCOMPRESS_CACHE_MAX_MB", "many")
+    with pytest.raises(ValueError, match=r"TFCOMPRESS_CACHE_MAX_MB='many' is not a number. Fix"):
+        pre(corpora[2], n_jobs=1)
+    monkeypatch.delenv("TFCOMPRESS_CACHE_MAX_MB")
+    # Off: nothing written above the threshold (a named folder still works).
+    monkeypatch.setenv("TFCOMPRESS_CACHE", "off")
+    pre(corpora[2], n_jobs=1)
+    assert len(list(folder.iterdir())) == 1
+    monkeypatch.delenv("TFCOMPRESS_CACHE")
+    # Encoding with a fitted encoder (inference) writes nothing; fitting does.
+    encoder, _ = TextEncoder.fit_transform(corpora[2], max_len=8, n_jobs=1)
+    assert len(list(folder.iterdir())) == 2
+    encoder([t + " again" for t in corpora[2]], n_jobs=1)
+    assert len(list(folder.iterdir())) == 2

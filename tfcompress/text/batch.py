@@ -3,6 +3,13 @@
 `run(preprocessor, texts, ...)` is what `TextPreprocessor.table` (and so
 calling a preprocessor) does; it works for any object with `tokens(text)`
 and `get_config()` whose class has `from_config`.
+
+The cache: `$TFCOMPRESS_CACHE_DIR/text` (default `~/.cache/tfcompress/text`,
+or under `$XDG_CACHE_HOME`), one `.npz` per (texts, configuration), no pickle.
+It holds at most `$TFCOMPRESS_CACHE_MAX_MB` (default 1024 MB): after each
+write the files used least recently are deleted. `TFCOMPRESS_CACHE=off`
+turns it off. Only fitting writes it by default (`TextEncoder.fit`,
+`fit_transform`); encoding texts with a fitted encoder does not.
 """
 
 import functools
@@ -22,6 +29,7 @@ PARALLEL_MIN_TEXTS = 20_000
 CACHE_MIN_TEXTS = 10_000
 PROGRESS_MIN_TEXTS = 50_000
 CACHE_FORMAT = 2
+CACHE_MAX_MB = 1024
 
 
 def run(pre, texts, n_jobs=None, cache=None, progress=None):
@@ -35,15 +43,17 @@ def run(pre, texts, n_jobs=None, cache=None, progress=None):
     texts = list(texts)
     jobs = resolve_jobs(n_jobs, len(texts))
     path = cache_path(pre, texts, cache)
+    limit = cache_limit_bytes() if path is not None else None  # a bad setting fails before the work
     if path is not None and os.path.exists(path):
         try:
+            os.utime(path)  # recently used: evicted last
             return read_cache(path)
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: recompute and overwrite
     show = show_progress(progress, len(texts))
     result = _serial(pre, texts, show) if jobs == 1 else _parallel(pre, texts, jobs, show)
     if path is not None:
-        write_cache(path, result)
+        write_cache(path, result, limit)
     return result
 
 
@@ -88,9 +98,51 @@ def cache_path(pre, texts, cache):
         return None
     if isinstance(cache, (str, os.PathLike)):
         folder = os.fspath(cache)
+    elif cache_disabled():
+        return None
     else:
         folder = os.path.join(cache_root(), "text")
     return os.path.join(folder, cache_key(pre, texts) + ".npz")
+
+
+def cache_disabled():
+    """True when `$TFCOMPRESS_CACHE` is 0/off/false/no: nothing is cached
+    unless a call names a folder (`cache=path`)."""
+    return os.environ.get("TFCOMPRESS_CACHE", "").strip().lower() in ("0", "off", "false", "no")
+
+
+def cache_limit_bytes():
+    """`$TFCOMPRESS_CACHE_MAX_MB` (default 1024) in bytes: the most the cache
+    folder may hold; the files used least recently go first."""
+    value = os.environ.get("TFCOMPRESS_CACHE_MAX_MB", "")
+    try:
+        return int(float(value) * 2**20) if value.strip() else CACHE_MAX_MB * 2**20
+    except ValueError:
+        raise ValueError(
+            f"TFCOMPRESS_CACHE_MAX_MB={value!r} is not a number. Fix: set it to the cache's size limit in MB "
+            "(e.g. 512), or unset it (1024)."
+        ) from None
+
+
+def evict(folder, limit, keep=None):
+    """Deletes the least recently used `.npz` files of `folder` until it holds
+    at most `limit` bytes (never `keep`, the file just written)."""
+    try:
+        entries = [e for e in os.scandir(folder) if e.is_file() and e.name.endswith(".npz")]
+    except FileNotFoundError:
+        return
+    stats = sorted(((e.stat().st_mtime, e.stat().st_size, e.path) for e in entries), key=lambda t: t[0])
+    total = sum(size for _, size, _ in stats)
+    for _, size, path in stats:
+        if total <= limit:
+            break
+        if keep is not None and os.path.abspath(path) == os.path.abspath(keep):
+            continue
+        try:
+            os.remove(path)
+            total -= size
+        except OSError:
+            pass
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,7 +171,7 @@ def cache_root():
     return os.path.join(base, "tfcompress")
 
 
-def write_cache(path, table):
+def write_cache(path, table, limit=None):
     """Stores a TokenTable as three arrays (no pickle: safe to read back)."""
     import io
 
@@ -135,7 +187,8 @@ def write_cache(path, table):
     try:
         atomic_write_bytes(path, buf.getvalue())
     except OSError:
-        pass  # a cache that cannot be written is not an error
+        return  # a cache that cannot be written is not an error
+    evict(os.path.dirname(path), cache_limit_bytes() if limit is None else limit, keep=path)
 
 
 def read_cache(path):

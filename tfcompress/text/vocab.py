@@ -323,7 +323,10 @@ class TextEncoder:
         return from_keras(obj, max_len=max_len, padding=padding, truncating=truncating, model=model)
 
     def __call__(self, texts, **kwargs):
-        """Texts -> int32 array (n, max_len). Keyword arguments go to the preprocessor."""
+        """Texts -> int32 array (n, max_len). Keyword arguments go to the
+        preprocessor; the disk cache is not used (`cache=False`) unless asked
+        for: encoding is what inference does, and it must not fill a disk."""
+        kwargs.setdefault("cache", False)
         return self.encode_tokens(self.preprocessor.table(texts, **kwargs))
 
     def encode_tokens(self, token_lists):
