@@ -126,6 +126,7 @@ def _head_models():
         "tf.nn.softmax": (keras.Model(inp, tf.nn.softmax(logits)), "probabilities"),
         "QAT-wrapped softmax Dense": (quantization.quantize(softmax_model), "probabilities"),
         "pruning-wrapped linear Dense": (pruning.prune(keras.Model(inp, keras.layers.Dense(2)(h))), "logits"),
+        "QAT-wrapped sigmoid unit": (quantization.quantize(keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(h))), "sigmoid"),
     }
 
 

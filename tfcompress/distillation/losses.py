@@ -40,7 +40,7 @@ def output_kind(model, argument="teacher_output"):
         if isinstance(inner, keras.layers.Softmax):
             return "probabilities"
         kind, passes = _layer_kind(inner)
-        if kind == "sigmoid" and (inner.output_shape[-1] != 1):
+        if kind == "sigmoid" and layer.output_shape[-1] != 1:  # the wrapper's shape: a wrapped layer has no nodes
             kind = None  # several sigmoid units: multi-label, not a distribution
         if kind is not None:
             return kind
