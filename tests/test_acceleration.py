@@ -128,12 +128,18 @@ def test_mixed_precision_training_with_pruning_and_distillation(keras):
         teacher.fit(x, y, epochs=1, verbose=0)
         distiller = distillation.Distiller(teacher, student)
         distiller.compile("adam", "sparse_categorical_crossentropy")
-        assert np.isfinite(distiller.fit(x, y, epochs=1, verbose=0).history["loss"][-1])
+        before = [w.copy() for w in student.get_weights()]
+        history = distiller.fit(x, y, epochs=1, verbose=0).history
+        assert np.isfinite(history["loss"][-1]) and history["distillation_loss"][-1] > 0
+        assert all(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))  # every weight trained
         with pytest.warns(UserWarning, match="float32 copy"):
             tfcompress._keras.graph._MIXED_WARNED.clear()
             pruned = pruning.prune(student, target_sparsity=0.5, schedule="constant")
     pruned.compile("adam", "sparse_categorical_crossentropy")
     pruned.fit(x, y, epochs=1, verbose=0)
+    # What pruning promises holds under the mixed policy too: every pruned weight half zeros.
+    for row in pruning.sparsity_report(pruned):
+        assert abs(row["sparsity"] - 0.5) <= 1 / row["size"] + 1e-9, row
 
 
 # ------------------------------------------------------------------ devices
@@ -254,6 +260,10 @@ def test_xla_jit_compile_trains_plain_and_distilled_models(keras):
     model = models.lstm_classifier(50, max_len=8, units=8, compile=False)
     model.compile("adam", "sparse_categorical_crossentropy", jit_compile=True)
     model.fit(x, y, epochs=1, verbose=0)
-    distiller = distillation.Distiller(model, models.lstm_classifier(50, max_len=8, units=4, compile=False))
+    student = models.lstm_classifier(50, max_len=8, units=4, compile=False)
+    distiller = distillation.Distiller(model, student)
     distiller.compile("adam", "sparse_categorical_crossentropy", jit_compile=True)
-    assert np.isfinite(distiller.fit(x, y, epochs=1, verbose=0).history["loss"][-1])
+    before = [w.copy() for w in student.get_weights()]
+    history = distiller.fit(x, y, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][-1]) and history["distillation_loss"][-1] > 0
+    assert all(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))

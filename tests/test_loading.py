@@ -61,8 +61,10 @@ def test_keras3_h5_loads_as_tf_keras_with_the_same_outputs(tmp_path, name):
     # The seed's next steps: quantize, compile with a small learning rate, train.
     qat = quantization.quantize_model(model)
     qat.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adam(learning_rate=1e-5))
+    before = [w.numpy().copy() for w in qat.trainable_weights]
     history = qat.fit(x, np.eye(CHARS)[np.arange(len(x)) % CHARS], epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, qat.trainable_weights))  # it trained
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5", ""])
