@@ -26,7 +26,7 @@ import warnings
 
 import tensorflow as tf
 
-from tfcompress._keras import ensure_tf_keras, is_mixed_precision, keras, rebuild_float32
+from tfcompress._keras import activation_name, ensure_tf_keras, is_mixed_precision, keras, rebuild_float32
 
 __all__ = [
     "enable",
@@ -165,10 +165,6 @@ def float32_output(model, fix=True):
     return new, True
 
 
-def _activation_name(activation):
-    return getattr(activation, "__name__", activation if isinstance(activation, str) else None)
-
-
 def _float32_head(output):
     """`output` recomputed so that its final softmax/sigmoid runs in float32."""
     layer = output._keras_history.layer  # noqa: SLF001
@@ -177,7 +173,7 @@ def _float32_head(output):
         return keras.layers.Activation("linear", dtype="float32", name=name)(output)
     if isinstance(layer, keras.layers.Softmax) and getattr(layer, "axis", -1) == -1:
         return keras.layers.Activation("softmax", dtype="float32", name=name)(layer.input)
-    activation = _activation_name(getattr(layer, "activation", None))
+    activation = activation_name(getattr(layer, "activation", None))
     if activation not in ("softmax", "sigmoid"):
         return keras.layers.Activation("linear", dtype="float32", name=name)(output)
     if isinstance(layer, keras.layers.Activation):

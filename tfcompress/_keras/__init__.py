@@ -127,6 +127,7 @@ from tfcompress._keras.to_tf_keras import (  # noqa: E402
     vectorizer_arguments,
 )
 from tfcompress._keras.graph import (  # noqa: E402
+    activation_name,
     clone_with,
     copy_weights,
     inner_layer,
@@ -154,6 +155,7 @@ __all__ = [
     "fit_config",
     "policy_name",
     "vectorizer_arguments",
+    "activation_name",
     "clone_with",
     "copy_weights",
     "inner_layer",

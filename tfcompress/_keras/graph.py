@@ -162,6 +162,18 @@ def warn_mixed_once():
         )
 
 
+def activation_name(activation):
+    """The name of a Keras activation, also inside TFMOT's QuantizeAwareActivation."""
+    for _ in range(3):
+        if isinstance(activation, str):
+            return activation
+        name = getattr(activation, "__name__", None)
+        if name:
+            return name
+        activation = getattr(activation, "activation", None)
+    return None
+
+
 def layer_selector(items, argument, default, model=None, caller=None):
     """A `layers=`/`skip=`-style argument -> predicate(layer) -> bool.
 

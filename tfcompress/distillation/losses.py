@@ -54,18 +54,6 @@ def output_kind(model, argument="teacher_output"):
         layer = previous
 
 
-def _activation_name(activation):
-    """The name of a Keras activation, also inside TFMOT's QuantizeAwareActivation."""
-    for _ in range(3):
-        if isinstance(activation, str):
-            return activation
-        name = getattr(activation, "__name__", None)
-        if name:
-            return name
-        activation = getattr(activation, "activation", None)
-    return None
-
-
 def _layer_kind(layer):
     """(kind or None, whether the layer passes its input on unchanged)."""
     name = type(layer).__name__
@@ -79,7 +67,9 @@ def _layer_kind(layer):
         return None, True
     if not hasattr(layer, "activation"):
         return None, False
-    activation = _activation_name(layer.activation)
+    from tfcompress._keras import activation_name
+
+    activation = activation_name(layer.activation)
     if activation == "softmax":
         return "probabilities", False
     if activation == "sigmoid":

@@ -154,14 +154,6 @@ def _nltk_version():
     return importlib.metadata.version("nltk")
 
 
-def _cache_root():
-    root = os.environ.get("TFCOMPRESS_CACHE_DIR")
-    if root:
-        return root
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "tfcompress")
-
-
 def cache_root():
     """`$TFCOMPRESS_CACHE_DIR`, else `$XDG_CACHE_HOME/tfcompress` or `~/.cache/tfcompress`."""
     root = os.environ.get("TFCOMPRESS_CACHE_DIR")
