@@ -10,7 +10,11 @@ import numpy as np
 
 from tfcompress.recipe.schema import RecipeError
 
-__all__ = ["RunContext"]
+__all__ = ["RunContext", "WINDOWS_IN_MEMORY"]
+
+WINDOWS_IN_MEMORY = 256 << 20
+"""A language model's training windows are built as arrays up to this many
+bytes; above it they are made as they are read, from the corpus ids."""
 
 
 @dataclasses.dataclass
@@ -19,7 +23,9 @@ class RunContext:
 
     Attributes:
         recipe: the `Recipe`.
-        data: `{"x_train", "y_train", "x_dev", "y_dev"}` arrays (encoded).
+        data: `{"x_train", "y_train", "x_dev", "y_dev"}` arrays (encoded); for
+            a language model `x_train` is a `text.CharWindows` and `y_train`
+            None (see `subset`).
         encoder: the `TextEncoder` (classification), else None.
         vocab: the `Vocabulary` (token ids, or characters for a language model).
         meta: task facts: `task`, `labels`, `num_classes`, `max_len`, ...
@@ -104,15 +110,41 @@ class RunContext:
 
     # -------------------------------------------------------------- training
 
+    def train_count(self, args):
+        """How many training examples one epoch of the step sees."""
+        n, limit = len(self.data["x_train"]), args.get("max_steps")
+        return min(n, limit * args["batch_size"]) if limit else n
+
     def subset(self, args, seed=None):
-        """The training examples of one step: all, or `max_steps` batches of them."""
+        """The training examples of one step as `(x, y)` arrays: all, or
+        `max_steps` batches of them. None for a language model whose windows
+        are too many to hold (over WINDOWS_IN_MEMORY bytes): `fit` then makes
+        them as it reads (`CharWindows.dataset`)."""
         x, y = self.data["x_train"], self.data["y_train"]
+        windows = y is None  # a language model's CharWindows
         limit = args.get("max_steps")
         if limit and limit * args["batch_size"] < len(x):
             rng = np.random.default_rng(self.index if seed is None else seed)
             idx = np.sort(rng.choice(len(x), limit * args["batch_size"], replace=False))
-            x, y = x[idx], y[idx]
+            return x.take(idx) if windows else (x[idx], y[idx])
+        if windows:
+            return x.arrays() if x.nbytes <= WINDOWS_IN_MEMORY else None
         return x, y
+
+    def window_batches(self, args):
+        """`(dataset, steps_per_epoch)` of every training window, made as they are read."""
+        windows = self.data["x_train"]
+        ds = windows.dataset(args["batch_size"], epochs=args["epochs"], seed=self.recipe.step_seed(self.index))
+        return ds, int(np.ceil(len(windows) / args["batch_size"]))
+
+    def calibration_inputs(self, count):
+        """Training inputs for int8 calibration: all (the converter samples
+        `count`), or `count` windows of a language model's corpus."""
+        x = self.data["x_train"]
+        if self.data["y_train"] is not None:
+            return x
+        rng = np.random.default_rng(self.recipe.config["seed"])
+        return x.take(np.sort(rng.choice(len(x), min(len(x), count), replace=False)))[0]
 
     def fit(self, model, args, default_lr, callbacks=()):
         """Compiles `model` (Adam at the step's learning rate, unless it is
@@ -125,15 +157,21 @@ class RunContext:
             model.compile(keras.optimizers.Adam(lr), loss_for(model), ["accuracy"])
         import tensorflow as tf
 
-        x, y = self.subset(args)
-        # Ready datasets: Keras' own array pipeline makes TF 2.21 log "NodeDef mentions attribute
-        # use_unbounded_threadpool" under op determinism (see _keras.predict). Shuffled each epoch
-        # with the step's seed, as Keras shuffles arrays.
-        train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=self.recipe.step_seed(self.index), reshuffle_each_iteration=True)
+        arrays, steps = self.subset(args), None
+        if arrays is None:
+            train, steps = self.window_batches(args)
+        else:
+            # Ready datasets: Keras' own array pipeline makes TF 2.21 log "NodeDef mentions attribute
+            # use_unbounded_threadpool" under op determinism (see _keras.predict). Shuffled each epoch
+            # with the step's seed, as Keras shuffles arrays.
+            x, y = arrays
+            train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=self.recipe.step_seed(self.index), reshuffle_each_iteration=True)
+            train = train.batch(args["batch_size"])
         dev = tf.data.Dataset.from_tensor_slices((self.data["x_dev"], self.data["y_dev"])).batch(512)
         model.fit(
-            train.batch(args["batch_size"]),
+            train,
             epochs=args["epochs"],
+            steps_per_epoch=steps,
             validation_data=dev,
             callbacks=[*self.callbacks, *callbacks],
             verbose=self.verbose,

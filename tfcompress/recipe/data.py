@@ -1,14 +1,16 @@
 """Data preparation of a run: the texts (or corpus) read and encoded once, and
 the user's own model and tokenizer checked against each other."""
 
-import io
 import os
 
 import numpy as np
 
 from tfcompress.recipe.schema import RecipeError
 
-__all__ = ["prepare_data"]
+__all__ = ["prepare_data", "DEV_MAX_CHARS"]
+
+DEV_MAX_CHARS = 100_000
+"""A language model's dev set: the last 5% of the corpus, at most this many characters."""
 
 
 def prepare_data(recipe, run):
@@ -21,6 +23,8 @@ def prepare_data(recipe, run):
         with np.load(arrays, allow_pickle=False) as d:
             data = {k: d[k] for k in d.files}
         meta = run.read(0, "data")
+        if meta["task"] == "language_model":
+            data = {"x_train": text.CharWindows(data.pop("ids_train"), meta["max_len"], meta["stride"]), "y_train": None, **data}
         encoder = text.TextEncoder.load(folder) if meta["task"] == "classification" else None
         vocab = encoder.vocabulary if encoder is not None else text.Vocabulary.load(os.path.join(folder, "vocab.txt"))
         run.log(f"[data] resumed: {len(data['x_train']):,} training and {len(data['x_dev']):,} dev examples")
@@ -71,16 +75,30 @@ def prepare_data(recipe, run):
             corpus = corpus[: cfg["max_chars"]]
         vocab = text.Vocabulary.build([corpus])  # a string is its characters: no list of them is made
         ids = vocab.char_ids(corpus)
-        cut = int(len(ids) * 0.95)
-        x_train, y_train = text.char_windows(ids[:cut], cfg["window"], cfg["stride"])
+        # The last 5% is the dev set, at most DEV_MAX_CHARS of it: enough for a steady bits/char,
+        # and evaluating it (every .tflite too, one window at a time) stays quick on any corpus.
+        cut = max(int(len(ids) * 0.95), len(ids) - DEV_MAX_CHARS)
+        # Training windows are made as they are read (CharWindows): only the ids are kept and stored.
+        x_train = text.CharWindows(ids[:cut], cfg["window"], cfg["stride"])
         x_dev, y_dev = text.char_windows(ids[cut:], cfg["window"], 7)
-        data = {"x_train": x_train, "y_train": y_train, "x_dev": x_dev, "y_dev": y_dev}
+        data = {"x_train": x_train, "y_train": None, "x_dev": x_dev, "y_dev": y_dev}
         vocab.save(os.path.join(folder, "vocab.txt"))
         encoder = None
-        meta = {"task": "language_model", "labels": None, "num_classes": len(vocab), "max_len": cfg["window"], "corpus_chars": len(corpus)}
-    buf = io.BytesIO()
-    np.savez(buf, **data)
-    _io.atomic_write_bytes(arrays, buf.getvalue(), "data")
+        meta = {
+            "task": "language_model",
+            "labels": None,
+            "num_classes": len(vocab),
+            "max_len": cfg["window"],
+            "stride": cfg["stride"],
+            "corpus_chars": len(corpus),
+        }
+        del corpus
+    stored = data
+    if meta["task"] == "language_model":
+        stored = {"ids_train": data["x_train"].ids, "x_dev": data["x_dev"], "y_dev": data["y_dev"]}
+    with _io.atomic_path(arrays, "data") as tmp:
+        with open(tmp, "wb") as f:  # written straight to the file: no second copy in memory
+            np.savez(f, **stored)
     run.finish_data(meta)
     run.log(f"[data] {len(data['x_train']):,} training and {len(data['x_dev']):,} dev examples, vocabulary {len(vocab):,}")
     return data, encoder, vocab, meta

@@ -98,6 +98,8 @@ def _execute(recipe, state, log, callbacks, verbose, board):
     return report
 
 
+STATE_FORMAT = 2
+"""The layout of `.run/` checkpoints (2: a language model keeps corpus ids, not windows)."""
 LOCK_NAME = ".tfcompress-lock"
 
 
@@ -188,6 +190,12 @@ class _RunState:
         marker = os.path.join(self.state, "recipe.json")
         if os.path.exists(marker):
             previous = _read_json(marker)
+            if previous.get("state_format", 1) != STATE_FORMAT and not restart:
+                raise RecipeError(
+                    f"{self.out} holds a run saved by another version of tfcompress (checkpoint format "
+                    f"{previous.get('state_format', 1)}, this version reads {STATE_FORMAT}); it cannot be resumed. "
+                    "Fix: restart from scratch (restart=True, --restart), or choose another output folder."
+                )
             if previous.get("fingerprint") != fingerprint and not restart:
                 raise RecipeError(
                     f"{self.out} holds a run of a different recipe or data "
@@ -199,7 +207,7 @@ class _RunState:
         os.makedirs(self.state, exist_ok=True)
         recipe = self.recipe
         _io.atomic_write_text(
-            marker, json.dumps({"fingerprint": fingerprint, "source": recipe.source, "config": recipe.config}, indent=2)
+            marker, json.dumps({"state_format": STATE_FORMAT, "fingerprint": fingerprint, "source": recipe.source, "config": recipe.config}, indent=2)
         )
 
     def release(self):

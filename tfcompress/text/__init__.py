@@ -25,7 +25,7 @@ from tfcompress.text.loaders import (
     load_texts,
 )
 from tfcompress.text.nltk_data import MissingNLTKData, download, require
-from tfcompress.text.pipeline import char_dataset, char_windows, text_dataset, tf_encoder
+from tfcompress.text.pipeline import CharWindows, char_dataset, char_windows, text_dataset, tf_encoder
 from tfcompress.text.preprocess import (
     NEGATIONS,
     STEMMERS,
@@ -64,6 +64,7 @@ __all__ = [
     "text_dataset",
     "tf_encoder",
     "char_windows",
+    "CharWindows",
     "char_dataset",
     "load_texts",
     "LabeledTexts",

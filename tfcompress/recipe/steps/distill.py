@@ -44,7 +44,11 @@ class Distill(Step):
                 teacher, student, alpha=args["alpha"], temperature=args["temperature"], distillation_loss=args["distillation_loss"]
             )
             distiller.compile(keras.optimizers.Adam(args["learning_rate"] or 2e-3), "sparse_categorical_crossentropy", ["accuracy"])
-            x, y = ctx.subset(args)
-            distiller.fit(x, y, batch_size=args["batch_size"], epochs=args["epochs"], callbacks=list(ctx.callbacks), verbose=ctx.verbose)
+            arrays, fit_args = ctx.subset(args), dict(epochs=args["epochs"], callbacks=list(ctx.callbacks), verbose=ctx.verbose)
+            if arrays is None:  # a corpus too large to hold as windows: the teacher runs on each batch
+                ds, steps = ctx.window_batches(args)
+                distiller.fit(ds, steps_per_epoch=steps, **fit_args)
+            else:
+                distiller.fit(*arrays, batch_size=args["batch_size"], **fit_args)
         student.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", ["accuracy"])
         return StepResult(student, [ctx.keras_record("distill -> student", student)])

@@ -52,7 +52,7 @@ class Export(Step):
                 model,
                 path,
                 mode=mode,
-                representative_data=ctx.data["x_train"],
+                representative_data=ctx.calibration_inputs(args["representative_samples"]),
                 calibration_samples=args["representative_samples"],
                 sparse=args["sparse"],
                 seq_len=ctx.meta["max_len"],

@@ -43,7 +43,7 @@ class Prune(Step):
         from tfcompress import precision, pruning
 
         model = ctx.require_model()
-        steps_per_epoch = int(np.ceil(len(ctx.subset(args)[0]) / args["batch_size"]))
+        steps_per_epoch = int(np.ceil(ctx.train_count(args) / args["batch_size"]))
         with precision.policy_scope("float32"), ctx.strategy.scope():
             pruned = pruning.prune(
                 model,
