@@ -78,6 +78,15 @@ def prepare_data(recipe, run):
         # The last 5% is the dev set, at most DEV_MAX_CHARS of it: enough for a steady bits/char,
         # and evaluating it (every .tflite too, one window at a time) stays quick on any corpus.
         cut = max(int(len(ids) * 0.95), len(ids) - DEV_MAX_CHARS)
+        if min(cut, len(ids) - cut) <= cfg["window"]:
+            source = "the built-in corpus" if cfg["corpus"] == "builtin" else recipe.resolve(cfg["corpus"])
+            limit = f" (data.max_chars: {cfg['max_chars']})" if cfg["max_chars"] else ""
+            need = 20 * (cfg["window"] + 1)
+            raise text.DataFormatError(
+                f"{source}: {len(ids):,} characters{limit} are too few for data.window {cfg['window']}: the last 5% "
+                f"is the dev set, and both parts need at least window + 1 characters. Fix: give a corpus of at "
+                f"least {need:,} characters, or a smaller data.window."
+            )
         # Training windows are made as they are read (CharWindows): only the ids are kept and stored.
         x_train = text.CharWindows(ids[:cut], cfg["window"], cfg["stride"])
         x_dev, y_dev = text.char_windows(ids[cut:], cfg["window"], 7)
