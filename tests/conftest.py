@@ -67,6 +67,20 @@ def nltk_data_dir():
     return _need(SHARED / "nltk_data", "the NLTK data folder")
 
 
+def need_nltk(*resources, language="english"):
+    """Skips the calling test (or parameter case) unless NLTK finds each
+    resource (`"punkt_tab"`, `"stopwords"`, `"wordnet"`) wherever NLTK_DATA
+    and NLTK's own search path point: only the cases that read that data are
+    skipped, and the reason names what is missing."""
+    from tfcompress.text import nltk_data
+
+    for resource in resources:
+        try:
+            nltk_data.require(resource, language=language)
+        except nltk_data.MissingNLTKData:
+            pytest.skip(f"NLTK data {resource!r} ({language}) not found; set NLTK_DATA or put ../shared/nltk_data beside the repository")
+
+
 @pytest.fixture(scope="session")
 def mirrored():
     """One MirroredStrategy over the two logical CPUs, shared by every test:

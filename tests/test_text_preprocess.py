@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import need_nltk
 from tfcompress.text import NEGATIONS, MissingNLTKData, TextPreprocessor
 from tfcompress.text import batch
 
@@ -33,7 +34,8 @@ def test_regexp_default_splits_contractions_like_word_tokenize():
     ]
 
 
-def test_word_tokenize_with_punkt_tab(nltk_data_dir):
+def test_word_tokenize_with_punkt_tab():
+    need_nltk("punkt_tab")
     out = TextPreprocessor(tokenizer="word_tokenize")([SENTENCE])
     assert out == [["they", "'re", "great", "...", "it", "was", "n't", "bad", ",", "10/10", "!"]]
 
@@ -74,13 +76,15 @@ def test_punctuation_removal_keeps_contraction_pieces():
 # ------------------------------------------------------------------ stopwords
 
 
-def test_english_stopwords_keep_negations_by_default(nltk_data_dir):
+def test_english_stopwords_keep_negations_by_default():
+    need_nltk("stopwords")
     out = TextPreprocessor(stopwords="english")(["This is not the film I wanted, no"])
     assert out == [["not", "film", "wanted", ",", "no"]]
     assert {"not", "no", "nor", "n't"} <= NEGATIONS
 
 
-def test_stopwords_without_keeping_negations_and_user_lists(nltk_data_dir):
+def test_stopwords_without_keeping_negations_and_user_lists():
+    need_nltk("stopwords")
     out = TextPreprocessor(stopwords="english", keep_words=None, extra_stopwords=["film"])(
         ["This is not the film I wanted"]
     )
@@ -88,12 +92,14 @@ def test_stopwords_without_keeping_negations_and_user_lists(nltk_data_dir):
     assert TextPreprocessor(extra_stopwords=["b"])(["a b c"]) == [["a", "c"]]
 
 
-def test_stopwords_in_several_languages(nltk_data_dir):
+def test_stopwords_in_several_languages():
+    need_nltk("stopwords")
     out = TextPreprocessor(stopwords=["english", "french"])(["le chat and the dog"])
     assert out == [["chat", "dog"]]
 
 
-def test_unknown_stopword_language_lists_available(nltk_data_dir):
+def test_unknown_stopword_language_lists_available():
+    need_nltk("stopwords")  # the list of languages it offers comes from the corpus
     with pytest.raises(ValueError, match=r"stopwords='klingon'.*Available: .*english.*extra_stopwords"):
         TextPreprocessor(stopwords="klingon")
 
@@ -109,7 +115,8 @@ def test_stemmers():
     assert TextPreprocessor(stemmer="snowball", language="german")(["häuser"]) == [["haus"]]
 
 
-def test_wordnet_lemmatisation(nltk_data_dir):
+def test_wordnet_lemmatisation():
+    need_nltk("wordnet")
     assert TextPreprocessor(lemmatize=True)(["geese were dogs"]) == [["goose", "were", "dog"]]
 
 
@@ -217,7 +224,8 @@ NON_DEFAULT = dict(
 )
 
 
-def test_config_covers_every_argument_and_round_trips(nltk_data_dir, tmp_path):
+def test_config_covers_every_argument_and_round_trips(tmp_path):
+    need_nltk("stopwords")  # NON_DEFAULT removes English stopwords
     params = set(inspect.signature(TextPreprocessor.__init__).parameters) - {"self"}
     assert set(TextPreprocessor().get_config()) == params
     assert set(NON_DEFAULT) == params
@@ -325,7 +333,9 @@ def test_any_unicode_never_crashes(config, text):
 
 
 @pytest.mark.parametrize("config", TOKENIZER_CONFIGS + [{"tokenizer": "word_tokenize"}], ids=str)
-def test_very_long_document(config, nltk_data_dir):
+def test_very_long_document(config):
+    if config.get("tokenizer") == "word_tokenize":
+        need_nltk("punkt_tab")
     doc = ("Ünïcode text, 12 numbers; don't stop!! " * 20000) + "end"
     (tokens,) = TextPreprocessor(**config)([doc])
     assert len(tokens) > 20000
