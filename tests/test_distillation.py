@@ -179,8 +179,12 @@ def test_attach_teacher_outputs_to_a_dataset_before_shuffling(teacher):
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     with_teacher = distillation.attach_teacher_outputs(ds, teacher).cache().shuffle(256, seed=1).batch(32)
     distiller = _compile(Distiller(teacher, _student()))
-    history = distiller.fit(with_teacher, epochs=2, verbose=0)
-    assert np.isfinite(history.history["distillation_loss"][-1])
+    history = distiller.fit(with_teacher, epochs=2, verbose=0).history
+    direct = _compile(Distiller(teacher, _student())).fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0).history
+    # The attached outputs are the teacher's: the same distillation loss as when the Distiller runs
+    # the teacher itself (batch order differs; here 0.0378/0.0362 against 0.0377/0.0363), falling.
+    assert history["distillation_loss"][1] < history["distillation_loss"][0]
+    np.testing.assert_allclose(history["distillation_loss"], direct["distillation_loss"], rtol=0.02)
     xa, ya = distillation.attach_teacher_outputs((x, y), teacher)
     assert ya["teacher_logits"].shape == (256, 2)
     with pytest.raises(ValueError, match=r"looks batched"):
@@ -213,8 +217,10 @@ def test_mixed_precision_uses_a_loss_scaled_optimizer(keras):
     distiller = Distiller(teacher, student)
     distiller.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
     assert isinstance(distiller.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    before = [w.numpy().copy() for w in student.trainable_weights]
     history = distiller.fit(*_data(), epochs=1, batch_size=32, verbose=0)
-    assert np.isfinite(history.history["loss"][-1])
+    assert np.isfinite(history.history["loss"][-1]) and history.history["distillation_loss"][-1] > 0
+    assert all(not np.array_equal(a, w.numpy()) for a, w in zip(before, student.trainable_weights)), "every weight trained"
     assert student.get_layer("lstm_0").compute_dtype == "float16"
     assert distiller.predict(_data(4)[0], verbose=0).dtype == np.float32
 
