@@ -43,6 +43,7 @@ def evaluate(
     warmup=20,
     num_threads=None,
     verbose=True,
+    return_outputs=False,
 ):
     """Measures a `.tflite` file against data and, optionally, its Keras model.
 
@@ -59,6 +60,8 @@ def evaluate(
             recommended; 0 skips timing).
         num_threads: interpreter threads.
         verbose: print a summary.
+        return_outputs: also return the file's outputs on `x` (`outputs`),
+            to compute another metric without running the file again.
 
     Returns:
         A dict: `accuracy` (if labels), `agreement` and `max_abs_diff` /
@@ -108,6 +111,8 @@ def evaluate(
     result["ops"] = runtime.ops
     result["batch_size"] = b
     result["interpreter"] = runtime_name()
+    if return_outputs:
+        result["outputs"] = outputs
     if verbose:
         print(_summary(tflite_path, result))
     return result

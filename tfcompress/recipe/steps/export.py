@@ -65,8 +65,9 @@ class Export(Step):
             # activations, which only an int8 file has; float32/float16/dynamic files compute
             # the stripped model (QAT weights baked, float activations).
             reference = model if mode == "int8" else quantization.strip(model)
-            r = export.evaluate(path, (ctx.data["x_dev"], ctx.data["y_dev"]), reference=reference, latency_runs=args["latency_runs"], verbose=False)
-            probs = export.TFLiteModel(path).predict(ctx.data["x_dev"]) if ctx.task == "language_model" else None
+            lm = ctx.task == "language_model"
+            r = export.evaluate(path, (ctx.data["x_dev"], ctx.data["y_dev"]), reference=reference, latency_runs=args["latency_runs"], verbose=False, return_outputs=lm)
+            probs = r["outputs"] if lm else None
             name, value, higher, accuracy = ctx.metric(probs) if probs is not None else ("accuracy", r["accuracy"], True, r["accuracy"])
             notes = f"agreement {r['agreement']:.1%}" + ("; sparse encoding" if result.sparse_encoding else "")
             if ctx.task == "language_model":
