@@ -220,7 +220,7 @@ def uninterrupted(tmp_path_factory):
     """A deterministic recipe run once without interruption: (recipe path, output folder)."""
     tmp_path = tmp_path_factory.mktemp("uninterrupted")
     config = small_recipe(tmp_path, deterministic=True)
-    config["steps"][-1] = {"export": {"modes": ["dynamic"], "latency_runs": 0}}
+    config["steps"][-1] = {"export": {"modes": ["dynamic", "float32"], "latency_runs": 0}}
     path = tmp_path / "r.json"
     path.write_text(json.dumps(config))
     clean = _cli("compress", "--recipe", path, "--out", tmp_path / "clean", "--quiet")
@@ -229,13 +229,15 @@ def uninterrupted(tmp_path_factory):
     return path, tmp_path / "clean"
 
 
-# (checkpoint to wait for, seconds after it): 0 kills at the step boundary, > 0 inside the next step.
+# (file to wait for, seconds after it): 0 kills at the step boundary, > 0 inside the next step.
 KILL_POINTS = {
-    "after data": ("00-data", 0.0),
-    "after train": ("01-train", 0.0),
-    "inside prune": ("01-train", 1.5),
-    "inside quantize": ("02-prune", 1.0),
-    "before export": ("03-quantize", 0.0),
+    "after data": (".run/00-data/done.json", 0.0),
+    "after train": (".run/01-train/done.json", 0.0),
+    "inside prune": (".run/01-train/done.json", 1.5),
+    "inside quantize": (".run/02-prune/done.json", 1.0),
+    "before export": (".run/03-quantize/done.json", 0.0),
+    # the first file and its JSON written, the float32 one being converted
+    "inside export": ("model.json", 0.0),
 }
 
 
@@ -243,7 +245,7 @@ KILL_POINTS = {
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_killed_run_resumes_to_the_same_outputs_and_leaves_no_partial_files(uninterrupted, tmp_path, point):
     path, clean = uninterrupted
-    checkpoint, delay = KILL_POINTS[point]
+    trigger, delay = KILL_POINTS[point]
     out = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tfcompress", "compress", "--recipe", str(path), "--out", str(out)],
@@ -251,14 +253,14 @@ def test_killed_run_resumes_to_the_same_outputs_and_leaves_no_partial_files(unin
     )
     try:
         deadline = time.monotonic() + 300
-        while not (out / ".run" / checkpoint / "done.json").exists():
+        while not (out / trigger).exists():
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         time.sleep(delay)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert not (out / "model.tflite").exists()
+    assert not (out / "model-float32.tflite").exists()
     resumed = _cli("compress", "--recipe", path, "--out", out)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed" in resumed.stdout  # "[data] resumed", "[2/4 prune] resumed from its checkpoint", ...
@@ -266,7 +268,7 @@ def test_killed_run_resumes_to_the_same_outputs_and_leaves_no_partial_files(unin
     a, b = Report.load(clean), Report.load(out)
     for ra, rb in zip(a.records, b.records):
         assert (ra.step, ra.value, ra.params, ra.nonzero) == (rb.step, rb.value, rb.params, rb.nonzero)
-    for name in ("model.tflite", "model.json", "vocab.txt", "preprocessing.json"):
+    for name in ("model.tflite", "model.json", "model-float32.tflite", "model-float32.json", "vocab.txt", "preprocessing.json"):
         assert (clean / name).read_bytes() == (out / name).read_bytes(), name  # identical files
     leftovers = [p for p in out.rglob("*") if p.name.endswith(".partial") or ".old-" in p.name]
     assert leftovers == [] and not (out / ".tfcompress-lock").exists()
