@@ -353,3 +353,26 @@ def test_evaluate_command_refuses_to_guess_class_ids_without_stored_labels(tmp_p
     assert "m.json: no class names are stored with this file" in err and "Fix: pass --labels" in err
     code = cli.main(["evaluate", str(tmp_path / "dep" / "m.tflite"), str(data), "--runs", "0", "--labels", "neg,neutral,pos", "--json"])
     assert code == 0 and '"accuracy"' in capsys.readouterr().out
+
+
+def test_a_uint8_file_is_fed_and_read_in_its_own_range(tmp_path):
+    # A file from another tool with uint8 input and output (zero point 128): quantized inputs above
+    # 127 must reach it as they are (clipping them to int8's range changed the answer).
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.layers[0].set_weights([np.eye(4, 3, dtype="float32"), np.zeros(3, "float32")])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.0, 1.0, (64, 4)).astype("float32")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([row[None]] for row in x)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.uint8
+    path = tmp_path / "u8.tflite"
+    path.write_bytes(converter.convert())
+    runtime = export.TFLiteModel(path)
+    assert runtime.inputs[0]["dtype"] == np.uint8 and runtime.outputs[0]["dtype"] == np.uint8
+    scale, zero = runtime.inputs[0]["quantization"]
+    assert np.round(x.max() / scale + zero) > 127  # the upper half of the range is used
+    got = runtime.predict(x)
+    np.testing.assert_allclose(got, x[:, :3], atol=3 * scale)  # the identity, to a few steps of the scale
