@@ -32,6 +32,7 @@ BENCHMARKS = [
     "bench_your_models",
     "bench_acceleration",
     "bench_demo",
+    "bench_large_data",
 ]
 
 
