@@ -171,8 +171,8 @@ reading, preprocessing and encoding).
 
 The language-model rows bound training with `max_steps` (a full epoch of a 100 MB corpus is 33 M
 windows) and use the demo's model (2 × LSTM(96); the default 3 × LSTM(512) costs minutes per dev
-evaluation on this CPU, whatever the corpus size); the classifier rows train one epoch per step over every line (train, prune, quantize,
-then export with evaluation on the 10% dev split).
+evaluation on this CPU, whatever the corpus size). The classifier rows train one epoch per step
+over every line (train, prune, quantize), then export and evaluate on the 10% dev split.
 
 {table(["run", "seconds", "peak GiB, all processes", "peak GiB, main", "phases (s)"], rows)}
 

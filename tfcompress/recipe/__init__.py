@@ -26,7 +26,12 @@ A recipe is a YAML or JSON file (or the equivalent dict / `Recipe` object)::
 Each step works on the model the previous step produced (`distill` trains a new
 student from it). `data.task: language_model` with `data.corpus` (a text file,
 or `builtin`, Python's own documentation) trains a character language model
-instead; `tfcompress demo` is such a recipe.
+instead; `tfcompress demo` is such a recipe. Its examples are windows of
+`data.window` characters every `data.stride` characters, made as they are
+read from the corpus ids (`text.CharWindows`): memory is about 4 bytes a
+character however many windows there are, so a 100 MB corpus runs in under
+2 GiB (BENCHMARKS.md, "Large data"). The dev set is the last 5% of the corpus,
+at most 100,000 characters; `max_steps` bounds a step's training batches.
 
 Each step is one registered unit (`Step`: its name, arguments, checks,
 command-line flags and `run`); `tfcompress.recipe.steps` holds the built-in
