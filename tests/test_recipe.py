@@ -235,8 +235,8 @@ KILL_POINTS = {
     "after train": (".run/01-train/done.json", 0.0),
     "inside prune": (".run/01-train/done.json", 1.5),
     "inside quantize": (".run/02-prune/done.json", 1.0),
-    "before export": (".run/03-quantize/done.json", 0.0),
-    # the first file and its JSON written, the float32 one being converted
+    # Resumes from quantize's checkpoint (the quantize -> export boundary) with the first file and its
+    # JSON written and the float32 one being converted.
     "inside export": ("model.json", 0.0),
 }
 
