@@ -45,6 +45,7 @@ class Export(Step):
 
         model = ctx.require_model()
         records = []
+        lm = ctx.task == "language_model"
         for i, mode in enumerate(args["modes"]):
             filename = f"{args['name']}.tflite" if i == 0 else f"{args['name']}-{mode}.tflite"
             path = os.path.join(ctx.out, filename)
@@ -59,18 +60,16 @@ class Export(Step):
                 encoder=ctx.encoder if i == 0 else None,
                 labels=ctx.meta["labels"],
             )
-            if ctx.task == "language_model" and i == 0:
+            if lm and i == 0:
                 ctx.vocab.save(os.path.join(ctx.out, "vocab.txt"))  # the characters, one per line
             # Agreement with the Keras model the file computes: the QAT model simulates int8
             # activations, which only an int8 file has; float32/float16/dynamic files compute
             # the stripped model (QAT weights baked, float activations).
             reference = model if mode == "int8" else quantization.strip(model)
-            lm = ctx.task == "language_model"
             r = export.evaluate(path, (ctx.data["x_dev"], ctx.data["y_dev"]), reference=reference, latency_runs=args["latency_runs"], verbose=False, return_outputs=lm)
-            probs = r["outputs"] if lm else None
-            name, value, higher, accuracy = ctx.metric(probs) if probs is not None else ("accuracy", r["accuracy"], True, r["accuracy"])
+            name, value, higher, accuracy = ctx.metric(r["outputs"]) if lm else ("accuracy", r["accuracy"], True, r["accuracy"])
             notes = f"agreement {r['agreement']:.1%}" + ("; sparse encoding" if result.sparse_encoding else "")
-            if ctx.task == "language_model":
+            if lm:
                 notes += f"; accuracy {accuracy:.4f}"
             records.append(
                 Record(f"export {args['name']} {mode}", "tflite", None, r["bytes"], r["gzip_bytes"], name, value, higher, r.get("latency_ms_median"), None, f"{filename}; {notes}")
