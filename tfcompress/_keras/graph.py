@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfcompress._keras import float32_policy, keras
 
 
-def rebuild_functional(model, clone, drop=(), cut=None):
+def rebuild_functional(model, clone, drop=(), cut=None, input_shapes=None):
     """Re-runs a tf_keras functional model's graph with new layers.
 
     Args:
@@ -21,14 +21,17 @@ def rebuild_functional(model, clone, drop=(), cut=None):
             by the Input, which becomes the only input of the new model; the
             layers upstream of it are left out. The name may be the model's
             input layer's (to change the input's dtype).
+        input_shapes: batch shapes for the new inputs (one per model input),
+            e.g. to fix a dynamic length; default the model's own.
 
     Returns:
         A new tf_keras functional model with the same name.
     """
     tensors = {}
     if cut is None:
-        for inp, input_layer in zip(model.inputs, model._input_layers):  # noqa: SLF001
-            tensors[id(inp)] = keras.Input(batch_shape=tuple(inp.shape), dtype=inp.dtype, name=input_layer.name)
+        shapes = input_shapes or [tuple(inp.shape) for inp in model.inputs]
+        for inp, input_layer, shape in zip(model.inputs, model._input_layers, shapes):  # noqa: SLF001
+            tensors[id(inp)] = keras.Input(batch_shape=tuple(shape), dtype=inp.dtype, name=input_layer.name)
     new_layers = {}
     for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001
         for node in model._nodes_by_depth[depth]:  # noqa: SLF001
@@ -88,22 +91,22 @@ def copy_weights(source, target, weights=None):
         fresh.set_weights(values if values is not None else inner_layer(old).get_weights())
 
 
-def clone_with(model, clone, weights=None, drop=(), cut=None):
+def clone_with(model, clone, weights=None, drop=(), cut=None, input_shapes=None):
     """A copy of a Sequential or Functional model, layer by layer, with weights.
 
     Args:
         model: a tf_keras Sequential or Functional model.
         clone: `layer -> new layer` (a wrapped, unwrapped or float32 copy).
         weights: see `copy_weights`.
-        drop, cut: see `rebuild_functional` (the graph is then re-run rather
-            than cloned).
+        drop, cut, input_shapes: see `rebuild_functional` (the graph is then
+            re-run rather than cloned).
 
     Built under a float32 global policy (TFMOT's wrappers and the TFLite
     converter need float32).
     """
     with float32_policy():
-        if drop or cut is not None:
-            new = rebuild_functional(model, clone, drop=drop, cut=cut)
+        if drop or cut is not None or input_shapes is not None:
+            new = rebuild_functional(model, clone, drop=drop, cut=cut, input_shapes=input_shapes)
         else:
             new = keras.models.clone_model(model, clone_function=clone)
         copy_weights(model, new, weights)

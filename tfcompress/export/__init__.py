@@ -33,8 +33,9 @@ Modes (`MODES`): `"float32"`; `"float16"` (half-size weights); `"dynamic"`
 BENCHMARKS.md; `DEFAULT_MODE` is the one that measured best.
 """
 
-from tfcompress.export.convert import DEFAULT_MODE, ExportResult, to_tflite
-from tfcompress.export.errors import ConversionCrashed, TFLiteConversionError
+from tfcompress.export import forms
+from tfcompress.export.convert import DEFAULT_MODE, VERIFY_THRESHOLDS, VERIFY_TIE, ExportResult, to_tflite
+from tfcompress.export.errors import ConversionCrashed, TFLiteConversionError, VerificationError
 from tfcompress.export.measure import evaluate
 from tfcompress.export.options import MODES
 from tfcompress.export.runtime import TFLiteModel, interpreter_class, runtime_name
@@ -45,7 +46,11 @@ __all__ = [
     "TFLiteModel",
     "ExportResult",
     "TFLiteConversionError",
+    "VerificationError",
     "ConversionCrashed",
+    "VERIFY_THRESHOLDS",
+    "VERIFY_TIE",
+    "forms",
     "MODES",
     "DEFAULT_MODE",
     "interpreter_class",

@@ -14,7 +14,9 @@ import tensorflow as tf
 
 from tfcompress import _io, metrics
 from tfcompress._keras import ensure_tf_keras, is_mixed_precision, rebuild_float32
-from tfcompress.export.errors import ConversionCrashed, TFLiteConversionError, check_layers, explain
+from tfcompress._keras import predict as keras_predict
+from tfcompress.export import forms
+from tfcompress.export.errors import ConversionCrashed, TFLiteConversionError, VerificationError, check_layers, explain
 from tfcompress.export.options import MODES, configure
 from tfcompress.export.runtime import TFLiteModel
 
@@ -23,6 +25,14 @@ DEFAULT_MODE = "dynamic"
 # With sparse="auto", a model with at least this fraction of zero weights is
 # also converted with TFLite's sparse weight encoding.
 SPARSE_AUTO_ZEROS = 0.3
+
+# The share of verification examples on which the file must give the Keras
+# model's class, per mode, unless verify_threshold= says otherwise.
+VERIFY_THRESHOLDS = {"float32": 0.99, "float16": 0.99, "dynamic": 0.99, "int8": 0.98}
+# An example on which the Keras model's own top two classes are this close
+# in probability (a near-tie: 0.505 vs 0.495) counts as agreeing whichever
+# of them the file picks; `exact_agreement` counts it as it falls.
+VERIFY_TIE = 0.01
 
 
 @dataclasses.dataclass
@@ -40,6 +50,14 @@ class ExportResult:
         encoder: the `TextEncoder` written beside the file (the one passed
             in, or the one taken out of a model's TextVectorization layer),
             or None.
+        recurrent_form: how the recurrent layers went in ("unrolled", "loop",
+            "fused"), None without recurrent layers.
+        stateful: whether the file answers an input differently after
+            another one (measured on a raw interpreter, no reset).
+        verification: `{"examples", "agreement", "exact_agreement",
+            "threshold", "max_abs_diff"}` from comparing the file with the
+            Keras model (`agreement` counts Keras near-ties as agreeing), or
+            None when it was not verified.
     """
 
     path: str
@@ -51,6 +69,9 @@ class ExportResult:
     sparse_encoding: bool
     notes: list
     encoder: object = None
+    recurrent_form: str = None
+    stateful: bool = False
+    verification: dict = None
 
 
 def to_tflite(
@@ -71,6 +92,10 @@ def to_tflite(
     quantizer="legacy",
     isolate="auto",
     timeout=900,
+    recurrent="auto",
+    verify="auto",
+    verify_threshold=None,
+    verify_samples=256,
     seed=0,
 ):
     """Converts a Keras model to a `.tflite` file, with its deployment files.
@@ -110,7 +135,25 @@ def to_tflite(
             runs float32, float16 and dynamic conversions in this process.
         timeout: seconds an isolated conversion may take before it is
             stopped (`ConversionCrashed`, nothing written).
-        seed: for the calibration sample.
+        recurrent: how LSTM/GRU/SimpleRNN layers go into the file
+            (`tfcompress.export.forms`): `"auto"` (default) the stateless form
+            measured best for the mode (a loop; unrolled for int8); `"unrolled"` or
+            `"loop"` (stateless: the same input always gives the same output,
+            with no reset); `"fused"`, TFLite's fused LSTM op, whose state
+            carries over between invokes (for streaming; the app must reset
+            the interpreter's variables between independent inputs). A
+            stateless form that comes out stateful is an error.
+        verify: compare the file with the Keras model before writing it:
+            `"auto"` (default) on `representative_data` when given; inputs
+            in any form `representative_data` takes, to verify on those;
+            `False` to skip. Up to `verify_samples` examples are drawn.
+        verify_threshold: the share of examples on which the file must give
+            the Keras model's class (default `VERIFY_THRESHOLDS[mode]`: 0.99,
+            0.98 for int8); an example the Keras model itself calls a tie
+            (top two classes within `VERIFY_TIE` = 0.01 of probability)
+            counts as agreeing. Below the threshold `VerificationError` lists
+            the disagreeing examples and nothing is written.
+        seed: for the calibration and verification samples.
 
     Returns:
         An `ExportResult`.
@@ -120,23 +163,47 @@ def to_tflite(
             nearest supported alternative), or bad representative data.
         ConversionCrashed: the converter process died, or an isolated conversion
             ran past `timeout`; nothing was written.
+        VerificationError: the file disagrees with the Keras model on more
+            examples than `verify_threshold` allows; nothing was written.
         OSError: `path` cannot be written (checked before converting).
     """
     path = _check_arguments(path, mode, sparse, batch_size, quantizer, int8_io)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ValueError(f"timeout must be a number of seconds > 0. Received: timeout={timeout!r}.")
+    threshold = _check_verify(verify, verify_threshold, verify_samples, recurrent, mode)
     if isolate == "auto":
         isolate = mode == "int8" or keep_qat
     model, encoder, notes = _take_vectorizer(model, encoder, seq_len)
+    reference = model  # what the file must answer like: the caller's model (its vectorizer split off)
     model = _prepare(model, keep_qat, notes)
+    if mode != "int8" and not keep_qat and _is_qat(reference):
+        # Only an int8 file computes the 8-bit activations a QAT model simulates; a
+        # float32/float16/dynamic file computes the stripped model (weights baked).
+        reference = model
     grid = _weight_grid(model, mode, notes)
     if seq_len is None and encoder is not None:
         seq_len = encoder.max_len
     specs = _input_specs(model, batch_size, seq_len)
+    form = None
+    if forms.recurrent_layers(model):
+        form = forms.choose(recurrent, mode)
+        model, note = forms.apply(model, form, specs)
+        if note:
+            notes.append(note)
     concrete = _concrete_function(model, specs)
     calibration = (
         _calibration_inputs(representative_data, specs, calibration_samples, seed) if mode == "int8" else None
     )
+    if verify is False or (isinstance(verify, str) and representative_data is None):
+        sample = None
+    else:
+        data = representative_data if isinstance(verify, str) or verify is True else verify
+        if data is None:
+            raise ValueError(
+                "to_tflite: verify=True compares the file with the Keras model on data, and none was given. "
+                "Fix: pass verify=your inputs (token ids, a list of arrays, an (x, y) pair or a dataset)."
+            )
+        sample = _sample_inputs(data, specs, verify_samples, seed + 1, "verify")
     options = {
         "mode": mode,
         "sparse": False,
@@ -152,7 +219,22 @@ def to_tflite(
         return _convert_in_process(model, concrete, opts, calibration)
 
     flat, used_sparse = _convert_smallest(model, convert, options, sparse, notes)
-    meta = _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes)
+    stateful = forms.keeps_state(TFLiteModel(flat))
+    if stateful and form != "fused":
+        raise TFLiteConversionError(
+            f"to_tflite: the {mode} file of model {model.name!r} (recurrent form {form!r}) answers the same input "
+            "differently after another input: it keeps state between invokes, which a stateless form must "
+            "not. Nothing was written. Fix: pass recurrent='fused' and reset the interpreter's variables "
+            "before each invoke, or report the model's layers."
+        )
+    verification = None
+    if sample is not None:
+        verification = _verify(flat, reference, sample, threshold, mode, model.name)
+        notes.append(
+            f"verified: the file gives the Keras model's class on {verification['agreement']:.2%} of "
+            f"{verification['examples']} examples (threshold {threshold:.0%})"
+        )
+    meta = _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes, form, stateful, verification)
     return ExportResult(
         path=path,
         mode=mode,
@@ -163,6 +245,101 @@ def to_tflite(
         sparse_encoding=used_sparse,
         notes=notes,
         encoder=encoder,
+        recurrent_form=form,
+        stateful=stateful,
+        verification=verification,
+    )
+
+
+def _is_qat(model):
+    from tfcompress import quantization
+
+    return quantization.is_quantized(model)
+
+
+def _keras_margin(expected, theirs, mine):
+    """Per example, how much more probable the Keras model finds its own
+    class than the file's class (0 where they agree)."""
+    if expected.ndim == 2 and expected.shape[1] > 1:
+        rows = np.arange(len(expected))
+        return expected[rows, theirs] - expected[rows, mine]
+    return np.where(mine == theirs, 0.0, 2 * np.abs(expected.reshape(len(expected), -1)[:, 0] - 0.5))
+
+
+def _check_verify(verify, threshold, samples, recurrent, mode):
+    """Checks the recurrent= and verify*= arguments; returns the threshold."""
+    if recurrent not in forms.FORMS:
+        raise ValueError(f"recurrent must be one of {forms.FORMS}. Received: recurrent={recurrent!r}.")
+    if isinstance(verify, str) and verify != "auto":
+        raise ValueError(
+            f"verify must be 'auto', True, False or data to verify on. Received: verify={verify!r}."
+        )
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1
+    ):
+        raise ValueError(
+            f"verify_threshold is a share of examples in (0, 1], e.g. 0.99. Received: verify_threshold={threshold!r}."
+        )
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"verify_samples must be a positive integer. Received: verify_samples={samples!r}.")
+    return VERIFY_THRESHOLDS[mode] if threshold is None and mode in VERIFY_THRESHOLDS else threshold
+
+
+def _verify(flat, reference, sample, threshold, mode, name):
+    """Runs the file and the Keras model on the sample; raises
+    `VerificationError` below the threshold, else returns the figures."""
+    inputs, index = sample
+    got = TFLiteModel(flat).predict(*inputs)
+    got = got[0] if isinstance(got, list) else got
+    expected = keras_predict(reference, inputs if len(inputs) > 1 else inputs[0], batch_size=256)
+    expected = np.asarray(expected[0] if isinstance(expected, (list, tuple)) else expected, np.float64)
+    got = np.asarray(got, np.float64).reshape(expected.shape)
+    mine, theirs = metrics.predicted_classes(got), metrics.predicted_classes(expected)
+    tie = _keras_margin(expected, theirs, mine) <= VERIFY_TIE  # the Keras model itself is undecided
+    agreement = float(((mine == theirs) | tie).mean())
+    result = {
+        "examples": len(index),
+        "agreement": agreement,
+        "exact_agreement": float((mine == theirs).mean()),
+        "threshold": float(threshold),
+        "max_abs_diff": float(np.abs(got - expected).max()),
+    }
+    if agreement >= threshold:
+        return result
+    wrong = np.flatnonzero((mine != theirs) & ~tie)
+    listed = []
+    for i in wrong:
+        entry = {"index": int(index[i]), "keras_class": int(theirs[i]), "file_class": int(mine[i])}
+        if expected.ndim == 2 and expected.shape[1] > 1:
+            entry["keras_probabilities"] = [float(expected[i, theirs[i]]), float(expected[i, mine[i]])]
+            entry["file_probabilities"] = [float(got[i, theirs[i]]), float(got[i, mine[i]])]
+        else:
+            entry["keras_output"], entry["file_output"] = float(expected[i].ravel()[0]), float(got[i].ravel()[0])
+        listed.append(entry)
+    shown = "; ".join(
+        f"#{e['index']}: Keras {e['keras_class']}, file {e['file_class']}"
+        + (
+            f" (Keras p={e['keras_probabilities'][0]:.3f} vs {e['keras_probabilities'][1]:.3f}, file "
+            f"{e['file_probabilities'][0]:.3f} vs {e['file_probabilities'][1]:.3f})"
+            if "keras_probabilities" in e
+            else f" (outputs {e['keras_output']:.3f} vs {e['file_output']:.3f})"
+        )
+        for e in listed[:10]
+    )
+    more = f" and {len(listed) - 10} more" if len(listed) > 10 else ""
+    hint = (
+        "more calibration_samples=, a QAT model, or mode='dynamic'"
+        if mode == "int8"
+        else "mode='float16' or 'float32'"
+    )
+    raise VerificationError(
+        f"to_tflite: the {mode} file of model {name!r} gives the Keras model's class on {agreement:.2%} of "
+        f"{len(index)} verification examples, below the threshold of {threshold:.2%}. Disagreeing examples "
+        f"(index in the data passed): {shown}{more}. Nothing was written. Fix: {hint}; or, if these "
+        "examples are near-ties you accept, a lower verify_threshold= (verify=False skips the check).",
+        agreement,
+        float(threshold),
+        listed,
     )
 
 
@@ -291,6 +468,21 @@ def _calibration_inputs(data, specs, count, seed):
             "representative_data= your training inputs (an array of token ids, a list of "
             "arrays for several inputs, an (x, y) pair, or a tf.data.Dataset)."
         )
+    chosen, _ = _sample_inputs(data, specs, count, seed, "representative_data")
+    batch = specs[0].shape[0]
+    out = []
+    for array, spec in zip(chosen, specs):
+        usable = (len(array) // batch) * batch or batch
+        if len(array) < batch:
+            array = np.concatenate([array] * (-(-batch // len(array))))[:batch]
+        out.append(array[:usable].reshape((-1,) + tuple(spec.shape)))
+    return out
+
+
+def _sample_inputs(data, specs, count, seed, argument):
+    """Inputs in any accepted form -> (one array of up to `count` examples per
+    input, each example shaped like the spec without its batch axis; the
+    indices of the chosen examples in the data)."""
     if isinstance(data, tf.data.Dataset):
         xs = []
         for element in data:
@@ -302,7 +494,7 @@ def _calibration_inputs(data, specs, count, seed):
             if sum(len(x[0]) for x in xs) >= 10 * count:
                 break
         if not xs:
-            raise ValueError("representative_data is an empty dataset.")
+            raise ValueError(f"{argument} is an empty dataset.")
         data = [np.concatenate([x[i] for x in xs]) for i in range(len(xs[0]))]
     elif isinstance(data, tuple) and len(data) == 2 and len(specs) == 1:
         data = [np.asarray(data[0])]
@@ -312,45 +504,39 @@ def _calibration_inputs(data, specs, count, seed):
         data = [np.asarray(d) for d in data]
     if len(data) != len(specs):
         raise ValueError(
-            f"representative_data has {len(data)} input array(s); the model has {len(specs)} input(s)."
+            f"{argument} has {len(data)} input array(s); the model has {len(specs)} input(s)."
         )
     n = len(data[0])
     if n == 0 or any(len(array) != n for array in data):
         raise ValueError(
-            f"representative_data has {[len(a) for a in data]} example(s) per input; int8 calibration needs "
-            "the same number (at least one, a few hundred recommended) for every input. Fix: pass real "
-            "training inputs."
+            f"{argument} has {[len(a) for a in data]} example(s) per input; it needs the same number (at "
+            "least one, a few hundred recommended) for every input. Fix: pass real inputs."
         )
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, size=min(count, n), replace=False))
-    batch = specs[0].shape[0]
     out = []
     for array, spec in zip(data, specs):
         want = tuple(spec.shape[1:])
         if tuple(array.shape[1:]) != want:
             raise ValueError(
-                f"representative_data for input {spec.name!r} has examples of shape "
+                f"{argument} for input {spec.name!r} has examples of shape "
                 f"{tuple(array.shape[1:])}, but the model takes {want} (full shape "
                 f"{tuple(spec.shape)}, dtype {spec.dtype.name}). Fix: encode with the same "
                 "max_len as the model, or pass seq_len= to match your data."
             )
         if spec.dtype.is_integer and array.dtype.kind not in "iu":
             raise ValueError(
-                f"representative_data for input {spec.name!r} is {array.dtype}, but the model "
+                f"{argument} for input {spec.name!r} is {array.dtype}, but the model "
                 f"takes {spec.dtype.name} token ids. Fix: pass the encoded integer ids "
                 "(TextEncoder output), not text or floats."
             )
         if spec.dtype.is_floating and array.dtype.kind != "f":
             raise ValueError(
-                f"representative_data for input {spec.name!r} is {array.dtype}; the model takes "
+                f"{argument} for input {spec.name!r} is {array.dtype}; the model takes "
                 f"{spec.dtype.name}."
             )
-        chosen = array[idx].astype(spec.dtype.as_numpy_dtype)
-        usable = (len(chosen) // batch) * batch or batch
-        if len(chosen) < batch:
-            chosen = np.concatenate([chosen] * (-(-batch // len(chosen))))[:batch]
-        out.append(chosen[:usable].reshape((-1,) + tuple(spec.shape)))
-    return out
+        out.append(array[idx].astype(spec.dtype.as_numpy_dtype))
+    return out, idx
 
 
 def _convert_in_process(model, concrete, options, calibration):
@@ -440,7 +626,7 @@ def _convert_isolated(model, concrete, options, calibration, timeout):
             loops = [
                 f"{l.name!r} ({type(l).__name__})"
                 for l in model.layers
-                if type(l).__name__ in ("GRU", "SimpleRNN", "RNN", "QuantizeWrapperV2", "QuantizeWrapper")
+                if type(l).__name__ in ("GRU", "SimpleRNN", "RNN", "Bidirectional", "QuantizeWrapperV2", "QuantizeWrapper")
             ]
             likely = (
                 f" Layers that convert to TFLite WHILE loops, which full-int8 conversion crashes on "
@@ -448,11 +634,16 @@ def _convert_isolated(model, concrete, options, calibration, timeout):
                 if loops and options["mode"] == "int8"
                 else ""
             )
+            fix = (
+                "Fix: recurrent='unrolled' (or 'auto'), which full int8 converts; or mode='dynamic' (int8 "
+                "weights, float activations)"
+                if likely
+                else "Fix: use mode='dynamic' (int8 weights, float activations) or 'float16'"
+            )
             raise ConversionCrashed(
                 f"The TFLite converter crashed ({name}) converting model {model.name!r} in mode "
                 f"{options['mode']!r}. It ran in a separate process, so yours is unaffected and no "
-                f"file was written.{likely} Fix: use mode='dynamic' (int8 weights, float "
-                "activations) or 'float16'; for a QAT model, keep keep_qat=False (the default)."
+                f"file was written.{likely} {fix}; for a QAT model, keep keep_qat=False (the default)."
             )
         if proc.returncode != 0:
             message = proc.stderr[-4000:]
@@ -495,13 +686,10 @@ def _convert_smallest(model, convert, options, sparse, notes):
     return flat, used_sparse
 
 
-def _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes):
+def _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes, form, stateful, verification):
     """The `<name>.json` an app reads beside the file."""
     runtime = TFLiteModel(flat)
     ops = runtime.ops
-    stateful = any("LSTM" in op or "RNN" in op for op in ops) or any(
-        d.get("is_variable") for d in runtime.interpreter.get_tensor_details()
-    )
     return {
         "format": "tfcompress.tflite/1",
         "file": os.path.basename(path),
@@ -513,10 +701,11 @@ def _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes
         "outputs": [_io_detail(d) for d in runtime.outputs],
         "labels": list(labels) if labels is not None else None,
         "ops": ops,
+        "recurrent_form": form,
         "stateful": bool(stateful),
         "reset_variables_before_invoke": bool(stateful),
         "note": (
-            "The fused LSTM keeps its state between invokes: reset the interpreter's "
+            "The fused LSTM keeps its state between invokes (recurrent_form 'fused', for streaming): reset the interpreter's "
             "variable tensors before each one (Python: interpreter.reset_all_variables(); "
             "Android: Interpreter.resetVariableTensors(); C++: ResetVariableTensors())."
             if stateful
@@ -525,6 +714,7 @@ def _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes
         "preprocessing": "preprocessing.json" if encoder is not None else None,
         "vocabulary": "vocab.txt" if encoder is not None else None,
         "weight_grid": grid,
+        "verification": verification,
         "steps": notes,
         "tfcompress": _version(),
         "tensorflow": tf.__version__,

@@ -7,6 +7,25 @@ class TFLiteConversionError(ValueError):
     """The TFLite converter refused the model; the message names the layer."""
 
 
+class VerificationError(TFLiteConversionError):
+    """The converted file does not answer like the Keras model on the
+    verification sample; nothing was written.
+
+    Attributes:
+        agreement: the fraction of sample examples given the Keras class.
+        threshold: the fraction asked for.
+        disagreements: one dict per disagreeing example (`index` into the
+            data passed, `keras_class`, `file_class`, and both outputs'
+            probability of each class).
+    """
+
+    def __init__(self, message, agreement, threshold, disagreements):
+        super().__init__(message)
+        self.agreement = agreement
+        self.threshold = threshold
+        self.disagreements = disagreements
+
+
 class ConversionCrashed(RuntimeError):
     """The converter process died (e.g. a segmentation fault)."""
 

@@ -28,8 +28,26 @@ class Export(Step):
         "representative_samples": (schema.positive_int, 300),
         "sparse": (schema.choice("auto", True, False), "auto"),
         "latency_runs": (schema.nonneg_int, 200),
+        "recurrent": (schema.choice("auto", "unrolled", "loop", "fused"), "auto"),
+        "verify_threshold": (
+            schema.optional(
+                schema.expects("a number in (0, 1]")(lambda v: schema.unit(v) and v > 0),
+                "a share of dev examples in (0, 1], or null (0.99; 0.98 for int8)",
+            ),
+            None,
+        ),
     }
-    flags = (Flag("--modes", "modes", lambda s: s.split(","), ["dynamic"], "export modes, comma-separated (default: dynamic)"),)
+    flags = (
+        Flag("--modes", "modes", lambda s: s.split(","), ["dynamic"], "export modes, comma-separated (default: dynamic)"),
+        Flag(
+            "--recurrent",
+            "recurrent",
+            str,
+            "auto",
+            "how LSTM/GRU layers go into the .tflite: auto (stateless: a loop, unrolled for int8), unrolled, loop, or "
+            "fused (keeps state between invokes, for streaming; the app must reset it)",
+        ),
+    )
     saves_model = False
 
     def validate(self, args, earlier, config, fail):
@@ -59,6 +77,9 @@ class Export(Step):
                 seq_len=ctx.meta["max_len"],
                 encoder=ctx.encoder if i == 0 else None,
                 labels=ctx.meta["labels"],
+                recurrent=args["recurrent"],
+                verify=ctx.data["x_dev"],
+                verify_threshold=args["verify_threshold"],
             )
             if lm and i == 0:
                 ctx.vocab.save(os.path.join(ctx.out, "vocab.txt"))  # the characters, one per line
@@ -69,6 +90,8 @@ class Export(Step):
             r = export.evaluate(path, (ctx.data["x_dev"], ctx.data["y_dev"]), reference=reference, latency_runs=args["latency_runs"], verbose=False, return_outputs=lm)
             name, value, higher, accuracy = ctx.metric(r["outputs"]) if lm else ("accuracy", r["accuracy"], True, r["accuracy"])
             notes = f"agreement {r['agreement']:.1%}" + ("; sparse encoding" if result.sparse_encoding else "")
+            if result.recurrent_form:
+                notes += f"; recurrent {result.recurrent_form}" + ("; keeps state: reset per input" if result.stateful else "")
             if lm:
                 notes += f"; accuracy {accuracy:.4f}"
             records.append(
