@@ -20,7 +20,7 @@ def test_quick_demo_runs_learns_and_writes_everything(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NodeDef mentions attribute" not in proc.stderr
     out = tmp_path / "demo"
-    for name in ("compressed.tflite", "compressed.json", "student.tflite", "vocab.txt", "report.json", "report.md", "report.png", "samples.txt"):
+    for name in ("compressed.tflite", "compressed.json", "student.tflite", "compressed.vocab.txt", "student.vocab.txt", "report.json", "report.md", "report.png", "samples.txt"):
         assert (out / name).exists(), name
     for phrase in ("time budget 1.5 min: one training update takes", "[6/6 export] done", "original (Keras, float32):", "compressed (TFLite):", "student (TFLite):", "bits/char"):
         assert phrase in proc.stdout

@@ -99,7 +99,7 @@ def test_defaults_are_filled_and_json_is_read(tmp_path):
     r = Recipe.load(path)
     assert r.steps == [
         ("train", {"epochs": 1, "batch_size": 128, "learning_rate": None, "max_steps": None}),
-        ("export", {"name": "model", "modes": ["dynamic"], "representative_samples": 300, "sparse": "auto", "latency_runs": 200}),
+        ("export", {"name": "model", "modes": ["dynamic"], "representative_samples": 300, "sparse": "auto", "latency_runs": 200, "recurrent": "auto", "verify_threshold": None}),
     ]
     assert r.config["precision"] == "float32" and r.config["text"]["max_size"] == 20000
     assert Recipe.from_dict(r.to_dict(), base_dir=str(tmp_path)).config == r.config
@@ -135,7 +135,7 @@ def test_python_api_runs_a_recipe_end_to_end(tmp_path):
     finally:
         matplotlib.use(backend)
     files = set(os.listdir(out))
-    assert {"model.tflite", "model.json", "model-float32.tflite", "model-float32.json", "vocab.txt", "preprocessing.json"} <= files
+    assert {"model.tflite", "model.json", "model-float32.tflite", "model-float32.json", "model.vocab.txt", "model.preprocessing.json", "model-float32.vocab.txt", "model-float32.preprocessing.json"} <= files
     assert {"report.json", "report.md", "report.png"} <= files
     steps = [r.step for r in report.records]
     assert steps == ["train", "prune 60%", "quantize (8-bit QAT)", "export model dynamic", "export model float32"]
@@ -268,7 +268,7 @@ def test_killed_run_resumes_to_the_same_outputs_and_leaves_no_partial_files(unin
     a, b = Report.load(clean), Report.load(out)
     for ra, rb in zip(a.records, b.records):
         assert (ra.step, ra.value, ra.params, ra.nonzero) == (rb.step, rb.value, rb.params, rb.nonzero)
-    for name in ("model.tflite", "model.json", "model-float32.tflite", "model-float32.json", "vocab.txt", "preprocessing.json"):
+    for name in ("model.tflite", "model.json", "model-float32.tflite", "model-float32.json", "model.vocab.txt", "model.preprocessing.json", "model-float32.vocab.txt", "model-float32.preprocessing.json"):
         assert (clean / name).read_bytes() == (out / name).read_bytes(), name  # identical files
     leftovers = [p for p in out.rglob("*") if p.name.endswith(".partial") or ".old-" in p.name]
     assert leftovers == [] and not (out / ".tfcompress-lock").exists()

@@ -115,7 +115,7 @@ def test_encoder_detects_mismatched_files(tmp_path):
     Vocabulary.build([["x"]]).save(tmp_path / "vocab.txt")
     with pytest.raises(ValueError, match=r"do not belong together"):
         TextEncoder.load(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"preprocessing.json not found"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere not found. Fix: pass a folder written by TextEncoder.save\(\)"):
         TextEncoder.load(tmp_path / "nowhere")
 
 

@@ -6,11 +6,13 @@ complete, so a failure (or a kill) never leaves a half-written output behind.
 """
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import tempfile
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_writable_dir"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_writable_dir", "recover_set", "file_sha256"]
 
 
 def check_writable_dir(path, what="output"):
@@ -81,3 +83,50 @@ def atomic_write_bytes(path, data, what="output"):
 
 def atomic_write_text(path, text, what="output"):
     atomic_write_bytes(path, text.encode("utf-8"), what)
+
+
+def set_journal(folder, stem):
+    """Where `tfcompress.export` notes a set of files it is committing."""
+    return os.path.join(folder, f".{stem}.export-journal.json")
+
+
+def recover_set(folder, stem, clean_staging=False):
+    """Completes an interrupted write of the deployment set `stem` in
+    `folder` (see `tfcompress.export.convert._write`); returns whether there
+    was one. A writer also passes `clean_staging=True` to remove staging
+    folders a killed export left before its journal (readers leave them: one
+    may belong to an export still running)."""
+    journal_path = set_journal(folder, stem)
+    committing = None
+    try:
+        with open(journal_path, encoding="utf-8") as f:
+            journal = json.load(f)
+    except FileNotFoundError:
+        journal = None
+    if journal is not None:
+        committing = journal["staging"]
+        staging = os.path.join(folder, committing)
+        for name in journal["files"]:
+            with contextlib.suppress(FileNotFoundError):  # moved already (by us before a kill, or by another reader)
+                os.replace(os.path.join(staging, name), os.path.join(folder, name))
+        for name in journal["remove"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(journal_path)
+    if clean_staging:
+        prefix = f".{stem}.export-"
+        for entry in os.listdir(folder):
+            if entry.startswith(prefix) and entry != committing and os.path.isdir(os.path.join(folder, entry)):
+                shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)  # staged, never committed
+    return journal is not None
+
+
+def file_sha256(path):
+    """The SHA-256 of a file, as `NAME.json` records it for each file of its set."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -139,7 +139,7 @@ def build_parser():
         help="check a .tflite file against labelled data",
         description=(
             "Evaluate a .tflite classifier written by tfcompress on labelled texts, using the "
-            "preprocessing.json, vocab.txt and <name>.json beside it."
+            "deployment files its NAME.json points to (NAME.preprocessing.json, NAME.vocab.txt)."
         ),
     )
     evaluate.add_argument("tflite", help="the .tflite file")
@@ -248,14 +248,24 @@ def _cmd_evaluate(args, parser):
 
     from tfcompress import export, load_model, text
 
+    from tfcompress._io import recover_set
+
     folder = os.path.dirname(os.path.abspath(args.tflite))
     stem = os.path.splitext(os.path.basename(args.tflite))[0]
     meta_path = os.path.join(folder, stem + ".json")
-    labels = None
+    recover_set(folder, stem)  # finish a set a killed export was writing
+    meta = {}
     if os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:
-            labels = json.load(f).get("labels")
+            meta = json.load(f)
+    labels = meta.get("labels")
+    # Files written without labels= carry the class ids as names ("0", "1", ...).
+    ids_only = str(meta.get("labels_source", "")).startswith("class ids")
     given = args.labels.split(",") if args.labels else None
+    if ids_only and given:
+        if len(given) != len(labels):
+            parser.error(f"--labels names {len(given)} classes but {args.tflite} has {len(labels)} outputs.")
+        labels = None
     if labels and given and given != labels:
         parser.error(f"--labels {args.labels} differs from the class names stored in {meta_path}: {','.join(labels)}")
     labels = labels or given
@@ -266,24 +276,56 @@ def _cmd_evaluate(args, parser):
             "when a class is missing there). Fix: pass --labels NAME,NAME,... in the model's output order, or "
             "export with to_tflite(..., labels=[...]) (tfcompress compress stores them)."
         )
-    if not os.path.exists(os.path.join(folder, "preprocessing.json")):
-        parser.error(
-            f"no preprocessing.json beside {args.tflite}: export with "
-            "tfcompress.export.to_tflite(..., encoder=...) or tfcompress compress"
+    encoder = _encoder_beside(args.tflite, folder, meta, parser)
+    try:
+        data = text.load_texts(
+            args.data,
+            format=args.format,
+            text_column=_column(args.text_column),
+            label_column=_column(args.label_column),
+            label_names=labels,
         )
-    encoder = text.TextEncoder.load(folder)
-    data = text.load_texts(
-        args.data,
-        format=args.format,
-        text_column=_column(args.text_column),
-        label_column=_column(args.label_column),
-        label_names=labels,
-    )
+    except ValueError as err:
+        if not ids_only:
+            raise
+        parser.error(
+            f"{meta_path}: the file was exported without class names, so its labels are the class ids "
+            f"{','.join(labels)}, and DATA's labels are not ({err}). Fix: pass --labels NAME,NAME,... in the "
+            "model's output order, or export with to_tflite(..., labels=[...])."
+        )
     reference = load_model(args.reference, safe_mode=not args.trust_model_code) if args.reference else None
     result = export.evaluate(args.tflite, (encoder(data.texts), data.labels), reference=reference, latency_runs=args.runs, verbose=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))
     return 0
+
+
+def _encoder_beside(tflite, folder, meta, parser):
+    """The TextEncoder a .tflite file's NAME.json (`meta`) points to (files
+    of older versions: preprocessing.json in the folder)."""
+    import os
+
+    from tfcompress import text
+    from tfcompress._io import file_sha256
+
+    pointer = meta.get("preprocessing")
+    if pointer:
+        for name, digest in (meta.get("sha256") or {}).items():
+            path = os.path.join(folder, name)
+            if not os.path.exists(path):
+                parser.error(f"{path} is missing: {meta['file']} needs it. Fix: copy the whole set of files, or export again.")
+            if file_sha256(path) != digest:
+                parser.error(
+                    f"{path} is not the file {os.path.splitext(tflite)[0]}.json was written with (its SHA-256 "
+                    "differs): the deployment files do not belong together. Fix: export the model again."
+                )
+        return text.TextEncoder.load(os.path.join(folder, pointer))
+    if os.path.exists(os.path.join(folder, "preprocessing.json")):
+        return text.TextEncoder.load(os.path.join(folder, "preprocessing.json"))
+    parser.error(
+        f"no preprocessing for {tflite}: its NAME.json names none and there is no preprocessing.json beside "
+        "it. Fix: export with tfcompress.export.to_tflite(..., encoder=...) or tfcompress compress."
+    )
 
 
 def _cmd_report(args, parser):

@@ -207,7 +207,7 @@ def run_demo(out="tfcompress-demo", quick=False, log=print, quiet=False, minutes
         plan, out, log=(lambda *_: None) if quiet else log, restart=True, verbose=0 if quiet else None, callbacks=[deadlines]
     )
     window = plan.config["data"]["window"]
-    vocab = text.Vocabulary.load(os.path.join(out, "vocab.txt"))
+    vocab = text.Vocabulary.load(os.path.join(out, "compressed.vocab.txt"))
     original = load_model(os.path.join(out, ".run", "01-train", "model.keras"))
     keras_fn = tf.function(lambda x: original(x, training=False), autograph=False)
     prompt = "The for statement is used to "

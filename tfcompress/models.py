@@ -2,7 +2,8 @@
 
 Both are plain tf_keras functional models, compiled by default (sparse
 categorical cross-entropy, Adam, accuracy) so they train with `model.fit`,
-and both convert to TFLite's fused LSTM op (`UNIDIRECTIONAL_SEQUENCE_LSTM`).
+and both convert to TFLite's fused LSTM op (`UNIDIRECTIONAL_SEQUENCE_LSTM`);
+`tfcompress.export` turns it into a stateless form by default.
 
 Their output ends in a float32 softmax layer named `"probabilities"` after a
 `"logits"` Dense layer: under a `mixed_float16` policy the softmax and the loss

@@ -5,8 +5,18 @@ Keras text model right:
 
 - pruning and QAT wrappers are stripped (masks applied; QAT weights baked to
   their 8-bit values), and a mixed-precision model is rebuilt in float32;
-- the batch dimension is fixed (a dynamic one stops LSTMs converting), so
-  LSTM/GRU layers become TFLite's fused sequence ops;
+- the batch dimension is fixed (a dynamic one stops LSTMs converting);
+- recurrent layers (LSTM, GRU, SimpleRNN, Bidirectional) go in a form that
+  keeps no state between `invoke()` calls (`recurrent="auto"`: a loop over
+  the cell for float32/float16/dynamic, the cell unrolled per step for int8;
+  see `forms`), checked on a raw interpreter with no reset, exactly as an
+  Android, iOS or C++ app runs it. `recurrent="fused"` keeps TFLite's fused
+  sequence ops, which carry their state from call to call (for streaming); the
+  JSON then tells the app to reset variable tensors before each sequence;
+- `verify=data` (on when `representative_data` is given, and in `compress`)
+  runs the file and the Keras model on a sample and refuses a file whose class
+  agrees on fewer than `VERIFY_THRESHOLDS[mode]` of the examples, listing the
+  ones that disagree (`VerificationError`; nothing is written);
 - the conversions seen to crash the converter (full int8 of recurrent
   layers, QAT graphs) run in a separate process, so a crash raises
   `ConversionCrashed` instead of killing yours (`isolate=True` does this for
@@ -17,15 +27,13 @@ Keras text model right:
 - weights quantization-aware trained below 8 bits are stored in the mode's
   type (TFLite has no lower-bit storage for LSTM, FULLY_CONNECTED or GATHER);
   the JSON says so and gives the grid (`weight_grid`);
-- the file is written completely or not at all, beside the deployment files:
-  `<name>.json` (inputs, outputs, dtypes, quantization parameters, labels) and,
-  given a `TextEncoder`, `vocab.txt` and `preprocessing.json`.
-
-The fused LSTM op keeps its state between `invoke()` calls. `TFLiteModel`
-(and `evaluate`) reset the interpreter's variable tensors before every
-invoke, so the same input always gives the same output; the JSON tells an app
-to do the same (`Interpreter.resetVariableTensors()` on Android,
-`ResetVariableTensors()` in C++).
+- the files are named after the model and written as one set:
+  `NAME.tflite`, `NAME.json` (inputs, outputs, dtypes, quantization
+  parameters, label names, the SHA-256 of every file of the set) and, given a
+  `TextEncoder`, `NAME.vocab.txt` and `NAME.preprocessing.json`, so two models
+  in one folder never share a vocabulary. A kill while the set is written
+  leaves the old set or (once a tfcompress reader or writer has completed it
+  from its journal) the new one.
 
 Modes (`MODES`): `"float32"`; `"float16"` (half-size weights); `"dynamic"`
 (int8 weights, float activations); `"int8"` (full integer, calibrated on

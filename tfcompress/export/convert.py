@@ -4,6 +4,7 @@ import dataclasses
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +88,7 @@ def to_tflite(
     seq_len=None,
     encoder=None,
     labels=None,
+    vocabulary=None,
     keep_qat=False,
     select_tf_ops=False,
     quantizer="legacy",
@@ -120,9 +122,14 @@ def to_tflite(
         batch_size: the fixed batch size of the file (1 for phones).
         seq_len: input length when the model accepts any length; default the
             encoder's `max_len`.
-        encoder: a `tfcompress.text.TextEncoder`; its `vocab.txt` and
-            `preprocessing.json` are written beside the file.
-        labels: class names, stored in the JSON.
+        encoder: a `tfcompress.text.TextEncoder`; written beside the file
+            as `NAME.vocab.txt` and `NAME.preprocessing.json`.
+        labels: class names in the model's output order, stored in the JSON.
+            Default: the class ids as names ("0", "1", ...), marked so in
+            `labels_source`, unless `vocabulary` is given.
+        vocabulary: for a model without an encoder whose outputs are a
+            vocabulary's tokens (a character language model): a
+            `tfcompress.text.Vocabulary`, written as `NAME.vocab.txt`.
         keep_qat: convert a QAT model with its fake-quant graph instead of
             stripping it (not recommended: its LSTM does not fuse).
         select_tf_ops: allow TensorFlow ops TFLite lacks (needs the Flex
@@ -234,14 +241,14 @@ def to_tflite(
             f"verified: the file gives the Keras model's class on {verification['agreement']:.2%} of "
             f"{verification['examples']} examples (threshold {threshold:.0%})"
         )
-    meta = _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes, form, stateful, verification)
+    meta = _metadata(model, path, flat, mode, used_sparse, labels, vocabulary, grid, notes, form, stateful, verification)
     return ExportResult(
         path=path,
         mode=mode,
         bytes=len(flat),
         gzip_bytes=len(gzip.compress(flat, 9)),
         ops=meta["ops"],
-        files=_write(path, flat, meta, encoder),
+        files=_write(path, flat, meta, encoder, vocabulary),
         sparse_encoding=used_sparse,
         notes=notes,
         encoder=encoder,
@@ -378,7 +385,7 @@ def _take_vectorizer(model, encoder, seq_len):
         )
     note = (
         f"TextVectorization {vectorizer.name!r} taken out of the model (its string ops are not TFLite "
-        "built-ins): the file reads int32 token ids; vocab.txt + preprocessing.json give the same ids"
+        "built-ins): the file reads int32 token ids; NAME.vocab.txt + NAME.preprocessing.json give the same ids"
     )
     return model, inner, [note]
 
@@ -686,10 +693,16 @@ def _convert_smallest(model, convert, options, sparse, notes):
     return flat, used_sparse
 
 
-def _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes, form, stateful, verification):
+def _metadata(model, path, flat, mode, used_sparse, labels, vocabulary, grid, notes, form, stateful, verification):
     """The `<name>.json` an app reads beside the file."""
     runtime = TFLiteModel(flat)
     ops = runtime.ops
+    source = "given"
+    if labels is None and vocabulary is None:
+        width = int(runtime.outputs[0]["shape"][-1]) if len(runtime.outputs[0]["shape"]) > 1 else 1
+        labels, source = [str(i) for i in range(max(width, 2))], "class ids (no labels= given)"
+    elif labels is None:
+        source = "the vocabulary (outputs are its tokens)"
     return {
         "format": "tfcompress.tflite/1",
         "file": os.path.basename(path),
@@ -700,6 +713,7 @@ def _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes
         "inputs": [_io_detail(d) for d in runtime.inputs],
         "outputs": [_io_detail(d) for d in runtime.outputs],
         "labels": list(labels) if labels is not None else None,
+        "labels_source": source,
         "ops": ops,
         "recurrent_form": form,
         "stateful": bool(stateful),
@@ -711,8 +725,8 @@ def _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes
             if stateful
             else None
         ),
-        "preprocessing": "preprocessing.json" if encoder is not None else None,
-        "vocabulary": "vocab.txt" if encoder is not None else None,
+        "preprocessing": None,  # set by _write
+        "vocabulary": None,
         "weight_grid": grid,
         "verification": verification,
         "steps": notes,
@@ -721,18 +735,51 @@ def _metadata(model, path, flat, mode, used_sparse, encoder, labels, grid, notes
     }
 
 
-def _write(path, flat, meta, encoder):
-    """Writes the file, its JSON and the encoder's files; returns their paths."""
+def _write(path, flat, meta, encoder, vocabulary):
+    """Writes the set of deployment files as a unit; returns their paths.
+
+    `NAME.tflite`, `NAME.json` and, with an encoder, `NAME.vocab.txt` and
+    `NAME.preprocessing.json` (a vocabulary alone: `NAME.vocab.txt`) are
+    written into a staging folder beside them, then a journal naming them,
+    then each is renamed into place, `NAME.json` last, and the journal is
+    removed. A run killed before the journal leaves the old set; one killed
+    after it is completed by the next `_io.recover_set` (every tfcompress reader and
+    writer of the set calls it first), so a reader sees the old set or the
+    new one. `NAME.json` holds the SHA-256 of each file of its set.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     stem = os.path.splitext(os.path.basename(path))[0]
-    _io.atomic_write_bytes(path, flat, "TFLite")
-    meta_path = os.path.join(folder, stem + ".json")
-    _io.atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n", "metadata")
-    files = [path, meta_path]
+    _io.recover_set(folder, stem, clean_staging=True)
+    names = [os.path.basename(path)]
     if encoder is not None:
-        encoder.save(folder)
-        files += [os.path.join(folder, "vocab.txt"), os.path.join(folder, "preprocessing.json")]
-    return files
+        names += list(encoder.file_names(stem))
+    elif vocabulary is not None:
+        names.append(f"{stem}.vocab.txt")
+    staging = tempfile.mkdtemp(prefix=f".{stem}.export-", dir=folder)
+    try:
+        with open(os.path.join(staging, names[0]), "wb") as f:
+            f.write(flat)
+        if encoder is not None:
+            encoder.save(staging, name=stem)
+        elif vocabulary is not None:
+            vocabulary.save(os.path.join(staging, names[1]))
+        meta["vocabulary"] = names[1] if len(names) > 1 else None
+        meta["preprocessing"] = names[2] if len(names) > 2 else None
+        meta["sha256"] = {name: _io.file_sha256(os.path.join(staging, name)) for name in names}
+        names.append(f"{stem}.json")
+        with open(os.path.join(staging, names[-1]), "w", encoding="utf-8") as f:
+            f.write(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        for name in names:  # on disk before the journal says the set is complete
+            with open(os.path.join(staging, name), "rb+") as f:
+                os.fsync(f.fileno())
+        stale = [n for n in (f"{stem}.vocab.txt", f"{stem}.preprocessing.json") if n not in names]
+        journal = {"staging": os.path.basename(staging), "files": names[1:-1] + [names[0], names[-1]], "remove": stale}
+        _io.atomic_write_text(_io.set_journal(folder, stem), json.dumps(journal), "export journal")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _io.recover_set(folder, stem)
+    return [os.path.join(folder, name) for name in [names[0], names[-1]] + names[1:-1]]
 
 
 def _runtime_problem(flat):

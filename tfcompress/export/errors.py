@@ -33,7 +33,7 @@ class ConversionCrashed(RuntimeError):
 # Layers whose TensorFlow ops TFLite's built-in op set lacks, and what to use.
 UNSUPPORTED_LAYERS = {
     "TextVectorization": "preprocess outside the model with tfcompress.text.TextEncoder (exported "
-    "beside the .tflite as vocab.txt + preprocessing.json) and feed int32 token ids",
+    "beside the .tflite as NAME.vocab.txt + NAME.preprocessing.json) and feed int32 token ids",
     "StringLookup": "look tokens up outside the model (tfcompress.text.Vocabulary) and feed int32 ids",
     "IntegerLookup": "map ids outside the model and feed the mapped int32 ids",
     "Hashing": "hash outside the model and feed int32 ids",

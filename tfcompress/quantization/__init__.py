@@ -13,7 +13,8 @@ layer a `TextQuantizeConfig`:
 - the **layer output** is fake-quantized (8 bits, moving-average range), as
   TFMOT does for Dense;
 - nothing inside an RNN cell is touched, so the layer keeps the implementation
-  that converts to TFLite's fused `UNIDIRECTIONAL_SEQUENCE_LSTM`;
+  that converts to TFLite's fused `UNIDIRECTIONAL_SEQUENCE_LSTM` (or, as
+  `tfcompress.export` does by default, to a stateless loop);
 - integer token-id inputs get no quantize layer (a fake-quant op on int32 ids
   fails), and layers you name in `skip` stay in float.
 

@@ -470,7 +470,7 @@ def split_vectorizer(model, max_len=None):
 
     The vectorizer's string operations are not TFLite built-in ops; its work
     moves outside the model, into a `TextEncoder` that gives the same ids
-    (saved beside the `.tflite` as `vocab.txt` + `preprocessing.json`).
+    (saved beside the `.tflite` as `NAME.vocab.txt` + `NAME.preprocessing.json`).
 
     Args:
         model: a tf_keras or Keras 3 Sequential/Functional model whose only

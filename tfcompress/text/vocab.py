@@ -250,7 +250,8 @@ class TextEncoder:
     """Raw text -> model input: a preprocessor, a vocabulary and a length.
 
     This is the piece a deployed model needs beside its `.tflite` file;
-    `save(folder)` writes `vocab.txt` and `preprocessing.json`.
+    `save(folder)` writes `vocab.txt` and `preprocessing.json` (`save(folder,
+    name)`: `NAME.vocab.txt` and `NAME.preprocessing.json`, as `to_tflite` does).
 
     Build one from your texts (`fit`), or take over the tokenizer a Keras
     model was trained with (`from_keras`: a `Tokenizer`, its JSON, or a
@@ -333,43 +334,57 @@ class TextEncoder:
         """Token lists or a `TokenTable` -> int32 array (n, max_len)."""
         return self.vocabulary.encode(token_lists, self.max_len, self.padding, self.truncating)
 
-    def get_config(self):
+    @staticmethod
+    def file_names(name=None):
+        """`(vocabulary file, preprocessing file)` that `save(folder, name)` writes."""
+        if name is None:
+            return "vocab.txt", "preprocessing.json"
+        return f"{name}.vocab.txt", f"{name}.preprocessing.json"
+
+    def get_config(self, vocabulary_file="vocab.txt"):
         return {
             "preprocessor_class": type(self.preprocessor).__name__,
             "preprocessor": self.preprocessor.get_config(),
             "max_len": self.max_len,
             "padding": self.padding,
             "truncating": self.truncating,
-            "vocabulary_file": "vocab.txt",
+            "vocabulary_file": vocabulary_file,
             "vocabulary_size": len(self.vocabulary),
             "pad_token": self.vocabulary.pad_token,
             "oov_token": self.vocabulary.oov_token,
         }
 
-    def save(self, folder):
-        """Writes `vocab.txt` and `preprocessing.json` into `folder`."""
+    def save(self, folder, name=None):
+        """Writes `vocab.txt` and `preprocessing.json` into `folder` (with a
+        `name`: `NAME.vocab.txt` and `NAME.preprocessing.json`, so that several
+        models' files can share a folder)."""
         from tfcompress._io import atomic_write_text
 
+        vocab_file, config_file = self.file_names(name)
         os.makedirs(folder, exist_ok=True)
-        self.vocabulary.save(os.path.join(folder, "vocab.txt"))
-        payload = {"class_name": "TextEncoder", "config": self.get_config()}
+        self.vocabulary.save(os.path.join(folder, vocab_file))
+        payload = {"class_name": "TextEncoder", "config": self.get_config(vocab_file)}
         atomic_write_text(
-            os.path.join(folder, "preprocessing.json"),
+            os.path.join(folder, config_file),
             json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
             "preprocessing",
         )
 
     @classmethod
-    def load(cls, folder):
-        """Reads a folder written by `save`."""
-        path = os.path.join(folder, "preprocessing.json")
+    def load(cls, path):
+        """Reads what `save` wrote. `path`: the folder (its `preprocessing.json`,
+        or its only `NAME.preprocessing.json`), a `NAME.preprocessing.json`
+        file, or a `.tflite` file's `NAME.json` (its `preprocessing` entry is
+        followed)."""
+        path = _preprocessing_file(os.fspath(path))
+        folder = os.path.dirname(path)
         try:
             with open(path, encoding="utf-8") as f:
                 payload = json.load(f)
         except FileNotFoundError:
             raise FileNotFoundError(
-                f"{path} not found: a text encoder folder holds preprocessing.json and "
-                "vocab.txt, as written by TextEncoder.save()."
+                f"{path} not found. Fix: pass a folder written by TextEncoder.save() (preprocessing.json + "
+                "vocab.txt), a NAME.preprocessing.json file, or the NAME.json beside a .tflite file."
             ) from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}.") from None
@@ -403,3 +418,38 @@ class TextEncoder:
             and self.get_config() == other.get_config()
             and self.vocabulary == other.vocabulary
         )
+
+
+def _preprocessing_file(path):
+    """The preprocessing JSON `TextEncoder.load(path)` reads."""
+    if os.path.isdir(path):
+        plain = os.path.join(path, "preprocessing.json")
+        named = sorted(f for f in os.listdir(path) if f.endswith(".preprocessing.json"))
+        if os.path.exists(plain) or not named:
+            return plain
+        if len(named) > 1:
+            raise ValueError(
+                f"{path} holds the preprocessing of several models ({', '.join(named)}). Fix: pass the one "
+                "you want, or the model's NAME.json."
+            )
+        return os.path.join(path, named[0])
+    if path.endswith(".json") and not path.endswith("preprocessing.json") and os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}.") from None
+        if isinstance(meta, dict) and str(meta.get("format", "")).startswith("tfcompress.tflite"):
+            from tfcompress._io import recover_set
+
+            folder, stem = os.path.split(os.path.abspath(path))
+            if recover_set(folder, os.path.splitext(stem)[0]):  # a killed export's set, completed
+                with open(path, encoding="utf-8") as f:
+                    meta = json.load(f)
+            if not meta.get("preprocessing"):
+                raise ValueError(
+                    f"{path} describes a .tflite file exported without text preprocessing (no encoder). Fix: "
+                    "export with to_tflite(..., encoder=...) or tfcompress compress."
+                )
+            return os.path.join(os.path.dirname(path), meta["preprocessing"])
+    return path

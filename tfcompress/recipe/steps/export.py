@@ -75,14 +75,13 @@ class Export(Step):
                 calibration_samples=args["representative_samples"],
                 sparse=args["sparse"],
                 seq_len=ctx.meta["max_len"],
-                encoder=ctx.encoder if i == 0 else None,
+                encoder=ctx.encoder,
                 labels=ctx.meta["labels"],
+                vocabulary=ctx.vocab if lm else None,
                 recurrent=args["recurrent"],
                 verify=ctx.data["x_dev"],
                 verify_threshold=args["verify_threshold"],
             )
-            if lm and i == 0:
-                ctx.vocab.save(os.path.join(ctx.out, "vocab.txt"))  # the characters, one per line
             # Agreement with the Keras model the file computes: the QAT model simulates int8
             # activations, which only an int8 file has; float32/float16/dynamic files compute
             # the stripped model (QAT weights baked, float activations).
