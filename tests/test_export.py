@@ -575,3 +575,62 @@ def test_a_killed_export_process_leaves_a_whole_set(tmp_path):
     assert len(text.Vocabulary.load(tmp_path / "m.vocab.txt")) != json.loads((tmp_path / "m.preprocessing.json").read_text())["config"]["vocabulary_size"]
     encoder = text.TextEncoder.load(tmp_path / "m.json")  # a tfcompress reader completes the set first
     assert "more" in encoder.vocabulary and sorted(os.listdir(tmp_path)) == ["m.json", "m.preprocessing.json", "m.tflite", "m.vocab.txt"]
+
+
+def _c_consumer(tmp_path):
+    """Builds tests/native/litert_consumer.c against the libLiteRt.so that the ai-edge-litert wheel
+    installs (the wheel has no headers; the program declares the few C functions it calls)."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler on this machine")
+    try:
+        import ai_edge_litert
+    except ImportError:
+        pytest.skip("ai-edge-litert is not installed (it is on the platforms tfcompress pins it for)")
+    lib = os.path.dirname(ai_edge_litert.__file__)
+    assert os.path.exists(os.path.join(lib, "libLiteRt.so")), os.listdir(lib)
+    source = os.path.join(os.path.dirname(__file__), "native", "litert_consumer.c")
+    binary = tmp_path / "litert_consumer"
+    build = subprocess.run(
+        [compiler, "-std=c11", "-O2", "-Wall", "-Werror", "-o", str(binary), source, f"-L{lib}", "-l:libLiteRt.so", f"-Wl,-rpath,{lib}"],
+        capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr
+
+    def run(path, inputs, refused=None):
+        runtime = export.TFLiteModel(path)
+        out = runtime.outputs[0]
+        out_bytes = int(np.prod(out["shape"])) * np.dtype(out["dtype"]).itemsize
+        inputs = np.ascontiguousarray(inputs, dtype=runtime.inputs[0]["dtype"])
+        proc = subprocess.run(
+            [str(binary), str(path), str(inputs[0].nbytes), str(out_bytes)], input=inputs.tobytes(), capture_output=True, timeout=120,
+        )
+        if refused is not None:
+            assert proc.returncode != 0 and refused in proc.stderr.decode(errors="replace"), proc.stderr[-2000:]
+            return None
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+        raw = np.frombuffer(proc.stdout, dtype=out["dtype"]).reshape(len(inputs), -1)
+        scale, zero = out["quantization"]
+        return (raw.astype("float32") - zero) * scale if scale else raw
+
+    return run
+
+
+def test_a_c_program_on_the_litert_c_api_gets_the_keras_answers(trained, exported, tmp_path):
+    """Point of view of an app that is not Python: the LiteRT C API (environment, compiled model,
+    host-memory tensor buffers, run), one invoke per input, nothing reset between them."""
+    run = _c_consumer(tmp_path)
+    x, _ = _data(40, seed=7)
+    sequence = np.concatenate([x, x[::-1]])  # every input twice, after different ones
+    want = trained.predict(x, verbose=0)
+    for mode, result in exported.items():
+        got = run(result.path, sequence)
+        np.testing.assert_array_equal(got[: len(x)], got[len(x):][::-1])  # no state carried over
+        assert np.abs(got[: len(x)] - want).max() <= TOLERANCE[mode], mode
+        np.testing.assert_array_equal(got[: len(x)], _app_answers(result.path, x))  # the C API and Python's agree
+    # The fused stateful op (recurrent="fused") does not even load through LiteRT's compiled-model API.
+    fused = export.to_tflite(trained, tmp_path / "fused.tflite", recurrent="fused", isolate=False)
+    run(fused.path, sequence, refused="Variable tensors not yet supported")

@@ -721,7 +721,8 @@ def _metadata(model, path, flat, mode, used_sparse, labels, vocabulary, grid, no
         "note": (
             "The fused LSTM keeps its state between invokes (recurrent_form 'fused', for streaming): reset the interpreter's "
             "variable tensors before each one (Python: interpreter.reset_all_variables(); "
-            "Android: Interpreter.resetVariableTensors(); C++: ResetVariableTensors())."
+            "Android: Interpreter.resetVariableTensors(); C++: ResetVariableTensors()). LiteRT's CompiledModel API "
+            "does not load it (variable tensors); export with recurrent='auto' for that."
             if stateful
             else None
         ),

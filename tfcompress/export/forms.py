@@ -13,7 +13,9 @@ every time. The stateless forms carry no state between invokes:
   with length, but full-int8 conversion of a loop crashes the converter here;
 - `"fused"`: the fused op, kept for streaming (feed a long sequence in chunks
   and let the state carry over); the app must reset the state between
-  independent inputs.
+  independent inputs, and LiteRT's compiled-model API (`LiteRtCreateModel*`,
+  `CompiledModel`) refuses the file ("Variable tensors not yet supported"):
+  only the classic `Interpreter` runs it.
 
 GRU and SimpleRNN layers have no fused TFLite op: they are loops unless
 unrolled. `"auto"` picks the stateless form measured best for the mode
@@ -25,6 +27,7 @@ import numpy as np
 from tfcompress._keras import clone_with, keras
 
 FORMS = ("auto", "unrolled", "loop", "fused")
+
 
 def recurrent_layers(model):
     """The model's recurrent layers (RNN subclasses and Bidirectional wrappers
