@@ -112,6 +112,39 @@ def test_the_fused_form_carries_state_and_says_so(trained, tmp_path):
     assert meta["stateful"] and meta["reset_variables_before_invoke"] and "resetVariableTensors" in meta["note"]
 
 
+def test_state_is_read_from_the_file_itself(trained, exported, tmp_path):
+    """The fused int8 file is stateful by its variable tensors even where its
+    quantized answers hide it; no stateless file holds a variable tensor."""
+    from tfcompress.export import forms
+
+    x, _ = _data(64, seed=4)
+    result = export.to_tflite(trained, tmp_path / "f8.tflite", mode="int8", recurrent="fused", representative_data=x, isolate=False)
+    assert result.stateful and forms.variable_tensors(open(result.path, "rb").read())
+    for mode in export.MODES:
+        assert forms.variable_tensors(open(exported[mode].path, "rb").read()) == []
+
+
+def test_pruned_away_output_channels_still_give_a_full_int8_file(trained, tmp_path):
+    """Pruning can zero every weight of a unit's gate: its int8 per-channel
+    scale would be 0, which XNNPACK refuses. The file is made anyway, agrees
+    with the model, and the caller's weights are left as they were."""
+    model = models.lstm_classifier(VOCAB, max_len=LEN, units=32)
+    model.set_weights(trained.get_weights())
+    lstm = model.get_layer("lstm_0")
+    kernel, recurrent, bias = lstm.get_weights()
+    kernel[:, [3, 40]], recurrent[:, [3, 40]] = 0.0, 0.0
+    lstm.set_weights([kernel, recurrent, bias])
+    before = [w.copy() for w in model.get_weights()]
+    x, _ = _data(seed=5)
+    result = export.to_tflite(model, tmp_path / "m.tflite", mode="int8", representative_data=x, isolate=False)
+    assert result.recurrent_form == "unrolled" and result.verification["agreement"] >= 0.98
+    assert any("all-zero output channel" in note and "lstm_0" in note for note in result.notes)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    got = export.TFLiteModel(result.path).predict(x[:64])
+    np.testing.assert_allclose(got, model.predict(x[:64], verbose=0), atol=TOLERANCE["int8"])
+
+
 def _every_recurrent_layer():
     """One model holding LSTM, GRU, SimpleRNN and a Bidirectional LSTM over a
     stacked LSTM, trained a little so its answers are not ties."""
@@ -251,6 +284,64 @@ def test_qat_model_exports_stripped_with_its_8bit_weights(trained, tmp_path):
     assert result.recurrent_form == "loop" and not result.stateful
     got = export.TFLiteModel(result.path).predict(x[:64])
     assert (got.argmax(-1) == qat.predict(x[:64], verbose=0).argmax(-1)).mean() >= 0.95
+
+
+def test_learned_ranges_quantize_as_tensorflow_fake_quant_does():
+    from tfcompress.export import ranges
+
+    values = np.linspace(-7.0, 7.0, 2001).astype("float32")
+    for low, high in ((-5.9, 5.91), (-0.37, 1.2), (0.1, 3.0), (-2.0, -0.5)):
+        scale, zero = ranges.fake_quant_params(low, high)
+        grid = (np.arange(-128, 128) - zero) * scale  # the values an int8 tensor with these parameters holds
+        theirs = tf.quantization.fake_quant_with_min_max_vars(values, low, high, num_bits=8, narrow_range=False).numpy()
+        np.testing.assert_allclose([theirs.min(), theirs.max()], [grid[0], grid[-1]], atol=1e-5)
+        nearest = np.abs(theirs[:, None] - grid[None]).min(axis=1)
+        assert nearest.max() < 1e-5 * max(1.0, high - low)  # every fake-quantized value is on the file's grid
+
+
+def test_a_qat_models_learned_ranges_reach_its_int8_file(trained, tmp_path):
+    """qat_ranges=True writes the output ranges the QAT model trained with
+    into the file; False keeps the converter's calibration; "auto" keeps
+    whichever file answers like the QAT model more often, and says both."""
+    from tfcompress.export import ranges
+
+    qat = quantization.quantize(trained)
+    qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    x, y = _data(256, seed=6)
+    qat.fit(x, y, epochs=1, verbose=0)
+    learned = ranges.learned_ranges(qat)
+    assert set(learned) == {"lstm_0", "logits"}
+    files = {
+        choice: export.to_tflite(qat, tmp_path / f"{choice}.tflite", mode="int8", representative_data=x, qat_ranges=choice, isolate=False)
+        for choice in (True, False, "auto")
+    }
+
+    def params(path):
+        interp = export.interpreter_class()(model_path=str(path))
+        return {
+            d["name"]: (float(d["quantization"][0]), int(d["quantization"][1]))
+            for d in interp.get_tensor_details()
+            if d["name"].startswith("lstm_classifier/lstm_0/") or d["name"].startswith("lstm_classifier/logits/")
+        }
+
+    with_ranges, calibrated = params(files[True].path), params(files[False].path)
+    for layer, (low, high) in learned.items():
+        scale, zero = ranges.fake_quant_params(low, high)
+        out = [n for n, p in with_ranges.items() if n.startswith(f"lstm_classifier/{layer}/") and np.isclose(p[0], scale, rtol=1e-6) and p[1] == zero]
+        assert len(out) == 1, (layer, out)
+        assert calibrated[out[0]] != with_ranges[out[0]]
+    assert any("QAT-learned output ranges of ['lstm_0', 'logits']" in n for n in files[True].notes)
+    assert any("calibrated by the converter (qat_ranges=False)" in n for n in files[False].notes)
+    note = [n for n in files["auto"].notes if n.startswith("activation ranges:")]
+    assert len(note) == 1 and "learned" in note[0] and "calibrated by the converter; kept" in note[0]
+    kept = open(files["auto"].path, "rb").read()
+    assert kept in (open(files[True].path, "rb").read(), open(files[False].path, "rb").read())
+    for result in files.values():
+        assert result.verification["agreement"] >= 0.98
+        got = export.TFLiteModel(result.path).predict(x[:64])
+        np.testing.assert_allclose(got, qat.predict(x[:64], verbose=0), atol=0.1)
+    with pytest.raises(ValueError, match="qat_ranges must be True, False or 'auto'"):
+        export.to_tflite(qat, tmp_path / "bad.tflite", mode="int8", representative_data=x, qat_ranges="yes")
 
 
 def test_mixed_precision_model_is_rebuilt_in_float32(tmp_path, keras):

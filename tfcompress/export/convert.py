@@ -1,9 +1,11 @@
 """Keras model -> `.tflite` file and its deployment files (`to_tflite`)."""
 
+import contextlib
 import dataclasses
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,6 +92,7 @@ def to_tflite(
     labels=None,
     vocabulary=None,
     keep_qat=False,
+    qat_ranges="auto",
     select_tf_ops=False,
     quantizer="legacy",
     isolate="auto",
@@ -132,6 +135,13 @@ def to_tflite(
             `tfcompress.text.Vocabulary`, written as `NAME.vocab.txt`.
         keep_qat: convert a QAT model with its fake-quant graph instead of
             stripping it (not recommended: its LSTM does not fuse).
+        qat_ranges: for a QAT model in `mode="int8"`, whose activation
+            ranges to write into the file (`tfcompress.export.ranges`):
+            `True` the ranges the QAT model learned for its layers' outputs,
+            `False` the converter's calibration on `representative_data`,
+            `"auto"` (default) both, keeping the file that gives the QAT
+            model's class on more of the verification sample (the
+            calibrated one on a tie); the notes give both figures.
         select_tf_ops: allow TensorFlow ops TFLite lacks (needs the Flex
             delegate in the app).
         quantizer: for `mode="int8"`, `"legacy"` (default) or `"mlir"`, TF's
@@ -178,6 +188,8 @@ def to_tflite(
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ValueError(f"timeout must be a number of seconds > 0. Received: timeout={timeout!r}.")
     threshold = _check_verify(verify, verify_threshold, verify_samples, recurrent, mode)
+    if qat_ranges not in (True, False, "auto"):
+        raise ValueError(f"qat_ranges must be True, False or 'auto'. Received: qat_ranges={qat_ranges!r}.")
     if isolate == "auto":
         isolate = mode == "int8" or keep_qat
     model, encoder, notes = _take_vectorizer(model, encoder, seq_len)
@@ -225,8 +237,9 @@ def to_tflite(
             return _convert_isolated(model, concrete, opts, calibration, timeout)
         return _convert_in_process(model, concrete, opts, calibration)
 
-    flat, used_sparse = _convert_smallest(model, convert, options, sparse, notes)
-    stateful = forms.keeps_state(TFLiteModel(flat))
+    with _empty_channels_filled(model, mode, notes):
+        flat, used_sparse = _convert_smallest(model, convert, options, sparse, notes)
+    stateful = forms.keeps_state(TFLiteModel(flat), flat)
     if stateful and form != "fused":
         raise TFLiteConversionError(
             f"to_tflite: the {mode} file of model {model.name!r} (recurrent form {form!r}) answers the same input "
@@ -234,6 +247,9 @@ def to_tflite(
             "not. Nothing was written. Fix: pass recurrent='fused' and reset the interpreter's variables "
             "before each invoke, or report the model's layers."
         )
+    if mode == "int8" and not keep_qat and _is_qat(reference):
+        choice = sample if sample is not None else _sample_inputs(representative_data, specs, verify_samples, seed + 1, "representative_data")
+        flat = _with_qat_ranges(flat, reference, model.name, qat_ranges, choice, notes)
     verification = None
     if sample is not None:
         verification = _verify(flat, reference, sample, threshold, mode, model.name)
@@ -256,6 +272,42 @@ def to_tflite(
         stateful=stateful,
         verification=verification,
     )
+
+
+def _with_qat_ranges(calibrated, qat_model, name, qat_ranges, sample, notes):
+    """The int8 file with the QAT model's learned output ranges, or the
+    calibrated one, as `qat_ranges` asks (see `to_tflite`); says which in
+    `notes`."""
+    from tfcompress.export import ranges
+
+    if qat_ranges is False:
+        notes.append("activation ranges calibrated by the converter (qat_ranges=False)")
+        return calibrated
+    learned, used, skipped = ranges.apply(calibrated, qat_model, name)
+    left = "; ".join(f"{layer}: {why}" for layer, why in skipped.items())
+    if not used:
+        notes.append("activation ranges calibrated by the converter" + (f" (QAT ranges not written: {left})" if left else ""))
+        return calibrated
+    if qat_ranges is True:
+        notes.append(f"QAT-learned output ranges of {used} written into the file" + (f"; left calibrated: {left}" if left else ""))
+        return learned
+    inputs, _ = sample
+    expected = keras_predict(qat_model, inputs if len(inputs) > 1 else inputs[0], batch_size=256)
+    expected = np.asarray(expected[0] if isinstance(expected, (list, tuple)) else expected)
+    theirs = metrics.predicted_classes(expected)
+    agreement = []
+    for flat in (calibrated, learned):
+        got = TFLiteModel(flat).predict(*inputs)
+        got = np.asarray(got[0] if isinstance(got, list) else got).reshape(expected.shape)
+        agreement.append(float((metrics.predicted_classes(got) == theirs).mean()))
+    keep = learned if agreement[1] > agreement[0] else calibrated
+    notes.append(
+        f"activation ranges: the QAT model's class on {agreement[1]:.2%} of {len(theirs)} examples with its learned "
+        f"output ranges of {used}, {agreement[0]:.2%} calibrated by the converter; kept "
+        + ("the learned ranges" if keep is learned else "the calibrated ones")
+        + (f" (not written: {left})" if left else "")
+    )
+    return keep
 
 
 def _is_qat(model):
@@ -401,8 +453,8 @@ def _prepare(model, keep_qat, notes):
     if quantization.is_quantized(model) and not keep_qat:
         model = quantization.strip(model)
         notes.append(
-            "QAT wrappers stripped: weights baked to their quantized values, activation ranges "
-            "calibrated by the converter (a QAT graph converts to an unfused LSTM loop)"
+            "QAT wrappers stripped: weights baked to their quantized values (a QAT graph converts to an "
+            "unfused LSTM loop)"
         )
     if is_mixed_precision(model):
         model = rebuild_float32(model)
@@ -783,6 +835,46 @@ def _write(path, flat, meta, encoder, vocabulary):
     return [os.path.join(folder, name) for name in [names[0], names[-1]] + names[1:-1]]
 
 
+@contextlib.contextmanager
+def _empty_channels_filled(model, mode, notes):
+    """While converting to int8: every all-zero output channel of a kernel
+    gets one weight of 1e-6 × the kernel's largest magnitude; the original
+    values are back when the block ends, also on error.
+
+    Full int8 quantizes FULLY_CONNECTED and CONV weights per output channel
+    with scale max|w| / 127. A channel pruned to all zeros gets scale 0, which
+    XNNPACK, the runtime's default CPU delegate, refuses ("unsupported scale
+    value (0.000000) in channel N"): 80% magnitude pruning of an unrolled
+    LSTM leaves such channels. The filled weight changes that unit's
+    pre-activation by at most 1e-6 of the kernel's scale times one input.
+    """
+    filled = []
+    if mode == "int8":
+        for variable in model.weights:
+            leaf = variable.name.split("/")[-1].split(":")[0]
+            if len(variable.shape) < 2 or leaf not in ("kernel", "recurrent_kernel"):
+                continue
+            value = variable.numpy()
+            flat = value.reshape(-1, value.shape[-1])
+            empty = np.flatnonzero(~flat.any(axis=0))
+            if empty.size == 0 or not flat.any():
+                continue  # nothing empty, or a kernel zero as a whole (left to the runtime check)
+            patched = flat.copy()
+            patched[0, empty] = 1e-6 * np.abs(flat).max()
+            variable.assign(patched.reshape(value.shape))
+            filled.append((variable, value, empty.size))
+    if filled:
+        notes.append(
+            "int8: " + ", ".join(f"{v.name.split(':')[0]} ({n} all-zero output channel{'s' * (n > 1)})" for v, _, n in filled)
+            + " given one weight of 1e-6 x the kernel's largest, as XNNPACK refuses a per-channel scale of 0"
+        )
+    try:
+        yield
+    finally:
+        for variable, value, _ in filled:
+            variable.assign(value)
+
+
 def _runtime_problem(flat):
     """Why the runtime cannot prepare and invoke `flat` (None if it can).
 
@@ -793,7 +885,8 @@ def _runtime_problem(flat):
         runtime = TFLiteModel(flat)
         runtime.invoke(*[np.zeros(d["shape"], d["dtype"]) for d in runtime.inputs])
     except (RuntimeError, ValueError) as err:
-        return " ".join(str(err).split())[:300].rstrip(".")
+        message = re.sub(r"(XNNPACK delegate)(?=\S)", r"\1; ", " ".join(str(err).split()))
+        return message[:300].rstrip(".")
     return None
 
 
