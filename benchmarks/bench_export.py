@@ -32,12 +32,13 @@ def keras_fn(model):
     return lambda sample: fn(tf.constant(sample)).numpy()
 
 
-def export_and_score(export, model, path, mode, form, calibration, x_dev, y_dev, reference, bits=False):
+def export_and_score(export, model, path, mode, form, calibration, x_dev, y_dev, reference, bits=False, **options):
     """Exports one file and scores it; returns (figures, invoke), or
     ({"refused": reason}, None) when tfcompress refuses the file."""
+    options = {"verify": False, **options}
     try:
         result = export.to_tflite(
-            model, path, mode=mode, representative_data=calibration, recurrent=FORMS[form], verify=False, isolate=True
+            model, path, mode=mode, representative_data=calibration, recurrent=FORMS[form.split(":")[0]], isolate=True, **options
         )
     except (export.TFLiteConversionError, export.ConversionCrashed) as err:
         reason = str(err).split(": ", 1)[-1]
@@ -54,6 +55,7 @@ def export_and_score(export, model, path, mode, form, calibration, x_dev, y_dev,
         "agreement": float((probs.argmax(-1) == want.argmax(-1)).mean()),
         "max_abs_diff": float(np.abs(probs - want).max()),
         "sparse": result.sparse_encoding,
+        "notes": result.notes,
     }
     if bits:
         picked = np.clip(probs[np.arange(len(y_dev)), y_dev], 1e-9, 1.0)
@@ -94,15 +96,23 @@ def main():
             order.append((name, "keras", ""))
             modes = ["dynamic", "int8"] if name == "QAT" else list(export.MODES)
             for mode in modes:
-                for form in FORMS:
-                    path = os.path.join(tmp, f"{name.replace(' ', '_').replace('%', '')}_{mode}_{form}.tflite")
+                variants = {form: {} for form in FORMS}
+                if name == "QAT" and mode == "int8":
+                    # The activation ranges the QAT model learned, or the converter's calibration (issue 15.3).
+                    variants = {f"{form}:{k}": {"qat_ranges": v} for form in FORMS for k, v in (("calibrated", False), ("learned", True))}
+                for form, options in variants.items():
+                    path = os.path.join(tmp, f"{name.replace(' ', '_').replace('%', '')}_{mode}_{form.replace(':', '_')}.tflite")
                     # The int8 file computes the QAT model (fake-quantized activations); the others its stripped copy.
                     reference = model if mode == "int8" else stripped
-                    f, invoke = export_and_score(export, model, path, mode, form, x_train, x_dev, y_dev, reference)
+                    f, invoke = export_and_score(export, model, path, mode, form, x_train, x_dev, y_dev, reference, **options)
                     f["keras_accuracy"] = keras_acc
                     figures[name, mode, form], callables[name, mode, form] = f, invoke
                     order.append((name, mode, form))
                     print(name, mode, form, f.get("accuracy", "refused"), flush=True)
+        # What qat_ranges="auto" (the default) keeps, chosen on 256 training sentences, never on dev.
+        auto = export.to_tflite(qat, os.path.join(tmp, "qat_auto.tflite"), mode="int8", representative_data=x_train, verify=x_train, isolate=True)
+        auto_note = next(n for n in auto.notes if n.startswith("activation ranges"))
+        print(auto_note, flush=True)
         # 2. The dense model at other lengths (the same weights; ids re-encoded at that length).
         length_keys = []
         for length in (32, 64, 128, 256):
@@ -172,8 +182,9 @@ def main():
         if "refused" in f:
             rows.append([name, mode] + refused(f, 7))
             continue
+        ranges = {"calibrated": " (calibrated ranges)", "learned": " (QAT ranges)"}.get(form.partition(":")[2], "")
         rows.append(
-            [name, mode + (" +sparse" if f["sparse"] else "")]
+            [name, mode + ranges + (" +sparse" if f["sparse"] else "")]
             + cells(f)
             + [
                 f"{f['accuracy']:.4f} ({(f['accuracy'] - f['keras_accuracy']) * 100:+.1f})",
@@ -197,7 +208,7 @@ def main():
                 f"{f['latency']:.3f} / {f['p90']:.3f}",
             ]
         )
-    char_rows = [["Keras", "—", "—", "—", "—", f"{lm_bits:.3f}", "—", "—"]]
+    char_rows = [["Keras", "—", "—", "—", f"{lm_bits:.3f}", "—", "—"]]
     for _, mode, form in char_keys:
         f = figures["char", mode, form]
         if "refused" in f:
@@ -207,12 +218,15 @@ def main():
             [mode] + cells(f) + [f"{f['bits']:.3f} ({f['bits'] - lm_bits:+.3f})", f"{f['agreement']:.3f}", f"{f['latency']:.3f} / {f['p90']:.3f}"]
         )
 
-    stateless = [k for k in figures if (k[-1] == "stateless" or k[-1].endswith(" stateless")) and "refused" not in figures[k]]
+    stateless = [k for k in figures if (k[-1].startswith("stateless") or k[-1].endswith(" stateless")) and "refused" not in figures[k]]
     refusals = [" ".join(map(str, k)) for k in figures if "refused" in figures[k]]
     int8 = figures["dense", "int8", "stateless"]
     today = figures["dense", "dynamic", "fused"]
     if "refused" in int8:
         int8 = {"accuracy": float("nan"), "keras_accuracy": 0.0, "latency": float("nan")}
+    qat_learned, qat_calibrated = figures["QAT", "int8", "stateless:learned"], figures["QAT", "int8", "stateless:calibrated"]
+    for f in (qat_learned, qat_calibrated):
+        f.setdefault("accuracy", float("nan"))
     per_length = []
     for length in (32, 64, 128, 256):
         candidates = [
@@ -236,6 +250,13 @@ def main():
         ),
         ("fastest stateless mode within 0.5 point, per length", True, ", ".join(per_length)),
         ("every file converts", not refusals, ", ".join(refusals) or "all"),
+        (
+            "QAT int8 (stateless): the learned activation ranges vs the converter's calibration, dev accuracy",
+            True,
+            f"{qat_learned['accuracy']:.4f} vs {qat_calibrated['accuracy']:.4f}; qat_ranges='auto' "
+            + ("kept the learned ranges" if "kept the learned" in auto_note else "kept the calibrated ones")
+            + " (chosen on 256 training sentences)",
+        ),
     ]
     body = f"""
 SST-2 dev (872 sentences), default `lstm_classifier` ({len(encoder.vocabulary):,}-token vocabulary, length 64,
@@ -246,7 +267,10 @@ whose state the app must reset before each input ("(state)"). Latency: ms per ex
 interleaved rounds of 50 single-example runs / p90 over all 300 runs ({export.runtime_name()}, 1 thread; the
 state reset included for fused files, as an app must do it). Keras: `tf.function`, TensorFlow's default
 threads. Accuracy in brackets: points vs that model's Keras accuracy; agreement: the same class as the Keras
-model the file computes (for int8 files of the QAT model, the QAT model itself).
+model the file computes (for int8 files of the QAT model, the QAT model itself). QAT int8 files twice: with
+the converter's calibrated activation ranges, and with the output ranges the QAT model learned written in
+(`qat_ranges=`); the default, `"auto"`, keeps the one that answers like the QAT model on more of a
+verification sample from the training data: {auto_note.split(": ", 1)[1]}.
 
 {table(["model", "mode", "form", "KiB", "gzip KiB", "dev accuracy", "agreement", "max diff", "latency ms"], rows)}
 
