@@ -247,12 +247,15 @@ def to_tflite(
             "not. Nothing was written. Fix: pass recurrent='fused' and reset the interpreter's variables "
             "before each invoke, or report the model's layers."
         )
+    expected = None  # the Keras model's outputs on the verification sample, once computed
     if mode == "int8" and not keep_qat and _is_qat(reference):
         choice = sample if sample is not None else _sample_inputs(representative_data, specs, verify_samples, seed + 1, "representative_data")
-        flat = _with_qat_ranges(flat, reference, model.name, qat_ranges, choice, notes)
+        if qat_ranges == "auto" and sample is not None:
+            expected = _keras_outputs(reference, sample[0])
+        flat = _with_qat_ranges(flat, reference, model.name, qat_ranges, choice, notes, expected)
     verification = None
     if sample is not None:
-        verification = _verify(flat, reference, sample, threshold, mode, model.name)
+        verification = _verify(flat, reference, sample, threshold, mode, model.name, expected)
         notes.append(
             f"verified: the file gives the Keras model's class on {verification['agreement']:.2%} of "
             f"{verification['examples']} examples (threshold {threshold:.0%})"
@@ -274,10 +277,10 @@ def to_tflite(
     )
 
 
-def _with_qat_ranges(calibrated, qat_model, name, qat_ranges, sample, notes):
+def _with_qat_ranges(calibrated, qat_model, name, qat_ranges, sample, notes, expected=None):
     """The int8 file with the QAT model's learned output ranges, or the
     calibrated one, as `qat_ranges` asks (see `to_tflite`); says which in
-    `notes`."""
+    `notes`. `expected`: the QAT model's outputs on the sample, when known."""
     from tfcompress.export import ranges
 
     if qat_ranges is False:
@@ -292,14 +295,13 @@ def _with_qat_ranges(calibrated, qat_model, name, qat_ranges, sample, notes):
         notes.append(f"QAT-learned output ranges of {used} written into the file" + (f"; left calibrated: {left}" if left else ""))
         return learned
     inputs, _ = sample
-    expected = keras_predict(qat_model, inputs if len(inputs) > 1 else inputs[0], batch_size=256)
-    expected = np.asarray(expected[0] if isinstance(expected, (list, tuple)) else expected)
+    if expected is None:
+        expected = _keras_outputs(qat_model, inputs)
     theirs = metrics.predicted_classes(expected)
-    agreement = []
-    for flat in (calibrated, learned):
-        got = TFLiteModel(flat).predict(*inputs)
-        got = np.asarray(got[0] if isinstance(got, list) else got).reshape(expected.shape)
-        agreement.append(float((metrics.predicted_classes(got) == theirs).mean()))
+    agreement = [
+        float((metrics.predicted_classes(_file_outputs(flat, inputs, expected.shape)) == theirs).mean())
+        for flat in (calibrated, learned)
+    ]
     keep = learned if agreement[1] > agreement[0] else calibrated
     notes.append(
         f"activation ranges: the QAT model's class on {agreement[1]:.2%} of {len(theirs)} examples with its learned "
@@ -344,15 +346,26 @@ def _check_verify(verify, threshold, samples, recurrent, mode):
     return VERIFY_THRESHOLDS[mode] if threshold is None and mode in VERIFY_THRESHOLDS else threshold
 
 
-def _verify(flat, reference, sample, threshold, mode, name):
-    """Runs the file and the Keras model on the sample; raises
-    `VerificationError` below the threshold, else returns the figures."""
-    inputs, index = sample
-    got = TFLiteModel(flat).predict(*inputs)
-    got = got[0] if isinstance(got, list) else got
+def _keras_outputs(reference, inputs):
+    """The Keras model's (first) output on the sample's inputs, float64."""
     expected = keras_predict(reference, inputs if len(inputs) > 1 else inputs[0], batch_size=256)
-    expected = np.asarray(expected[0] if isinstance(expected, (list, tuple)) else expected, np.float64)
-    got = np.asarray(got, np.float64).reshape(expected.shape)
+    return np.asarray(expected[0] if isinstance(expected, (list, tuple)) else expected, np.float64)
+
+
+def _file_outputs(flat, inputs, shape):
+    """The file's (first) output on the sample's inputs, float64, shaped like the Keras one."""
+    got = TFLiteModel(flat).predict(*inputs)
+    return np.asarray(got[0] if isinstance(got, list) else got, np.float64).reshape(shape)
+
+
+def _verify(flat, reference, sample, threshold, mode, name, expected=None):
+    """Runs the file and the Keras model on the sample (`expected`: the Keras
+    outputs, when already computed); raises `VerificationError` below the
+    threshold, else returns the figures."""
+    inputs, index = sample
+    if expected is None:
+        expected = _keras_outputs(reference, inputs)
+    got = _file_outputs(flat, inputs, expected.shape)
     mine, theirs = metrics.predicted_classes(got), metrics.predicted_classes(expected)
     tie = _keras_margin(expected, theirs, mine) <= VERIFY_TIE  # the Keras model itself is undecided
     agreement = float(((mine == theirs) | tie).mean())

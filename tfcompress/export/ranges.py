@@ -133,8 +133,9 @@ def apply(flat, qat_model, model_name):
         if tensor.type != schema.TensorType.INT8 or tensor.quantization is None or tensor.quantization.scale is None:
             skipped[layer] = "its output tensor is not int8"
             continue
-        if op_name(graph.operators[producer[candidates[0]]]) not in _FREE_OUTPUT:
-            skipped[layer] = f"its output comes from {op_name(graph.operators[producer[candidates[0]]])}, whose scale is fixed"
+        made_by = op_name(graph.operators[producer[candidates[0]]])
+        if made_by not in _FREE_OUTPUT:
+            skipped[layer] = f"its output comes from {made_by}, whose scale is fixed"
             continue
         params = fake_quant_params(low, high)
         if params is None:
