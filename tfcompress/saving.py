@@ -41,13 +41,14 @@ class UnsafeModelError(ValueError):
 
 def custom_objects():
     """Every class needed to deserialize tfcompress and TFMOT models, by name."""
-    from tfcompress import models, pruning, quantization
+    from tfcompress import clustering, models, pruning, quantization
 
     objects = {}
     for mapping in tfmot.quantization.keras.quantize_scope().custom_objects:
         objects.update(mapping)
     objects.update(quantization.custom_objects())
     objects.update(pruning.custom_objects())
+    objects.update(clustering.custom_objects())
     objects["CapVocabulary"] = models.CapVocabulary
     return objects
 

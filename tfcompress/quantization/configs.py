@@ -3,6 +3,7 @@ and the registry and scheme that give every text layer its config."""
 
 import functools
 
+import numpy as np
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_layout_transform,
@@ -17,6 +18,9 @@ tfmot_quant = tfmot.quantization.keras
 
 
 RNN_TYPES = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+
+# Most clusters a cluster-preserving weight quantizer keeps (8 bits' worth).
+MAX_CLUSTERS = 256
 
 
 # --------------------------------------------------------------------------
@@ -37,11 +41,26 @@ class TextWeightQuantizer(tfmot_quant.quantizers.LastValueQuantizer):
         preserve_sparsity: multiply the weight by `stop_gradient(weight != 0)`
             first: the forward pass is unchanged for non-zero weights, and the
             zeros get a zero gradient, so no optimizer moves them.
+        preserve_clusters: replace each weight by the mean of its cluster
+            (weights that were equal when QAT started share a cluster id,
+            stored in a `*_cluster_ids` variable), with a straight-through
+            gradient: the weight takes at most as many distinct values as it
+            had, each moving with the mean gradient of its members, and so
+            does its quantized value. `init_clusters()` sets the ids.
     """
 
-    def __init__(self, num_bits=8, per_axis=False, symmetric=True, narrow_range=True, preserve_sparsity=False):
+    def __init__(
+        self,
+        num_bits=8,
+        per_axis=False,
+        symmetric=True,
+        narrow_range=True,
+        preserve_sparsity=False,
+        preserve_clusters=False,
+    ):
         super().__init__(num_bits=num_bits, per_axis=per_axis, symmetric=symmetric, narrow_range=narrow_range)
         self.preserve_sparsity = bool(preserve_sparsity)
+        self.preserve_clusters = bool(preserve_clusters)
 
     def build(self, tensor_shape, name, layer):
         # TFMOT names the range variables after the weight's last name part, so
@@ -50,11 +69,40 @@ class TextWeightQuantizer(tfmot_quant.quantizers.LastValueQuantizer):
         unique, i = name, 1
         while f"{unique}_min" in taken:
             unique, i = f"{name}_{i}", i + 1
-        return super().build(tensor_shape, unique, layer)
+        variables = super().build(tensor_shape, unique, layer)
+        if self.preserve_clusters:
+            variables["cluster_ids"] = layer.add_weight(
+                f"{unique}_cluster_ids",
+                shape=tensor_shape,
+                initializer=keras.initializers.Zeros(),
+                dtype=tf.int32,
+                trainable=False,
+            )
+        return variables
+
+    def init_clusters(self, weight, variables):
+        """Sets the cluster ids from the weight's current values (equal values,
+        one cluster). Raises if it has more distinct values than a cluster id
+        can name."""
+        value = weight.numpy()
+        if self.preserve_sparsity:
+            value = value * (value != 0)
+        distinct, ids = np.unique(value, return_inverse=True)
+        if len(distinct) > MAX_CLUSTERS:
+            raise ValueError(
+                f"preserve_clusters: weight {weight.name!r} has {len(distinct)} distinct values, more than "
+                f"{MAX_CLUSTERS} clusters. Fix: cluster it first (tfcompress.clustering), or "
+                "preserve_clusters=False."
+            )
+        variables["cluster_ids"].assign(ids.reshape(value.shape).astype(np.int32))
 
     def __call__(self, inputs, training, weights, **kwargs):
         if self.preserve_sparsity:
             inputs = inputs * tf.stop_gradient(tf.cast(tf.not_equal(inputs, 0), inputs.dtype))
+        if self.preserve_clusters:
+            ids = weights["cluster_ids"]
+            means = tf.math.unsorted_segment_mean(inputs, ids, MAX_CLUSTERS)
+            inputs = inputs + tf.stop_gradient(tf.gather(means, ids) - inputs)
         rank = inputs.shape.rank
         if self.per_axis and rank not in (2, 4):
             flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
@@ -63,7 +111,11 @@ class TextWeightQuantizer(tfmot_quant.quantizers.LastValueQuantizer):
         return super().__call__(inputs, training, weights, **kwargs)
 
     def get_config(self):
-        return {**super().get_config(), "preserve_sparsity": self.preserve_sparsity}
+        return {
+            **super().get_config(),
+            "preserve_sparsity": self.preserve_sparsity,
+            "preserve_clusters": self.preserve_clusters,
+        }
 
     def __eq__(self, other):
         return isinstance(other, TextWeightQuantizer) and self.get_config() == other.get_config()
@@ -87,9 +139,14 @@ class PassThroughQuantizer(tfmot_quant.quantizers.Quantizer):
         return isinstance(other, PassThroughQuantizer)
 
 
-def _weight_quantizer(per_axis, preserve_sparsity, bits):
+def _weight_quantizer(per_axis, preserve_sparsity, bits, preserve_clusters=False):
     return TextWeightQuantizer(
-        num_bits=bits, per_axis=per_axis, symmetric=True, narrow_range=True, preserve_sparsity=preserve_sparsity
+        num_bits=bits,
+        per_axis=per_axis,
+        symmetric=True,
+        narrow_range=True,
+        preserve_sparsity=preserve_sparsity,
+        preserve_clusters=preserve_clusters,
     )
 
 
@@ -118,6 +175,8 @@ class TextQuantizeConfig(tfmot_quant.QuantizeConfig):
         per_axis: quantize weights per output channel (last axis).
         quantize_output: fake-quantize the layer's output.
         preserve_sparsity: keep exact zeros of the weights at zero.
+        preserve_clusters: keep each weight's clusters (equal values stay
+            equal; see `TextWeightQuantizer`).
         weight_bits, activation_bits: bit widths (8 for TFLite int8).
     """
 
@@ -130,6 +189,7 @@ class TextQuantizeConfig(tfmot_quant.QuantizeConfig):
         preserve_sparsity=False,
         weight_bits=8,
         activation_bits=8,
+        preserve_clusters=False,
     ):
         self.weight_paths = list(weight_paths)
         self.passthrough = [p for p in passthrough]
@@ -139,6 +199,7 @@ class TextQuantizeConfig(tfmot_quant.QuantizeConfig):
         self.per_axis = bool(per_axis)
         self.quantize_output = bool(quantize_output)
         self.preserve_sparsity = bool(preserve_sparsity)
+        self.preserve_clusters = bool(preserve_clusters)
         self.weight_bits = int(weight_bits)
         self.activation_bits = int(activation_bits)
 
@@ -155,7 +216,7 @@ class TextQuantizeConfig(tfmot_quant.QuantizeConfig):
                 get_path(layer, p),
                 PassThroughQuantizer()
                 if p in self.passthrough
-                else _weight_quantizer(self.per_axis, self.preserve_sparsity, self.weight_bits),
+                else _weight_quantizer(self.per_axis, self.preserve_sparsity, self.weight_bits, self.preserve_clusters),
             )
             for p in self.weight_paths
         ]
@@ -193,6 +254,7 @@ class TextQuantizeConfig(tfmot_quant.QuantizeConfig):
             "preserve_sparsity": self.preserve_sparsity,
             "weight_bits": self.weight_bits,
             "activation_bits": self.activation_bits,
+            "preserve_clusters": self.preserve_clusters,
         }
 
     @classmethod
@@ -226,7 +288,7 @@ def _single_output(layer):
     return True
 
 
-def config_for(layer, preserve_sparsity=False, bits=8, activation_bits=8):
+def config_for(layer, preserve_sparsity=False, bits=8, activation_bits=8, preserve_clusters=False):
     """The `QuantizeConfig` tfcompress uses for `layer`, or None if it has none.
 
     Layers TFMOT handles without weights (pooling, dropout, activations, ...)
@@ -244,6 +306,7 @@ def config_for(layer, preserve_sparsity=False, bits=8, activation_bits=8):
             preserve_sparsity=preserve_sparsity,
             weight_bits=bits,
             activation_bits=activation_bits,
+            preserve_clusters=preserve_clusters,
         )
     if isinstance(layer, (keras.layers.LayerNormalization, keras.layers.BatchNormalization)):
         return TextQuantizeConfig([], quantize_output=True, activation_bits=activation_bits)

@@ -3,6 +3,7 @@ takes the trained float model back out."""
 
 import logging
 
+import numpy as np
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_annotate, quantize_wrapper
 
 from tfcompress import metrics
@@ -18,6 +19,7 @@ from tfcompress._keras import (
     warn_mixed_once,
 )
 from tfcompress.quantization.configs import (
+    MAX_CLUSTERS,
     TextQuantizeConfig,
     TextRegistry,
     TextScheme,
@@ -47,7 +49,7 @@ def _quantizable_weights(model):
                 continue
 
 
-def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits=8):
+def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits=8, preserve_clusters="auto"):
     """Returns a quantization-aware-training copy of a text model.
 
     Compile and `fit` the result as usual (it is not compiled); it computes
@@ -73,6 +75,15 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
             them in 8-bit integers (`tfcompress.export` says so).
         activation_bits: bit width of the fake-quantized layer outputs
             (8: what TFLite's integer kernels compute with).
+        preserve_clusters: keep a clustered model's clusters through QAT
+            (cluster-preserving QAT; with `preserve_sparsity`, the zeros too):
+            weights that are equal when QAT starts stay equal, so each
+            quantized weight keeps at most as many distinct values as it had.
+            `"auto"`: for every layer whose quantized weights are clustered
+            (at most 256 distinct values each, and each value shared by four
+            entries on average), e.g. after `tfcompress.clustering`. `True`:
+            for every quantized layer (an error names a weight with more
+            than 256 distinct values).
 
     Returns:
         A new tf_keras model with `QuantizeWrapperV2` layers; its
@@ -84,7 +95,7 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
             is not in `skip` (the message names it and how to skip it), or an
             invalid argument.
     """
-    from tfcompress import pruning
+    from tfcompress import clustering, pruning
 
     model = ensure_tf_keras(model, caller="quantize")
     require_graph_model(model, "quantize")
@@ -100,8 +111,14 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
         raise ValueError(
             f"preserve_sparsity must be 'auto', True or False. Received: preserve_sparsity={preserve_sparsity!r}."
         )
+    if preserve_clusters not in ("auto", True, False):
+        raise ValueError(
+            f"preserve_clusters must be 'auto', True or False. Received: preserve_clusters={preserve_clusters!r}."
+        )
     if pruning.is_pruned(model):
         model = pruning.strip(model)
+    if clustering.is_clustered(model):
+        model = clustering.strip(model)
     if is_mixed_precision(model):
         warn_mixed_once()
         model = rebuild_float32(model)
@@ -117,6 +134,7 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
         "zero_fraction": zero_fraction,
         "bits": bits,
         "activation_bits": activation_bits,
+        "clusters_kept": [],
     }
 
     def annotate(layer):
@@ -126,7 +144,10 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
         if skipped(layer):
             report["float"].append(layer.name)
             return fresh
-        config = config_for(layer, preserve_sparsity, bits, activation_bits)
+        keep = _keeps_clusters(layer) if preserve_clusters == "auto" else preserve_clusters
+        config = config_for(layer, preserve_sparsity, bits, activation_bits, preserve_clusters=keep)
+        if keep and config is not None and config.weight_paths:
+            report["clusters_kept"].append(layer.name)
         if config is None and not registry.supports(layer):
             raise ValueError(
                 f"layer {layer.name!r} ({type(layer).__name__}) has no 8-bit quantization "
@@ -157,13 +178,35 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
             _init_weight_ranges(layer)
     quantized.tfcompress_quantization_report = report
     log.info(
-        "quantization-aware %s: %d layers quantized, float: %s, preserve_sparsity=%s",
+        "quantization-aware %s: %d layers quantized, float: %s, preserve_sparsity=%s, clusters kept: %s",
         model.name,
         len(report["quantized"]),
         report["float"] or "none",
         preserve_sparsity,
+        report["clusters_kept"] or "none",
     )
     return quantized
+
+
+def _keeps_clusters(layer):
+    """True if every weight the text config quantizes in `layer` is clustered:
+    at most `MAX_CLUSTERS` distinct values, each shared by four entries on
+    average (a trained, unclustered weight has as many values as entries)."""
+    values = []
+    for path in weight_paths(layer) or []:
+        if path.endswith(".bias"):
+            continue
+        try:
+            values.append(get_path(layer, path).numpy())
+        except AttributeError:
+            return False
+    if not values:
+        return False
+    for value in values:
+        distinct = len(np.unique(value))
+        if distinct > MAX_CLUSTERS or distinct * 4 > value.size:
+            return False
+    return True
 
 
 def quantize_model(model, **kwargs):
@@ -185,6 +228,8 @@ def _init_weight_ranges(wrapper):
     training mode sets the range exactly as that first step would.
     """
     for weight, quantizer, qvars in wrapper._weight_vars:  # noqa: SLF001
+        if getattr(quantizer, "preserve_clusters", False):
+            quantizer.init_clusters(weight, qvars)
         if qvars:
             quantizer(weight, True, weights=qvars)
 
