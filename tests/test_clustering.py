@@ -18,7 +18,7 @@ def _data(n=256, seed=0):
     return x, y
 
 
-def text_model(kind="lstm", units=16):
+def text_model(kind="lstm", units=16, norm=True):
     inp = keras.Input((LEN,), dtype="int32")
     x = keras.layers.Embedding(VOCAB, 16, name="embedding")(inp)
     if kind == "lstm":
@@ -30,7 +30,8 @@ def text_model(kind="lstm", units=16):
     elif kind == "conv":
         x = keras.layers.Conv1D(16, 3, name="conv")(x)
         x = keras.layers.GlobalMaxPooling1D()(x)
-    x = keras.layers.LayerNormalization(name="norm")(x)
+    if norm:
+        x = keras.layers.LayerNormalization(name="norm")(x)
     x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
     out = keras.layers.Dense(2, activation="softmax", name="out")(x)
     return keras.Model(inp, out)
@@ -193,3 +194,46 @@ def test_already_clustered_and_subclassed_models_are_refused(keras):
     sub(np.zeros((1, 4), "float32"))
     with pytest.raises(ValueError, match="cluster"):
         clustering.cluster(sub)
+
+
+@pytest.fixture(scope="module")
+def pcqat_bidirectional():
+    """A Bidirectional classifier pruned to 50%, clustered to 8 values per
+    weight and cluster-and-sparsity-preserving quantization-aware trained."""
+    keras.backend.clear_session()
+    # No LayerNormalization here: the converter folds its scale into the next
+    # kernel, which multiplies each row by its own factor (the README says so).
+    dense = _fit(text_model("bidirectional", norm=False), epochs=3, lr=3e-3, n=2048)
+    pruned = pruning.strip(_fit(pruning.prune(dense, target_sparsity=0.5, schedule="constant"), n=2048))
+    clustered = clustering.strip(_fit(clustering.cluster(pruned, clusters=8), n=2048))
+    return clustered, _fit(quantization.quantize(clustered), n=2048)
+
+
+@pytest.mark.parametrize("mode", ["float32", "float16", "dynamic", "int8"])
+@pytest.mark.parametrize("form", ["auto", "fused"])
+def test_every_export_mode_keeps_the_clusters_and_zeros_in_the_file(pcqat_bidirectional, tmp_path, mode, form):
+    """Counted in the file's own weight tensors: float files hold at most 8
+    distinct values per weight; quantized ones at most 8 per quantization
+    channel (each channel has its own scale), and half of every kernel and
+    of the embedding table is zero. The QAT model's int8 file also loads in
+    the default runtime (a Bidirectional layer's learned output range used to
+    be written into a CONCATENATION, which XNNPACK refuses)."""
+    from tfcompress import export
+    from tfcompress.export.weights import file_weights
+
+    clustered, qat = pcqat_bidirectional
+    x, _ = _data(64, seed=3)
+    for name, model in (("clustered", clustered), ("pcqat", qat)):
+        result = export.to_tflite(model, tmp_path / f"{name}.tflite", mode=mode, representative_data=x, recurrent=form, isolate=False)
+        assert result.verification["agreement"] >= 0.98
+        weights = [w for w in file_weights(result.path) if len(w["shape"]) == 2]
+        assert len(weights) >= 6, [(w["name"], w["shape"]) for w in weights]  # embedding, 4+ LSTM kernels, 2 dense
+        for w in weights:
+            per_channel = w["distinct"] if w["sparse"] else w["distinct_per_channel"]
+            assert per_channel <= 8, (w["name"], w["type"], w["distinct_per_channel"])
+            if w["type"].startswith("FLOAT"):
+                assert w["distinct"] <= 8, (w["name"], w["distinct"])
+        # Half of the weights are zeros (the fused form splits kernels per gate,
+        # whose shares differ, so this is counted over all of them).
+        zeros = sum(w["zeros"] for w in weights) / sum(w["size"] for w in weights)
+        assert abs(zeros - 0.5) <= 0.01, zeros

@@ -291,6 +291,10 @@ def _with_qat_ranges(calibrated, qat_model, name, qat_ranges, sample, notes, exp
     if not used:
         notes.append("activation ranges calibrated by the converter" + (f" (QAT ranges not written: {left})" if left else ""))
         return calibrated
+    problem = _runtime_problem(learned)
+    if problem is not None:
+        notes.append(f"activation ranges calibrated by the converter (with the QAT-learned ranges of {used} the runtime refuses the file: {problem})")
+        return calibrated
     if qat_ranges is True:
         notes.append(f"QAT-learned output ranges of {used} written into the file" + (f"; left calibrated: {left}" if left else ""))
         return learned

@@ -35,7 +35,10 @@ _SAME_SCALE = {
     "MAX_POOL_2D",
 }
 # Ops whose int8 output scale is free (requantized from the inputs' scales).
-_FREE_OUTPUT = {"FULLY_CONNECTED", "MUL", "ADD", "SUB", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "SUM"}
+# Not CONCATENATION: TFLite's own kernel requantizes, but XNNPACK (the default
+# delegate) refuses a concatenation whose inputs and output differ in scale,
+# so a Bidirectional layer's output keeps its calibrated range.
+_FREE_OUTPUT = {"FULLY_CONNECTED", "MUL", "ADD", "SUB", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "SUM"}
 
 
 def learned_ranges(model):
