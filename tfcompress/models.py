@@ -87,6 +87,7 @@ def lstm_classifier(
     learning_rate=2e-3,
     compile=True,
     name="lstm_classifier",
+    embedding_rank=None,
 ):
     """Embedding -> LSTM (stacked, optionally bidirectional) -> softmax.
 
@@ -115,6 +116,10 @@ def lstm_classifier(
         learning_rate: Adam learning rate, when `compile=True`.
         compile: compile the model.
         name: model name.
+        embedding_rank: a low-rank factorised embedding: `Embedding(rows,
+            embedding_rank)` followed by `Dense(embedding_dim, use_bias=False)`
+            named `embedding_projection` (`tfcompress.embeddings.factorize`
+            turns a trained model's table into one).
 
     Returns:
         A tf_keras functional model: int32 ids `(batch, max_len)` ->
@@ -128,6 +133,13 @@ def lstm_classifier(
     _positive_int("units", units)
     _positive_int("num_layers", num_layers)
     _rate("dropout", dropout)
+    if embedding_rank is not None:
+        _positive_int("embedding_rank", embedding_rank)
+        if embedding_rank >= embedding_dim:
+            raise ValueError(
+                f"embedding_rank ({embedding_rank}) must be smaller than embedding_dim ({embedding_dim}): "
+                "a factorised table of full rank only adds parameters. Fix: a smaller embedding_rank, or None."
+            )
     layers = keras.layers
     rows = vocab_size
     if embedding_vocab_size is not None:
@@ -140,7 +152,11 @@ def lstm_classifier(
         rows = embedding_vocab_size
     inputs = keras.Input((max_len,), dtype="int32", name="token_ids")
     ids = inputs if rows == vocab_size else CapVocabulary(rows, name="cap_vocabulary")(inputs)
-    x = layers.Embedding(rows, embedding_dim, mask_zero=mask_zero, name="embedding")(ids)
+    if embedding_rank is None:
+        x = layers.Embedding(rows, embedding_dim, mask_zero=mask_zero, name="embedding")(ids)
+    else:
+        x = layers.Embedding(rows, embedding_rank, mask_zero=mask_zero, name="embedding")(ids)
+        x = layers.Dense(embedding_dim, use_bias=False, name="embedding_projection")(x)
     x = layers.Dropout(dropout, name="embedding_dropout")(x)
     for i in range(num_layers):
         lstm = layers.LSTM(units, return_sequences=i < num_layers - 1, name=f"lstm_{i}")

@@ -1,0 +1,164 @@
+"""Making the embedding table smaller while the model keeps its inputs.
+
+In a small text classifier the embedding table is most of the parameters
+(SST-2's default classifier: 14,786 x 64 of about 0.98 M). Three ways to cut
+it, each a plain Keras model that converts to TFLite builtins:
+
+- **a capped vocabulary**: `tfcompress.models.lstm_classifier(...,
+  embedding_vocab_size=N)` keeps rows for the N - 1 most frequent ids and one
+  shared by the rest (`CapVocabulary`);
+- **a low-rank factorised table** (`factorize`): `Embedding(V, d)` becomes
+  `Embedding(V, r)` followed by `Dense(d, use_bias=False)`, initialised from a
+  truncated SVD of the trained table, so the model answers almost as before
+  (the relative reconstruction error is reported) and fine-tunes from there;
+  `lstm_classifier(..., embedding_rank=r)` builds one from scratch. In TFLite
+  it is a GATHER followed by a FULLY_CONNECTED;
+- **pruning and clustering** the table (`tfcompress.pruning`,
+  `tfcompress.clustering`), which also apply to the factorised one.
+"""
+
+import logging
+
+import numpy as np
+
+from tfcompress._keras import ensure_tf_keras, keras, require_graph_model
+from tfcompress._keras.graph import rebuild_functional
+
+log = logging.getLogger("tfcompress")
+
+
+def singular_values(model, layer=None):
+    """The singular values of an embedding table (largest first): how much
+    of it each rank keeps. `layer`: its name (default: the largest Embedding)."""
+    model = ensure_tf_keras(model, caller="singular_values")
+    return np.linalg.svd(_embedding(model, layer).embeddings.numpy(), compute_uv=False)
+
+
+def relative_error(values, rank):
+    """||E - E_rank||_F / ||E||_F for a table with these singular values."""
+    values = np.asarray(values, np.float64)
+    total = float(np.sum(values**2))
+    return float(np.sqrt(np.sum(values[rank:] ** 2) / total)) if total else 0.0
+
+
+def factorize(model, rank=None, max_error=None, layer=None):
+    """Returns a copy of `model` whose embedding table is factorised in two.
+
+    `Embedding(V, d)` is replaced by `Embedding(V, rank)` (same name, same
+    `mask_zero`) and `Dense(d, use_bias=False)` named `<name>_projection`,
+    set from the table's truncated SVD `E ~ U S Vt` as `U sqrt(S)` and
+    `sqrt(S) Vt` (equal scales in both factors, which quantize alike). The
+    copy has the same inputs and outputs; every other weight is copied.
+    Fine-tune it: the truncation loses what the dropped ranks held.
+
+    Args:
+        model: a trained tf_keras or Keras 3 Sequential/Functional model.
+        rank: the inner dimension r (1 <= r < d). Parameters go from V*d to
+            V*r + r*d.
+        max_error: instead of `rank`, the largest relative reconstruction
+            error ||E - E_r|| / ||E|| (Frobenius) allowed; the smallest rank
+            within it is used.
+        layer: the Embedding's name (default: the one with the most weights).
+
+    Returns:
+        The new model; its `tfcompress_factorize_report` says the layer, rank,
+        relative reconstruction error and parameters before and after.
+
+    Raises:
+        ValueError: neither or both of `rank`/`max_error`, a rank outside
+            [1, d), a model with pruning/QAT/clustering wrappers, no Embedding.
+    """
+    model = ensure_tf_keras(model, caller="factorize")
+    require_graph_model(model, "factorize")
+    _refuse_wrappers(model)
+    if (rank is None) == (max_error is None):
+        raise ValueError(
+            "factorize() needs exactly one of rank= (the inner dimension) or max_error= (the largest "
+            f"relative reconstruction error allowed). Received: rank={rank!r}, max_error={max_error!r}."
+        )
+    embedding = _embedding(model, layer)
+    table = embedding.embeddings.numpy()
+    rows, dim = table.shape
+    u, s, vt = np.linalg.svd(table.astype(np.float64), full_matrices=False)
+    if max_error is not None:
+        if not isinstance(max_error, (int, float)) or isinstance(max_error, bool) or not 0 < max_error < 1:
+            raise ValueError(f"max_error must be a number in (0, 1). Received: max_error={max_error!r}.")
+        rank = next((r for r in range(1, dim) if relative_error(s, r) <= max_error), None)
+        if rank is None:
+            raise ValueError(
+                f"factorize(): layer {embedding.name!r} needs its full rank {dim} to stay within "
+                f"max_error={max_error} (rank {dim - 1} loses {relative_error(s, dim - 1):.3f}); factorising "
+                "it saves nothing. Fix: allow a larger max_error, or keep the table."
+            )
+    if not isinstance(rank, int) or isinstance(rank, bool) or not 1 <= rank < dim:
+        raise ValueError(
+            f"rank must be an integer in [1, {dim}) for layer {embedding.name!r} (embedding size {dim}). "
+            f"Received: rank={rank!r}."
+        )
+    root = np.sqrt(s[:rank])
+    factors = [(u[:, :rank] * root).astype(np.float32), (root[:, None] * vt[:rank]).astype(np.float32)]
+    policy = embedding.dtype_policy
+    low = keras.layers.Embedding(
+        rows,
+        rank,
+        mask_zero=embedding.mask_zero,
+        input_length=getattr(embedding, "input_length", None),
+        name=embedding.name,
+        dtype=policy,
+    )
+    projection = keras.layers.Dense(dim, use_bias=False, name=f"{embedding.name}_projection", dtype=policy)
+
+    def clone(layer):
+        if layer is embedding:
+            return lambda ids, **kwargs: projection(low(ids))
+        return layer.__class__.from_config(layer.get_config())
+
+    new = rebuild_functional(model, clone)
+    by_name = {l.name: l for l in model.layers}
+    for target in new.layers:
+        if target is low:
+            target.set_weights(factors[:1])
+        elif target is projection:
+            target.set_weights(factors[1:])
+        elif target.weights and target.name in by_name:
+            target.set_weights(by_name[target.name].get_weights())
+    error = relative_error(s, rank)
+    new.tfcompress_factorize_report = {
+        "layer": embedding.name,
+        "rank": rank,
+        "relative_error": error,
+        "params_before": rows * dim,
+        "params_after": rows * rank + rank * dim,
+    }
+    log.info("factorised %s: %dx%d -> rank %d, relative error %.4f", embedding.name, rows, dim, rank, error)
+    return new
+
+
+def _embedding(model, name=None):
+    tables = [l for l in model.layers if isinstance(l, keras.layers.Embedding)]
+    if name is not None:
+        chosen = [l for l in tables if l.name == name]
+        if not chosen:
+            raise ValueError(
+                f"layer={name!r}: model {model.name!r} has no Embedding of that name. Its Embedding layers: "
+                f"{', '.join(l.name for l in tables) or 'none'}."
+            )
+        return chosen[0]
+    if not tables:
+        raise ValueError(f"model {model.name!r} has no Embedding layer to factorise.")
+    return max(tables, key=lambda l: int(np.prod(l.embeddings.shape)))
+
+
+def _refuse_wrappers(model):
+    from tfcompress import clustering, pruning, quantization
+
+    for check, strip in (
+        (pruning.is_pruned, "tfcompress.pruning.strip"),
+        (clustering.is_clustered, "tfcompress.clustering.strip"),
+        (quantization.is_quantized, "tfcompress.quantization.strip"),
+    ):
+        if check(model):
+            raise ValueError(
+                f"factorize(): model {model.name!r} has compression wrappers. Fix: {strip}(model) first, "
+                "factorise, then prune, cluster or quantize the factorised model."
+            )
