@@ -53,7 +53,7 @@ def test_a_new_step_is_one_registered_class(tmp_path, count_zeros):
         Recipe.from_dict({**config, "steps": [{"train": {}}, {"count_zeros": {"at_least": 2}}]})
     with pytest.raises(RecipeError, match=r"key 'steps\[0\].count_zeros.label': count_zeros needs a model trained before it. Fix: put a train step first"):
         Recipe.from_dict({**config, "steps": [{"count_zeros": {}}]})
-    with pytest.raises(RecipeError, match=r"unknown step 'squeeze'. Fix: use one of: train, prune, quantize, distill, export, count_zeros"):
+    with pytest.raises(RecipeError, match=r"unknown step 'squeeze'. Fix: use one of: train, factorize, prune, cluster, quantize, distill, export, count_zeros"):
         Recipe.from_dict({**config, "steps": ["squeeze"]})
 
     logs = []
@@ -89,7 +89,7 @@ def test_the_registry_refuses_what_could_not_work():
         recipe.register_step(BadFlag)
     with pytest.raises(TypeError, match=r"register_step takes a Step subclass"):
         recipe.register_step(dict)
-    assert recipe.step_names() == ["train", "prune", "quantize", "distill", "export"]
+    assert recipe.step_names() == ["train", "factorize", "prune", "cluster", "quantize", "distill", "export"]
 
 
 def test_a_run_shows_each_epoch_and_writes_tensorboard_logs(tmp_path):
@@ -139,3 +139,52 @@ def test_array_predictions_equal_keras_predict_under_op_determinism():
     tf.config.experimental.enable_op_determinism()  # what recipes run under (and leave on)
     np.testing.assert_array_equal(predict(model, x, batch_size=256), expected)
     assert predict(model, x[:0], batch_size=256).shape == (0, 2)
+
+
+def test_factorize_and_cluster_steps_keep_their_structure_to_the_file(tmp_path):
+    """train -> factorize -> prune -> cluster -> quantize -> export: the
+    report says what each step did, and the exported file's weight matrices
+    hold at most 8 values per quantization channel, 60% of them zero."""
+    from tfcompress import export
+
+    config = small_recipe(
+        tmp_path,
+        model={"build": {"embedding_dim": 16, "units": 8, "dropout": 0.0}},
+        steps=[
+            {"train": {"epochs": 3, "batch_size": 32}},
+            {"factorize": {"rank": 4, "epochs": 1, "batch_size": 32}},
+            {"prune": {"target_sparsity": 0.6, "epochs": 1, "batch_size": 32}},
+            {"cluster": {"clusters": 8, "epochs": 1, "batch_size": 32}},
+            {"quantize": {"epochs": 1, "batch_size": 32}},
+            {"export": {"modes": ["dynamic"], "latency_runs": 20}},
+        ],
+    )
+    report = recipe.run(config, tmp_path / "out")
+    steps = [r.step for r in report.records]
+    assert steps == ["train", "factorize rank 4", "prune 60%", "cluster 8", "quantize (8-bit QAT)", "export model dynamic"]
+    notes = {r.step: r.notes for r in report.records}
+    assert notes["factorize rank 4"].startswith("embedding rank 4: ") and "SVD start error" in notes["factorize rank 4"]
+    assert "at most 8 values per weight, zeros kept" in notes["cluster 8"]
+    values = {r.step: r.value for r in report.records}
+    assert values["export model dynamic"] > 0.85  # the keywords decide the label
+    weights = [w for w in export.file_weights(tmp_path / "out" / "model.tflite") if len(w["shape"]) == 2]
+    assert len(weights) == 4, [w["name"] for w in weights]  # embedding, projection, kernel, recurrent kernel
+    for w in weights:
+        assert (w["distinct"] if w["sparse"] else w["distinct_per_channel"]) <= 8, w["name"]
+    zeros = sum(w["zeros"] for w in weights) / sum(w["size"] for w in weights)
+    assert abs(zeros - 0.6) <= 0.02, zeros
+
+
+def test_factorize_and_cluster_steps_are_checked_and_have_flags(tmp_path):
+    config = small_recipe(tmp_path)
+    with pytest.raises(RecipeError, match=r"factorize needs exactly one of rank or max_error. Fix: give rank: 16"):
+        Recipe.from_dict({**config, "steps": ["train", "factorize"]})
+    with pytest.raises(RecipeError, match=r"factorize must come before prune, cluster and quantize"):
+        Recipe.from_dict({**config, "steps": ["train", "prune", {"factorize": {"rank": 4}}]})
+    with pytest.raises(RecipeError, match=r"clustering cannot follow quantize"):
+        Recipe.from_dict({**config, "steps": ["train", "quantize", "cluster"]})
+    with pytest.raises(RecipeError, match=r"key 'steps\[1\].cluster.clusters': 1 is not valid here. Fix: give an integer in \[2, 256\]"):
+        Recipe.from_dict({**config, "steps": ["train", {"cluster": {"clusters": 1}}]})
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["compress"].format_help()
+    assert "--clusters" in help_text and "--embedding-rank" in help_text
+    assert "cluster    cluster each weight" in help_text and "factorize  replace the embedding table" in help_text

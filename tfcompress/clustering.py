@@ -235,10 +235,17 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
         fresh.set_weights(layer.get_weights())
         cls = ClusterWeightsRNN if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)) else ClusterWeights
         report["clustered"].append(layer.name)
+        layer_init = init
+        if init == "kmeans++" and not _enough_for_kmeans(layer, clusters, preserve_sparsity):
+            # TFMOT's k-means++ start fails ("Expected num_to_sample <=
+            # points.rows()") when a weight (or, with sparsity kept, its
+            # positive or negative part) has fewer entries than centroids.
+            layer_init = "linear"
+            report.setdefault("init_per_layer", {})[layer.name] = "linear (too few weights for kmeans++)"
         return cls(
             fresh,
             number_of_clusters=clusters,
-            cluster_centroids_init=INITS[init],
+            cluster_centroids_init=INITS[layer_init],
             preserve_sparsity=bool(preserve_sparsity),
             cluster_gradient_aggregation=AGGREGATIONS[gradient_aggregation],
         )
@@ -261,6 +268,15 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
         bool(preserve_sparsity),
     )
     return clustered
+
+
+def _enough_for_kmeans(layer, clusters, preserve_sparsity):
+    for weight in clusterable_weights(layer):
+        value = weight.numpy().reshape(-1)
+        parts = (value[value > 0], value[value < 0]) if preserve_sparsity else (value,)
+        if any(part.size < clusters for part in parts):
+            return False
+    return True
 
 
 def _input_shape(layer):

@@ -43,15 +43,18 @@ calibration data. For integer-only accelerators use `"int8"`: the stateless
 (unrolled) int8 file measured within 0.5 point of Keras on SST-2 and faster
 than the fused dynamic file up to 128 tokens. A QAT model's int8 file can
 carry the activation ranges the model learned (`qat_ranges=`,
-`tfcompress.export.ranges`).
+`tfcompress.export.ranges`). `file_weights(path)` reads a file's weight
+tensors back (type, scales, distinct values, zeros): how a clustered or pruned
+model's structure is checked in the file itself.
 """
 
-from tfcompress.export import forms
+from tfcompress.export import forms, weights
 from tfcompress.export.convert import DEFAULT_MODE, VERIFY_THRESHOLDS, VERIFY_TIE, ExportResult, to_tflite
 from tfcompress.export.errors import ConversionCrashed, TFLiteConversionError, VerificationError
 from tfcompress.export.measure import evaluate
 from tfcompress.export.options import MODES
 from tfcompress.export.runtime import TFLiteModel, interpreter_class, runtime_name
+from tfcompress.export.weights import file_weights
 
 __all__ = [
     "to_tflite",
@@ -64,6 +67,8 @@ __all__ = [
     "VERIFY_THRESHOLDS",
     "VERIFY_TIE",
     "forms",
+    "weights",
+    "file_weights",
     "MODES",
     "DEFAULT_MODE",
     "interpreter_class",

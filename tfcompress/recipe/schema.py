@@ -173,6 +173,7 @@ CLASSIFIER_ARGS = {
     "dropout",
     "mask_zero",
     "embedding_vocab_size",
+    "embedding_rank",
     "learning_rate",
 }
 LM_ARGS = {"embedding_dim", "units", "num_layers", "dropout", "learning_rate"}

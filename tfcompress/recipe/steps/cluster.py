@@ -1,0 +1,52 @@
+"""`cluster`: weight clustering while training (TFMOT), wrappers stripped after."""
+
+from tfcompress.recipe import schema
+from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+from tfcompress.recipe.steps.prune import _layer_selection
+
+
+def _clusters(v):
+    return isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 256
+
+
+@register_step
+class Cluster(Step):
+    name = "cluster"
+    summary = "cluster each weight to a few shared values while training (kept through quantize and export)"
+    schema = {
+        **schema.TRAINING,
+        "clusters": (schema.expects("an integer in [2, 256]")(_clusters), 16),
+        "init": (schema.choice("kmeans++", "linear", "density", "random"), "kmeans++"),
+        "preserve_sparsity": (schema.choice("auto", True, False), "auto"),
+        "layers": (schema.optional(schema.str_list, "a list of layer names or class names, or null"), None),
+    }
+    flags = (
+        Flag("--epochs", "epochs", int, 1, "epochs of each training step (default: 2; quantize: 1)"),
+        Flag("--clusters", "clusters", int, 16, "values per weight for the cluster step (default: 16)"),
+    )
+
+    def validate(self, args, earlier, config, fail):
+        if any(name == "quantize" for name, _ in earlier):
+            fail([], "clustering cannot follow quantize (a QAT model cannot be re-wrapped for clustering)", "cluster first, then quantize: the clusters are kept through QAT")
+        if args["preserve_sparsity"] is True and args["clusters"] < 3:
+            fail(["clusters"], "with preserve_sparsity one cluster is the zeros, so at least 3 are needed", "clusters: 3 or more")
+        return args
+
+    def run(self, ctx, args):
+        from tfcompress import clustering, precision
+
+        model = ctx.require_model()
+        with precision.policy_scope("float32"), ctx.strategy.scope():
+            clustered = clustering.cluster(
+                model,
+                clusters=args["clusters"],
+                init=args["init"],
+                preserve_sparsity=args["preserve_sparsity"],
+                layers=_layer_selection(args["layers"]),
+            )
+            report = clustered.tfcompress_clustering_report
+            clustered = ctx.fit(clustered, {**args, "learning_rate": args["learning_rate"] or 1e-4}, default_lr=1e-4)
+        model = clustering.strip(clustered)
+        most = clustering.cluster_report(model).max_distinct()
+        notes = f"{len(report['clustered'])} layers, at most {most} values per weight" + (", zeros kept" if report["preserve_sparsity"] else "")
+        return StepResult(model, [ctx.keras_record(f"cluster {args['clusters']}", model, notes)])
