@@ -28,6 +28,8 @@ BENCHMARKS = [
     "bench_sst2_preprocessing",
     "bench_pruning_qat",
     "bench_export",
+    "bench_smaller",
+    "probe_low_bits",
     "bench_distillation",
     "bench_your_models",
     "bench_acceleration",

@@ -232,6 +232,9 @@ def test_unprunable_chosen_layer_and_structure_misfit_are_named(keras):
         pruning.prune(model, layers=["norm"])
     with pytest.raises(ValueError, match=r"structure='2:4' cannot apply to layer 'lstm' \(LSTM\): a weight of shape \(6, 16\)"):
         pruning.prune(model, structure="2:4", layers=["lstm"])
+    # Whole embedding rows as blocks: TFMOT fails at the first training step, so refused up front.
+    with pytest.raises(ValueError, match=r"block_size=\(1, 6\) spans a whole dimension of layer 'emb'.s weight of shape \(64, 6\)"):
+        pruning.prune(model, block_size=(1, 6), layers=["emb"])
 
 
 def test_subclassed_and_already_pruned_models_are_refused(keras):

@@ -93,6 +93,18 @@ def _check_structure_fits(layer, m_by_n, block_size):
                     f"{layer.name!r} has a weight of shape {tuple(shape)}. Fix: leave it out "
                     "with layers=..."
                 )
+            blocks = [-(-int(n) // b) for n, b in zip(shape, block_size)]
+            if 1 in blocks:
+                # TFMOT pools the weight into blocks and squeezes the result,
+                # so one block across a whole dimension leaves a rank-1 mask
+                # and training fails at its first step ("Input tensor must be
+                # rank 2").
+                raise ValueError(
+                    f"block_size={tuple(block_size)} spans a whole dimension of layer {layer.name!r}'s weight of "
+                    f"shape {tuple(shape)}, which TFMOT's block pruning cannot do (it fails at the first "
+                    "training step). Fix: blocks smaller than the weight in both dimensions (e.g. "
+                    f"({block_size[0]}, {max(1, int(shape[1]) // 2)})), or leave the layer out with layers=..."
+                )
 
 
 def prune(
