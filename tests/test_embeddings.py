@@ -119,3 +119,28 @@ def test_wrapped_models_are_refused(keras):
     model = models.lstm_classifier(VOCAB, max_len=LEN, embedding_dim=DIM)
     with pytest.raises(ValueError, match="compression wrappers. Fix: tfcompress.pruning.strip"):
         embeddings.factorize(pruning.prune(model), rank=4)
+
+
+def test_prune_rows_removes_the_rarest_rows_and_keeps_the_inputs(keras, tmp_path):
+    model = _trained(epochs=1)
+    table = model.get_layer("embedding").embeddings.numpy()
+    counts = np.arange(VOCAB, 0, -1)  # frequency order: id 2 most frequent
+    small = embeddings.prune_rows(model, keep=100, counts=counts)
+    report = small.tfcompress_prune_rows_report
+    assert (report["rows_before"], report["rows_after"], report["params_removed"]) == (VOCAB, 100, 200 * DIM)
+    new_table = small.get_layer("embedding").embeddings.numpy()
+    assert new_table.shape == (100, DIM)
+    np.testing.assert_array_equal(new_table[:99], table[:99])
+    w = counts[99:] / counts[99:].sum()
+    np.testing.assert_allclose(new_table[99], (table[99:] * w[:, None]).sum(0), rtol=1e-5)
+    x, _ = _data(64, seed=2)
+    frequent = np.minimum(x, 98)  # ids that kept their rows answer exactly as before
+    np.testing.assert_allclose(small.predict(frequent, verbose=0), model.predict(frequent, verbose=0), atol=1e-6)
+    assert small.predict(x, verbose=0).shape == (64, 2)  # every id of the encoder is still read
+    result = export.to_tflite(small, tmp_path / "rows.tflite", mode="int8", representative_data=x, isolate=False)
+    assert result.verification["agreement"] >= 0.98
+    assert embeddings.prune_rows(model, keep=0.5).tfcompress_prune_rows_report["rows_after"] == VOCAB // 2
+    with pytest.raises(ValueError, match=r"keep must be an integer in \[3, 300\) or a fraction"):
+        embeddings.prune_rows(model, keep=VOCAB)
+    with pytest.raises(ValueError, match="already caps its vocabulary"):
+        embeddings.prune_rows(small, keep=50)

@@ -13,6 +13,8 @@ it, each a plain Keras model that converts to TFLite builtins:
   (the relative reconstruction error is reported) and fine-tunes from there;
   `lstm_classifier(..., embedding_rank=r)` builds one from scratch. In TFLite
   it is a GATHER followed by a FULLY_CONNECTED;
+- **row pruning** (`prune_rows`): the rows of the rarest ids are removed and
+  those ids share one row (a `CapVocabulary` layer), for a trained model;
 - **pruning and clustering** the table (`tfcompress.pruning`,
   `tfcompress.clustering`), which also apply to the factorised one.
 """
@@ -131,6 +133,90 @@ def factorize(model, rank=None, max_error=None, layer=None):
         "params_after": rows * rank + rank * dim,
     }
     log.info("factorised %s: %dx%d -> rank %d, relative error %.4f", embedding.name, rows, dim, rank, error)
+    return new
+
+
+def prune_rows(model, keep, counts=None, layer=None):
+    """Returns a copy of `model` whose embedding table keeps `keep` rows.
+
+    The rows of the rarest token ids are removed, not zeroed: a
+    `CapVocabulary(keep)` layer before the Embedding maps every id from
+    `keep - 1` up to one shared row, set to the mean of the rows it replaces
+    (weighted by `counts` when given). The model still reads every id of its
+    encoder; the table, and the file, shrink by the removed rows. Fine-tune
+    it afterwards.
+
+    Ids must be ordered by frequency, most frequent first after the reserved
+    ones, as in `tfcompress.text` vocabularies and Keras `Tokenizer` word
+    indexes; the padding id 0 and the out-of-vocabulary id 1 always keep their
+    rows.
+
+    Args:
+        model: a trained tf_keras or Keras 3 Sequential/Functional model whose
+            Embedding reads the model's integer input directly.
+        keep: rows to keep: an integer (3 <= keep < rows) or a fraction of the
+            rows in (0, 1).
+        counts: optional token counts per id (length = rows), for the shared
+            row's weighted mean.
+        layer: the Embedding's name (default: the one with the most weights).
+
+    Returns:
+        The new model; `tfcompress_prune_rows_report` gives the layer, rows
+        before and after, and the parameters removed.
+    """
+    from tfcompress.models import CapVocabulary
+
+    model = ensure_tf_keras(model, caller="prune_rows")
+    require_graph_model(model, "prune_rows")
+    _refuse_wrappers(model)
+    embedding = _embedding(model, layer)
+    table = embedding.embeddings.numpy()
+    rows, dim = table.shape
+    if isinstance(keep, float) and 0 < keep < 1:
+        keep = max(3, int(round(rows * keep)))
+    if not isinstance(keep, int) or isinstance(keep, bool) or not 3 <= keep < rows:
+        raise ValueError(
+            f"keep must be an integer in [3, {rows}) or a fraction in (0, 1) of layer {embedding.name!r}'s "
+            f"{rows} rows. Received: keep={keep!r}."
+        )
+    if any(isinstance(l, CapVocabulary) for l in model.layers):
+        raise ValueError(
+            f"model {model.name!r} already caps its vocabulary (CapVocabulary). Fix: build it with a smaller "
+            "embedding_vocab_size instead."
+        )
+    weights = np.ones(rows - keep + 1) if counts is None else np.asarray(counts, np.float64)[keep - 1 :]
+    if counts is not None and len(counts) != rows:
+        raise ValueError(f"counts has {len(counts)} entries; layer {embedding.name!r} has {rows} rows. Fix: one count per id.")
+    shared = (table[keep - 1 :] * (weights / max(weights.sum(), 1e-12))[:, None]).sum(0)
+    small = keras.layers.Embedding(
+        keep,
+        dim,
+        mask_zero=embedding.mask_zero,
+        input_length=getattr(embedding, "input_length", None),
+        name=embedding.name,
+        dtype=embedding.dtype_policy,
+    )
+    cap = CapVocabulary(keep, name=f"{embedding.name}_cap_vocabulary")
+
+    def clone(l):
+        if l is embedding:
+            return lambda ids, **kwargs: small(cap(ids))
+        return l.__class__.from_config(l.get_config())
+
+    new = rebuild_functional(model, clone)
+    by_name = {l.name: l for l in model.layers}
+    for target in new.layers:
+        if target is small:
+            target.set_weights([np.concatenate([table[: keep - 1], shared[None]]).astype(np.float32)])
+        elif target.weights and target.name in by_name:
+            target.set_weights(by_name[target.name].get_weights())
+    new.tfcompress_prune_rows_report = {
+        "layer": embedding.name,
+        "rows_before": rows,
+        "rows_after": keep,
+        "params_removed": (rows - keep) * dim,
+    }
+    log.info("embedding %s: kept %d of %d rows", embedding.name, keep, rows)
     return new
 
 
