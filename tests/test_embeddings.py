@@ -4,7 +4,7 @@ inputs and outputs, and the chain (prune, cluster, QAT, export) after it."""
 import numpy as np
 import pytest
 
-from tfcompress import clustering, embeddings, export, keras, models, pruning, quantization
+from tfcompress import clustering, embeddings, export, models, pruning, quantization
 
 VOCAB, LEN, DIM = 300, 12, 32
 
