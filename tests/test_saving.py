@@ -1,4 +1,4 @@
-"""Pruned and QAT models survive .keras, .h5 and SavedModel round trips.
+"""Pruned, clustered and QAT models survive .keras, .h5 and SavedModel round trips.
 
 Every object is built with non-default arguments, so that an argument dropped
 by `get_config` (as TFMOT drops `sparsity_m_by_n`) shows up as a difference.
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tfcompress
-from tfcompress import keras, pruning, quantization
+from tfcompress import clustering, keras, pruning, quantization
 
 VOCAB, LEN = 64, 12
 FORMATS = ["model.keras", "model.h5", "savedmodel"]
@@ -124,3 +124,38 @@ def test_load_model_errors(tmp_path):
     junk.write_text("not a model")
     with pytest.raises(ValueError, match=r"neither a .keras archive nor an HDF5 file"):
         tfcompress.load_model(junk)
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    keras.backend.clear_session()
+    base = pruning.strip(_train(pruning.prune(_model(), target_sparsity=0.5, schedule="constant")))
+    return base, _train(clustering.cluster(base, clusters=6, init="density", gradient_aggregation="average"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_clustered_model_round_trip(clustered, tmp_path, fmt):
+    base, clustered = clustered
+    path = _save(clustered, tmp_path, fmt)
+    x, _ = _data(32, seed=3)
+    expected = clustered.predict(x, verbose=0)
+    for name, loader in LOADERS.items():
+        loaded = loader(path)
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6, err_msg=name)
+        wrapper = loaded.get_layer("cluster_bilstm")
+        assert isinstance(wrapper, clustering.ClusterWeightsRNN)
+        assert (wrapper.number_of_clusters, wrapper.preserve_sparsity) == (6, True)
+        assert wrapper.cluster_centroids_init == clustering.INITS["density"]
+        assert wrapper.cluster_gradient_aggregation == clustering.AGGREGATIONS["average"]
+    pruned_away = [w == 0 for w in base.get_weights()]
+    _train(loaded)  # training continues after loading; the clusters and the zeros hold
+    for row in clustering.cluster_report(loaded):
+        assert row["distinct"] <= 6, row
+    for was_zero, now in zip(pruned_away, clustering.strip(loaded).get_weights()):
+        assert (now[was_zero] == 0).all()  # every pruned weight stays zero (weights near zero may join them)
+    # Cluster-preserving QAT from the stripped model, saved and loaded in turn.
+    qat = _train(quantization.quantize(clustering.strip(loaded)))
+    (tmp_path / "q").mkdir()
+    back = tfcompress.load_model(_save(qat, tmp_path / "q", fmt))
+    _train(back)
+    assert clustering.cluster_report(quantization.strip(back)).max_distinct() <= 6

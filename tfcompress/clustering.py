@@ -22,6 +22,9 @@ What tfcompress adds to TFMOT's `cluster_weights`:
   wrappers is stripped first.
 - `strip()` builds fresh layers (TFMOT's returns the clustered model's own
   layer objects for unclustered layers, so the two models share them).
+- **Saving works**: TFMOT keeps the sparsity masks in plain tensors made when
+  the wrapper builds, so a loaded sparsity-preserving model lost its zeros and
+  answered differently; RNN wrappers could not be saved as a SavedModel.
 - Keras 3 models are converted; mixed-precision models are clustered in
   float32 (with one warning); saved clustered models load with
   `tfcompress.load_model` without custom objects.
@@ -54,8 +57,57 @@ from tfcompress._keras import (
 
 log = logging.getLogger("tfcompress")
 
-ClusterWeights = cluster_wrapper.ClusterWeights
-ClusterWeightsRNN = cluster_wrapper.ClusterWeightsRNN
+TFMOTClusterWeights = cluster_wrapper.ClusterWeights
+
+
+class _SavedSparsity:
+    """TFMOT's clustering wrapper, fixed to survive saving.
+
+    - With `preserve_sparsity`, TFMOT computes the sparsity masks and the index
+      of the zero centroid once, when the wrapper builds, as plain tensors: a
+      loaded model rebuilds them from its freshly initialised weights, so the
+      zeros are no longer pinned and its answers change. Here they are
+      variables, saved and restored with the rest.
+    - The wrapper points the layer's kernel attributes at clustered tensors,
+      so the layer and its cells must not be traced on their own when saving
+      a SavedModel (they would capture a tensor of another graph); they are
+      rebuilt from their configuration instead.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        for sub in [self.layer] + list(self.layer._flatten_layers(include_self=False)):  # noqa: SLF001
+            sub._must_restore_from_config = True  # noqa: SLF001
+        if not self.preserve_sparsity:
+            return
+        for name in list(self.sparsity_masks):
+            mask = self.sparsity_masks[name]
+            self.sparsity_masks[name] = self.add_weight(
+                f"sparsity_mask_{name}",
+                shape=mask.shape,
+                dtype=mask.dtype,
+                trainable=False,
+                initializer=keras.initializers.Constant(mask.numpy()),
+            )
+            zero = self.zero_idx[name]
+            self.zero_idx[name] = self.add_weight(
+                f"zero_centroid_{name}",
+                shape=zero.shape,
+                dtype=zero.dtype,
+                trainable=False,
+                initializer=keras.initializers.Constant(zero.numpy()),
+            )
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class ClusterWeights(_SavedSparsity, cluster_wrapper.ClusterWeights):
+    """TFMOT's `ClusterWeights`, with its sparsity masks saved (see `cluster`)."""
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class ClusterWeightsRNN(_SavedSparsity, cluster_wrapper.ClusterWeightsRNN):
+    """TFMOT's `ClusterWeightsRNN` (LSTM, GRU, SimpleRNN, Bidirectional), with
+    its sparsity masks saved (see `cluster`)."""
 
 CLUSTERABLE_TYPES = (
     keras.layers.Embedding,
@@ -82,14 +134,20 @@ _RNN = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
 
 
 def is_clustered(model):
-    """True if `model` has clustering wrappers."""
-    return any(isinstance(layer, ClusterWeights) for layer in model.layers)
+    """True if `model` has clustering wrappers (TFMOT's or tfcompress's)."""
+    return any(isinstance(layer, TFMOTClusterWeights) for layer in model.layers)
 
 
 def custom_objects():
     """The classes a saved clustered model names, for `keras.models.load_model`
-    (`tfcompress.load_model` needs none of this)."""
-    return {"ClusterWeights": ClusterWeights, "ClusterWeightsRNN": ClusterWeightsRNN}
+    (`tfcompress.load_model` needs none of this). Files saved by TFMOT's own
+    `cluster_weights` load with TFMOT's classes."""
+    return {
+        "ClusterWeights": cluster_wrapper.ClusterWeights,
+        "ClusterWeightsRNN": cluster_wrapper.ClusterWeightsRNN,
+        "tfcompress>ClusterWeights": ClusterWeights,
+        "tfcompress>ClusterWeightsRNN": ClusterWeightsRNN,
+    }
 
 
 def clusterable_weights(layer):
@@ -296,11 +354,11 @@ def strip(model):
     require_graph_model(model, "clustering.strip")
 
     def unwrap(layer):
-        inner = layer.layer if isinstance(layer, ClusterWeights) else layer
+        inner = layer.layer if isinstance(layer, TFMOTClusterWeights) else layer
         return inner.__class__.from_config(inner.get_config())
 
     stripped = clone_with(model, unwrap)  # copies the unwrapped layers' weights
-    by_name = {layer.layer.name: layer for layer in model.layers if isinstance(layer, ClusterWeights)}
+    by_name = {layer.layer.name: layer for layer in model.layers if isinstance(layer, TFMOTClusterWeights)}
     for layer in stripped.layers:
         if layer.name in by_name:
             layer.set_weights(_clustered_values(by_name[layer.name]))

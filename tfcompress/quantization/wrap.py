@@ -80,8 +80,8 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
             weights that are equal when QAT starts stay equal, so each
             quantized weight keeps at most as many distinct values as it had.
             `"auto"`: for every layer whose quantized weights are clustered
-            (at most 256 distinct values each, and each value shared by four
-            entries on average), e.g. after `tfcompress.clustering`. `True`:
+            (at most 256 distinct values each, non-zero values shared by
+            several entries), e.g. after `tfcompress.clustering`. `True`:
             for every quantized layer (an error names a weight with more
             than 256 distinct values).
 
@@ -190,8 +190,9 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
 
 def _keeps_clusters(layer):
     """True if every weight the text config quantizes in `layer` is clustered:
-    at most `MAX_CLUSTERS` distinct values, each shared by four entries on
-    average (a trained, unclustered weight has as many values as entries)."""
+    at most `MAX_CLUSTERS` distinct values, and some non-zero value shared by
+    several entries (a trained weight, pruned or not, has as many non-zero
+    values as non-zero entries)."""
     values = []
     for path in weight_paths(layer) or []:
         if path.endswith(".bias"):
@@ -203,8 +204,8 @@ def _keeps_clusters(layer):
     if not values:
         return False
     for value in values:
-        distinct = len(np.unique(value))
-        if distinct > MAX_CLUSTERS or distinct * 4 > value.size:
+        nonzero = value[value != 0]
+        if len(np.unique(value)) > MAX_CLUSTERS or (nonzero.size and len(np.unique(nonzero)) == nonzero.size):
             return False
     return True
 
