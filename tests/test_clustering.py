@@ -92,7 +92,8 @@ def test_pruned_model_keeps_its_zeros_through_clustering(keras):
         assert abs(row["zeros"] / row["size"] - 0.5) <= max(0.01, 1 / row["size"]), row
 
 
-def test_cluster_preserving_qat_keeps_clusters_and_zeros_through_saving(keras, tmp_path):
+def test_cluster_preserving_qat_keeps_clusters_and_zeros(keras):
+    """(Saved and loaded QAT models keep them too: tests/test_saving.py.)"""
     pruned = pruning.strip(_fit(pruning.prune(_fit(text_model("bidirectional")), target_sparsity=0.5, schedule="constant")))
     clustered = clustering.strip(_fit(clustering.cluster(pruned, clusters=8)))
     before = clustering.cluster_report(clustered)
@@ -103,15 +104,10 @@ def test_cluster_preserving_qat_keeps_clusters_and_zeros_through_saving(keras, t
     weights_before = qat.get_layer("quant_embedding").get_weights()
     _fit(qat, epochs=2)
     assert not all(np.array_equal(a, b) for a, b in zip(weights_before, qat.get_layer("quant_embedding").get_weights()))
-    for path in (tmp_path / "q.keras", tmp_path / "q.h5"):
-        qat.save(path)
-        loaded = tfcompress.load_model(path)
-        _fit(loaded)
-        for model in (qat, loaded):
-            after = clustering.cluster_report(quantization.strip(model))
-            for old, new in zip(before, after):
-                assert new["distinct"] <= old["distinct"] <= 8, (old, new)
-                assert new["zeros"] >= old["zeros"], (old, new)  # every zero stays zero
+    after = clustering.cluster_report(quantization.strip(qat))
+    for old, new in zip(before, after):
+        assert new["distinct"] <= old["distinct"] <= 8, (old, new)
+        assert new["zeros"] >= old["zeros"], (old, new)  # every zero stays zero
     # Without cluster preservation the same QAT breaks the clusters apart.
     free = _fit(quantization.quantize(clustered, preserve_clusters=False), epochs=2)
     assert max(r["distinct"] for r in clustering.cluster_report(quantization.strip(free))) > 8
@@ -209,8 +205,9 @@ def pcqat_bidirectional():
     return clustered, _fit(quantization.quantize(clustered), n=2048)
 
 
-@pytest.mark.parametrize("mode", ["float32", "float16", "dynamic", "int8"])
-@pytest.mark.parametrize("form", ["auto", "fused"])
+@pytest.mark.parametrize(
+    "mode, form", [("float32", "auto"), ("float16", "auto"), ("dynamic", "auto"), ("int8", "auto"), ("dynamic", "fused"), ("int8", "fused")]
+)
 def test_every_export_mode_keeps_the_clusters_and_zeros_in_the_file(pcqat_bidirectional, tmp_path, mode, form):
     """Counted in the file's own weight tensors: float files hold at most 8
     distinct values per weight; quantized ones at most 8 per quantization
@@ -223,7 +220,8 @@ def test_every_export_mode_keeps_the_clusters_and_zeros_in_the_file(pcqat_bidire
 
     clustered, qat = pcqat_bidirectional
     x, _ = _data(64, seed=3)
-    for name, model in (("clustered", clustered), ("pcqat", qat)):
+    # The clustered model itself in one mode; the PCQAT model in every one.
+    for name, model in (("clustered", clustered), ("pcqat", qat)) if mode == "dynamic" and form == "auto" else (("pcqat", qat),):
         result = export.to_tflite(model, tmp_path / f"{name}.tflite", mode=mode, representative_data=x, recurrent=form, isolate=False)
         assert result.verification["agreement"] >= 0.98
         weights = [w for w in file_weights(result.path) if len(w["shape"]) == 2]
