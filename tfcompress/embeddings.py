@@ -110,20 +110,7 @@ def factorize(model, rank=None, max_error=None, layer=None):
     )
     projection = keras.layers.Dense(dim, use_bias=False, name=f"{embedding.name}_projection", dtype=policy)
 
-    def clone(layer):
-        if layer is embedding:
-            return lambda ids, **kwargs: projection(low(ids))
-        return layer.__class__.from_config(layer.get_config())
-
-    new = rebuild_functional(model, clone)
-    by_name = {l.name: l for l in model.layers}
-    for target in new.layers:
-        if target is low:
-            target.set_weights(factors[:1])
-        elif target is projection:
-            target.set_weights(factors[1:])
-        elif target.weights and target.name in by_name:
-            target.set_weights(by_name[target.name].get_weights())
+    new = _replace_embedding(model, embedding, lambda ids: projection(low(ids)), {low: factors[:1], projection: factors[1:]})
     error = relative_error(s, rank)
     new.tfcompress_factorize_report = {
         "layer": embedding.name,
@@ -198,18 +185,8 @@ def prune_rows(model, keep, counts=None, layer=None):
     )
     cap = CapVocabulary(keep, name=f"{embedding.name}_cap_vocabulary")
 
-    def clone(l):
-        if l is embedding:
-            return lambda ids, **kwargs: small(cap(ids))
-        return l.__class__.from_config(l.get_config())
-
-    new = rebuild_functional(model, clone)
-    by_name = {l.name: l for l in model.layers}
-    for target in new.layers:
-        if target is small:
-            target.set_weights([np.concatenate([table[: keep - 1], shared[None]]).astype(np.float32)])
-        elif target.weights and target.name in by_name:
-            target.set_weights(by_name[target.name].get_weights())
+    rows_kept = np.concatenate([table[: keep - 1], shared[None]]).astype(np.float32)
+    new = _replace_embedding(model, embedding, lambda ids: small(cap(ids)), {small: [rows_kept]})
     new.tfcompress_prune_rows_report = {
         "layer": embedding.name,
         "rows_before": rows,
@@ -217,6 +194,25 @@ def prune_rows(model, keep, counts=None, layer=None):
         "params_removed": (rows - keep) * dim,
     }
     log.info("embedding %s: kept %d of %d rows", embedding.name, keep, rows)
+    return new
+
+
+def _replace_embedding(model, embedding, replacement, weights):
+    """`model` re-run with `replacement(ids)` in place of `embedding`; the new
+    layers get `weights[layer]`, every other layer its old weights."""
+
+    def clone(layer):
+        if layer is embedding:
+            return lambda ids, **kwargs: replacement(ids)
+        return layer.__class__.from_config(layer.get_config())
+
+    new = rebuild_functional(model, clone)
+    by_name = {l.name: l for l in model.layers}
+    for target in new.layers:
+        if target in weights:
+            target.set_weights(weights[target])
+        elif target.weights and target.name in by_name:
+            target.set_weights(by_name[target.name].get_weights())
     return new
 
 
