@@ -80,22 +80,28 @@ def test_clustering_a_trained_model_keeps_its_accuracy(keras):
     assert clustered.evaluate(x, y, verbose=0)[1] >= dense - 0.03
 
 
-def test_pruned_model_keeps_its_zeros_through_clustering(keras):
+@pytest.fixture(scope="module")
+def pruned_then_clustered():
+    """A bidirectional text model pruned to 50% and trained, then clustered to 8 values and trained."""
+    tfcompress.keras.backend.clear_session()
     pruned = pruning.prune(_fit(text_model("bidirectional")), target_sparsity=0.5, schedule="constant")
     _fit(pruned)
     clustered = clustering.cluster(pruned, clusters=8)  # wrappers stripped first
+    return _fit(clustered)
+
+
+def test_pruned_model_keeps_its_zeros_through_clustering(pruned_then_clustered):
+    clustered = pruned_then_clustered
     assert clustered.tfcompress_clustering_report["preserve_sparsity"] is True  # auto: half are zeros
-    _fit(clustered)
     rows = clustering.cluster_report(clustered)
     for row in rows:
         assert row["distinct"] <= 8, row
         assert abs(row["zeros"] / row["size"] - 0.5) <= max(0.01, 1 / row["size"]), row
 
 
-def test_cluster_preserving_qat_keeps_clusters_and_zeros(keras):
+def test_cluster_preserving_qat_keeps_clusters_and_zeros(pruned_then_clustered, keras):
     """(Saved and loaded QAT models keep them too: tests/test_saving.py.)"""
-    pruned = pruning.strip(_fit(pruning.prune(_fit(text_model("bidirectional")), target_sparsity=0.5, schedule="constant")))
-    clustered = clustering.strip(_fit(clustering.cluster(pruned, clusters=8)))
+    clustered = clustering.strip(pruned_then_clustered)
     before = clustering.cluster_report(clustered)
     qat = quantization.quantize(clustered)
     report = qat.tfcompress_quantization_report

@@ -87,8 +87,8 @@ def test_classifier_learns_sst2_with_best_only_checkpoint(sst2_dir, tmp_path):
     model = models.lstm_classifier(len(encoder.vocabulary), max_len=64)
     best = tmp_path / "best.weights.h5"
     history = model.fit(
-        x_train[:30000],
-        train.labels[:30000],
+        x_train[:15000],
+        train.labels[:15000],
         batch_size=128,
         epochs=2,
         validation_data=(x_dev, dev.labels),
@@ -102,7 +102,8 @@ def test_classifier_learns_sst2_with_best_only_checkpoint(sst2_dir, tmp_path):
     model.load_weights(str(best))
     accuracy = model.evaluate(x_dev, dev.labels, verbose=0)[1]
     assert accuracy == pytest.approx(max(history.history["val_accuracy"]), abs=1e-6)
-    assert accuracy >= 0.78  # chance is 0.51; the full recipe reaches ~0.84 (BENCHMARKS.md)
+    # chance is 0.51; 0.80 here on half of the examples (2 epochs); the full recipe reaches ~0.84 (BENCHMARKS.md)
+    assert accuracy >= 0.77
 
 
 @pytest.mark.slow

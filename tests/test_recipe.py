@@ -229,12 +229,13 @@ def uninterrupted(tmp_path_factory):
     return path, tmp_path / "clean"
 
 
-# (file to wait for, seconds after it): 0 kills at the step boundary, > 0 inside the next step.
+# One run killed again and again, each resume killed at the next point; the last resume finishes.
+# (file to wait for, seconds after it): 0 kills at the step boundary, > 0 inside the next step. Each
+# file appears only after the previous kill, so every kill lands where its name says.
 KILL_POINTS = {
     "after data": (".run/00-data/done.json", 0.0),
-    "after train": (".run/01-train/done.json", 0.0),
-    "inside prune": (".run/01-train/done.json", 1.5),
-    "inside quantize": (".run/02-prune/done.json", 1.0),
+    "inside prune": (".run/01-train/done.json", 1.5),  # after train resumed from the data checkpoint
+    "inside quantize": (".run/02-prune/done.json", 1.0),  # after prune reran from its start
     # Resumes from quantize's checkpoint (the quantize -> export boundary) with the first file and its
     # JSON written and the float32 one being converted.
     "inside export": ("model.json", 0.0),
@@ -242,30 +243,30 @@ KILL_POINTS = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_killed_run_resumes_to_the_same_outputs_and_leaves_no_partial_files(uninterrupted, tmp_path, point):
+def test_a_run_killed_at_every_point_resumes_to_the_same_outputs_and_leaves_no_partial_files(uninterrupted, tmp_path):
     path, clean = uninterrupted
-    trigger, delay = KILL_POINTS[point]
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tfcompress", "compress", "--recipe", str(path), "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not (out / trigger).exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(delay)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert not (out / "model-float32.tflite").exists()
+    for point, (trigger, delay) in KILL_POINTS.items():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tfcompress", "compress", "--recipe", str(path), "--out", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not (out / trigger).exists():
+                assert proc.poll() is None and time.monotonic() < deadline, f"the run ended before the kill {point!r}"
+                time.sleep(0.05)
+            time.sleep(delay)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert not (out / "model-float32.tflite").exists(), point
     resumed = _cli("compress", "--recipe", path, "--out", out)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed" in resumed.stdout  # "[data] resumed", "[2/4 prune] resumed from its checkpoint", ...
+    assert "[data] resumed" in resumed.stdout and "quantize] resumed from its checkpoint" in resumed.stdout
 
     a, b = Report.load(clean), Report.load(out)
+    assert [r.step for r in a.records] == [r.step for r in b.records]
     for ra, rb in zip(a.records, b.records):
         assert (ra.step, ra.value, ra.params, ra.nonzero) == (rb.step, rb.value, rb.params, rb.nonzero)
     for name in ("model.tflite", "model.json", "model-float32.tflite", "model-float32.json", "model.vocab.txt", "model.preprocessing.json", "model-float32.vocab.txt", "model-float32.preprocessing.json"):

@@ -155,11 +155,12 @@ def test_clustered_model_round_trip(clustered, tmp_path, fmt):
         assert (now[was_zero] == 0).all()  # every pruned weight stays zero (weights near zero may join them)
     if fmt != "model.keras":
         return
-    # Cluster-preserving QAT from the stripped model, saved and loaded in turn.
+    # Cluster-preserving QAT from the stripped model, saved and loaded. Its cluster ids are one more
+    # quantizer variable, saved as the others are (every format: test_quantized_model_round_trip);
+    # .h5, which names weights by path, is the format where a new variable could collide.
     qat = _train(quantization.quantize(clustering.strip(loaded)))
-    for qfmt in FORMATS:
-        (tmp_path / "q").mkdir(exist_ok=True)
-        back = tfcompress.load_model(_save(qat, tmp_path / "q", qfmt))
-        np.testing.assert_allclose(back.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+    (tmp_path / "q").mkdir()
+    back = tfcompress.load_model(_save(qat, tmp_path / "q", "model.h5"))
+    np.testing.assert_allclose(back.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
     _train(back)
     assert clustering.cluster_report(quantization.strip(back)).max_distinct() <= 6
