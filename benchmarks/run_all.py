@@ -30,6 +30,7 @@ BENCHMARKS = [
     "bench_export",
     "bench_smaller",
     "probe_low_bits",
+    "bench_auto_epochs",
     "bench_distillation",
     "bench_your_models",
     "bench_acceleration",

@@ -12,7 +12,7 @@ Each capability lives in its own module, used as `tfcompress.<module>.<name>`.
 import importlib.metadata as _metadata
 
 from tfcompress._keras import ConversionError, as_keras3, as_tf_keras, keras
-from tfcompress import clustering, devices, distillation, embeddings, export, models, precision, pruning, quantization, report, text  # noqa: E402
+from tfcompress import clustering, devices, distillation, embeddings, export, models, precision, pruning, quantization, report, text, training  # noqa: E402
 from tfcompress.saving import UnsafeModelError, load_model, register as _register
 
 _register()
@@ -40,5 +40,6 @@ __all__ = [
     "quantization",
     "report",
     "text",
+    "training",
     "__version__",
 ]

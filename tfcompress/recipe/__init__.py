@@ -23,6 +23,17 @@ A recipe is a YAML or JSON file (or the equivalent dict / `Recipe` object)::
       - quantize: {epochs: 1}
       - export: {modes: [dynamic, float32]}
 
+Any training step takes `epochs: auto` (command line: `--epochs auto`):
+it trains until its loss on a selection split (`monitor: accuracy` for the
+accuracy) has not improved for `patience` epochs (default 2), at most
+`max_epochs` (default 20), and keeps the best epoch's weights
+(`tfcompress.training.BestEpoch`). The selection
+split (`data.selection_fraction`, default 10%) is carved from the training
+data once for the whole run, the same on every resume, so that dev serves
+only to report: the report row says how many epochs ran, which was kept and
+why it stopped. A prune step ramps its sparsity up over its first 2 epochs
+and chooses only among the epochs after them.
+
 Each step works on the model the previous step produced (`distill` trains a new
 student from it). `data.task: language_model` with `data.corpus` (a text file,
 or `builtin`, Python's own documentation) trains a character language model

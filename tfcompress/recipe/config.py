@@ -68,6 +68,12 @@ class Recipe:
         _check_sections(config, base_dir, fail)
         return cls(config, source, base_dir)
 
+    @property
+    def makes_choices(self):
+        """The steps that choose something on data (`epochs: auto`), as
+        `"step N name (epochs: auto)"` labels; empty when none do."""
+        return [f"step {i} {name} (epochs: auto)" for i, (name, args) in enumerate(self.steps, start=1) if args.get("epochs") == "auto"]
+
     def step_seed(self, index):
         """The random seed of step `index` (1-based): each step is reproducible alone."""
         return self.config["seed"] * 1000 + index

@@ -25,7 +25,8 @@ class RunContext:
         recipe: the `Recipe`.
         data: `{"x_train", "y_train", "x_dev", "y_dev"}` arrays (encoded); for
             a language model `x_train` is a `text.CharWindows` and `y_train`
-            None (see `subset`).
+            None (see `subset`). With `epochs: auto` somewhere in the recipe,
+            also `x_sel`/`y_sel`: the selection split carved from training.
         encoder: the `TextEncoder` (classification), else None.
         vocab: the `Vocabulary` (token ids, or characters for a language model).
         meta: task facts: `task`, `labels`, `num_classes`, `max_len`, ...
@@ -58,6 +59,8 @@ class RunContext:
     index: int = 0
     steps: list = dataclasses.field(default_factory=list)
     model: object = None
+    stopping: object = None
+    """The `BestEpoch` of the step's last `epochs: auto` fit, until its report row takes it."""
 
     # -------------------------------------------------------------- models
 
@@ -134,7 +137,7 @@ class RunContext:
     def window_batches(self, args):
         """`(dataset, steps_per_epoch)` of every training window, made as they are read."""
         windows = self.data["x_train"]
-        ds = windows.dataset(args["batch_size"], epochs=args["epochs"], seed=self.recipe.step_seed(self.index))
+        ds = windows.dataset(args["batch_size"], epochs=self.max_epochs(args), seed=self.recipe.step_seed(self.index))
         return ds, int(np.ceil(len(windows) / args["batch_size"]))
 
     def calibration_inputs(self, count):
@@ -146,10 +149,40 @@ class RunContext:
         rng = np.random.default_rng(self.recipe.config["seed"])
         return x.take(np.sort(rng.choice(len(x), min(len(x), count), replace=False)))[0]
 
-    def fit(self, model, args, default_lr, callbacks=()):
+    @staticmethod
+    def max_epochs(args):
+        """The epochs `fit` is given: the step's, or its `max_epochs` with `epochs: auto`."""
+        return args["max_epochs"] if args["epochs"] == "auto" else args["epochs"]
+
+    def validation(self, args, first_candidate=1, weights_of=None):
+        """`(validation data, callbacks)` for a step's `fit`. Fixed epochs
+        validate on dev (a curve to watch, no choice made); `epochs: auto`
+        validates on the selection split, stops when its metric has not
+        improved for `patience` epochs and keeps the best epoch (`BestEpoch`,
+        whose summary goes into the step's report row)."""
+        import tensorflow as tf
+
+        from tfcompress.training import BestEpoch
+
+        if args["epochs"] != "auto":
+            return tf.data.Dataset.from_tensor_slices((self.data["x_dev"], self.data["y_dev"])).batch(512), []
+        # Loss by default: on a split that shares phrases with training (SST-2's phrases come from its
+        # sentences) accuracy kept rising for 10+ epochs while the loss turned after 2 (BENCHMARKS.md).
+        # A distiller's val_loss mixes in its distillation term: its student is judged on its own loss.
+        if args["monitor"] == "accuracy":
+            monitor = "val_accuracy"
+        else:
+            monitor = "val_student_loss" if weights_of is not None else "val_loss"
+        stop = BestEpoch(monitor, patience=args["patience"], first_candidate=min(first_candidate, args["max_epochs"]), weights_of=weights_of)
+        self.stopping = stop
+        return (self.data["x_sel"], self.data["y_sel"]), [stop]
+
+    def fit(self, model, args, default_lr, callbacks=(), first_candidate=1):
         """Compiles `model` (Adam at the step's learning rate, unless it is
         already compiled and no rate is given) and fits it on the step's
-        training examples, validating on dev, with the run's callbacks."""
+        training examples with the run's callbacks, validating on dev; with
+        `epochs: auto`, on the selection split until it stops improving (see
+        `validation`)."""
         from tfcompress import keras
 
         lr = args.get("learning_rate") or default_lr
@@ -167,13 +200,15 @@ class RunContext:
             x, y = arrays
             train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=self.recipe.step_seed(self.index), reshuffle_each_iteration=True)
             train = train.batch(args["batch_size"])
-        dev = tf.data.Dataset.from_tensor_slices((self.data["x_dev"], self.data["y_dev"])).batch(512)
+        validation, stopping = self.validation(args, first_candidate)
+        if isinstance(validation, tuple):
+            validation = tf.data.Dataset.from_tensor_slices(validation).batch(512)
         model.fit(
             train,
-            epochs=args["epochs"],
+            epochs=self.max_epochs(args),
             steps_per_epoch=steps,
-            validation_data=dev,
-            callbacks=[*self.callbacks, *callbacks],
+            validation_data=validation,
+            callbacks=[*self.callbacks, *callbacks, *stopping],
             verbose=self.verbose,
         )
         return model
@@ -199,6 +234,9 @@ class RunContext:
         from tfcompress._keras import predict as keras_predict
         from tfcompress.report import Record
 
+        stop, self.stopping = self.stopping, None
+        if stop is not None:  # the step trained with epochs: auto
+            notes = "; ".join(n for n in (notes, stop.summary()) if n)
         plain = quantization.strip(model)
         probs = keras_predict(model, self.data["x_dev"], batch_size=512)
         name, value, higher, accuracy = self.metric(probs)

@@ -7,7 +7,7 @@ import numpy as np
 
 from tfcompress.recipe.schema import RecipeError
 
-__all__ = ["prepare_data", "DEV_MAX_CHARS"]
+__all__ = ["prepare_data", "carve_selection", "DEV_MAX_CHARS"]
 
 DEV_MAX_CHARS = 100_000
 """A language model's dev set: the last 5% of the corpus, at most this many characters."""
@@ -111,6 +111,45 @@ def prepare_data(recipe, run):
     run.finish_data(meta)
     run.log(f"[data] {len(data['x_train']):,} training and {len(data['x_dev']):,} dev examples, vocabulary {len(vocab):,}")
     return data, encoder, vocab, meta
+
+
+def carve_selection(recipe, data, meta):
+    """Sets a selection split aside from the training data, for the choices
+    a run makes (`epochs: auto` stops on it), so that dev serves only to
+    report. The same split on every run and resume of a recipe (its seed).
+
+    Returns the data with `x_train`/`y_train` reduced and `x_sel`/`y_sel`
+    added."""
+    from tfcompress import text
+
+    fraction, source = recipe.config["data"]["selection_fraction"], recipe.source
+    data = dict(data)
+    if meta["task"] == "classification":
+        n = len(data["x_train"])
+        count = int(round(n * fraction))
+        if count < 1 or n - count < 1:
+            raise text.DataFormatError(
+                f"{source}: {n} training example(s) are too few to set {fraction:.0%} aside as the selection split "
+                "that 'epochs: auto' stops on. Fix: give more training examples, or fixed epochs (epochs: 2)."
+            )
+        order = np.random.default_rng([recipe.config["seed"], 17]).permutation(n)
+        chosen, rest = np.sort(order[:count]), np.sort(order[count:])
+        data["x_sel"], data["y_sel"] = data["x_train"][chosen], data["y_train"][chosen]
+        data["x_train"], data["y_train"] = data["x_train"][rest], data["y_train"][rest]
+        return data
+    # A language model: the end of the training corpus (before dev), at most DEV_MAX_CHARS of it.
+    windows = data["x_train"]
+    ids, window = windows.ids, meta["max_len"]
+    cut = max(int(len(ids) * (1 - fraction)), len(ids) - DEV_MAX_CHARS)
+    if min(cut, len(ids) - cut) <= window:
+        raise text.DataFormatError(
+            f"{source}: the training corpus ({len(ids):,} characters) is too short to set {fraction:.0%} aside as the "
+            f"selection split that 'epochs: auto' stops on (each part needs more than data.window = {window} "
+            "characters). Fix: a longer corpus, or fixed epochs (epochs: 2)."
+        )
+    data["x_train"] = text.CharWindows(ids[:cut], window, meta["stride"])
+    data["x_sel"], data["y_sel"] = text.char_windows(ids[cut:], window, 7)
+    return data
 
 
 def _require_examples(data, path, key):

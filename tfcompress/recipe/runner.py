@@ -8,7 +8,7 @@ import time
 
 from tfcompress.recipe.config import Recipe
 from tfcompress.recipe.context import RunContext
-from tfcompress.recipe.data import prepare_data
+from tfcompress.recipe.data import carve_selection, prepare_data
 from tfcompress.recipe.schema import RecipeError
 from tfcompress.recipe.step import get_step
 
@@ -60,12 +60,24 @@ def _execute(recipe, state, log, callbacks, verbose, board):
 
     started = time.perf_counter()
     data, encoder, vocab, meta = prepare_data(recipe, state)
+    if recipe.makes_choices:
+        data = carve_selection(recipe, data, meta)
+        log(
+            f"[data] selection split: {len(data['x_sel']):,} examples carved from training for the run's choices "
+            f"({', '.join(recipe.makes_choices)}); the {len(data['x_dev']):,} dev examples are used for no choice"
+        )
     ctx = RunContext(
         recipe, data, encoder, vocab, meta, devices.strategy(recipe.config["strategy"]), recipe.config["precision"],
         state.out, state.state, log, steps=recipe.steps, verbose=progress.default_verbose(log) if verbose is None else verbose,
     )
     kind = "text classifier" if meta["task"] == "classification" else "character language model"
     report = Report(f"{recipe.config['name']}: {kind}", meta={"recipe": recipe.source, "train examples": len(data["x_train"]), "dev examples": len(data["x_dev"])})
+    if recipe.makes_choices:
+        report.meta["selection examples"] = len(data["x_sel"])
+        report.meta["selection"] = (
+            f"{', '.join(recipe.makes_choices)} chose on a split carved from the training data; "
+            "dev figures come from data no choice has seen"
+        )
     if meta.get("prepared_model"):  # the user's model as it came in: the baseline of every later row
         report.add(ctx.keras_record("your model (as loaded)", ctx.loaded_model()))
     for index, (name, args) in enumerate(recipe.steps, start=1):

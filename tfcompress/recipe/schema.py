@@ -39,6 +39,26 @@ def nonneg_int(v):
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
+@expects("an integer >= 1, or 'auto' (train until the selection metric stops improving)")
+def epochs(v):
+    return v == "auto" or positive_int(v)
+
+
+def epochs_arg(text):
+    """`--epochs` on the command line: an integer, or `auto`."""
+    import argparse
+
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'auto', got {text!r}")
+    return value
+
+
 @expects("a number > 0")
 def positive_number(v):
     return _number(v) and v > 0
@@ -105,7 +125,10 @@ def optional(check, expected):
 
 
 TRAINING = {
-    "epochs": (positive_int, 1),
+    "epochs": (epochs, 1),
+    "patience": (positive_int, 2),
+    "max_epochs": (positive_int, 20),
+    "monitor": (choice("loss", "accuracy"), "loss"),
     "batch_size": (positive_int, 128),
     "learning_rate": (optional(positive_number, "a number > 0, or null (the step's default)"), None),
     "max_steps": (optional(positive_int, "an integer >= 1, or null (the whole training set each epoch)"), None),
@@ -124,6 +147,7 @@ SCHEMA = {
         "train": (str_or_none, None),
         "dev": (str_or_none, None),
         "dev_fraction": (open_fraction, 0.1),
+        "selection_fraction": (open_fraction, 0.1),
         "format": (choice(None, "tsv", "csv", "jsonl", "folder"), None),
         "text_column": (column, None),
         "label_column": (column, None),

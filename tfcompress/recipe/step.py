@@ -19,7 +19,7 @@ Registered steps can be used in recipes (`- size: {note: before}`) and in
 
 import dataclasses
 
-__all__ = ["Flag", "Step", "StepResult", "register_step", "unregister_step", "get_step", "registered_steps"]
+__all__ = ["training_flags", "Flag", "Step", "StepResult", "register_step", "unregister_step", "get_step", "registered_steps"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +35,24 @@ class Flag:
     type: type
     default: object
     help: str
+
+
+EPOCHS_HELP = (
+    "epochs of each training step, or 'auto': until the loss on a selection split carved from the "
+    "training data stops improving, best epoch kept (default: 2; quantize, cluster, factorize: 1)"
+)
+
+
+def training_flags(epochs):
+    """The command-line flags every training step shares: `--epochs` (this
+    step's default `epochs`), `--patience` and `--max-epochs` (for auto)."""
+    from tfcompress.recipe.schema import epochs_arg
+
+    return (
+        Flag("--epochs", "epochs", epochs_arg, epochs, EPOCHS_HELP),
+        Flag("--patience", "patience", int, 2, "with --epochs auto: epochs without improvement before a step stops (default: 2)"),
+        Flag("--max-epochs", "max_epochs", int, 20, "with --epochs auto: the most epochs a step trains (default: 20)"),
+    )
 
 
 @dataclasses.dataclass

@@ -1,7 +1,7 @@
 """`cluster`: weight clustering while training (TFMOT), wrappers stripped after."""
 
 from tfcompress.recipe import schema
-from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+from tfcompress.recipe.step import Flag, Step, StepResult, register_step, training_flags
 from tfcompress.recipe.steps.prune import _layer_selection
 
 
@@ -21,7 +21,7 @@ class Cluster(Step):
         "layers": (schema.optional(schema.str_list, "a list of layer names or class names, or null"), None),
     }
     flags = (
-        Flag("--epochs", "epochs", int, 1, "epochs of each training step (default: 2; quantize: 1)"),
+        *training_flags(1),
         Flag("--clusters", "clusters", int, 16, "values per weight for the cluster step (default: 16)"),
     )
 

@@ -2,7 +2,7 @@
 
 from tfcompress.recipe import schema
 from tfcompress.recipe.schema import RecipeError
-from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+from tfcompress.recipe.step import Step, StepResult, register_step, training_flags
 
 
 @register_step
@@ -17,7 +17,7 @@ class Distill(Step):
         "temperature": (schema.positive_number, 2.0),
         "distillation_loss": (schema.choice("kl", "mse"), "kl"),
     }
-    flags = (Flag("--epochs", "epochs", int, 2, "epochs of each training step (default: 2; quantize: 1)"),)
+    flags = training_flags(2)
 
     def validate(self, args, earlier, config, fail):
         if args["teacher"] == "trained" and not any(name == "train" for name, _ in earlier):
@@ -44,7 +44,11 @@ class Distill(Step):
                 teacher, student, alpha=args["alpha"], temperature=args["temperature"], distillation_loss=args["distillation_loss"]
             )
             distiller.compile(keras.optimizers.Adam(args["learning_rate"] or 2e-3), "sparse_categorical_crossentropy", ["accuracy"])
-            arrays, fit_args = ctx.subset(args), dict(epochs=args["epochs"], callbacks=list(ctx.callbacks), verbose=ctx.verbose)
+            validation, stopping = ctx.validation(args, weights_of=distiller.student)
+            arrays = ctx.subset(args)
+            fit_args = dict(epochs=ctx.max_epochs(args), callbacks=[*ctx.callbacks, *stopping], verbose=ctx.verbose)
+            if stopping:  # epochs: auto watches the student on the selection split (fixed epochs: no validation, as before)
+                fit_args["validation_data"] = validation
             if arrays is None:  # a corpus too large to hold as windows: the teacher runs on each batch
                 ds, steps = ctx.window_batches(args)
                 distiller.fit(ds, steps_per_epoch=steps, **fit_args)

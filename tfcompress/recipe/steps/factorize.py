@@ -1,7 +1,7 @@
 """`factorize`: a low-rank factorised embedding table (SVD start), fine-tuned."""
 
 from tfcompress.recipe import schema
-from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+from tfcompress.recipe.step import Flag, Step, StepResult, register_step, training_flags
 
 
 @register_step
@@ -15,7 +15,7 @@ class Factorize(Step):
         "layer": (schema.str_or_none, None),
     }
     flags = (
-        Flag("--epochs", "epochs", int, 1, "epochs of each training step (default: 2; quantize: 1)"),
+        *training_flags(1),
         Flag("--embedding-rank", "rank", int, None, "inner dimension of the factorised embedding (factorize step)"),
     )
 

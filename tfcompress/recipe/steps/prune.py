@@ -3,9 +3,11 @@
 import numpy as np
 
 from tfcompress.recipe import schema
-from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+from tfcompress.recipe.step import Flag, Step, StepResult, register_step, training_flags
 
 DEFAULT_SPARSITY = 0.8
+RAMP_EPOCHS = 2
+"""With `epochs: auto`, the epochs over which the sparsity rises to its target."""
 
 
 @register_step
@@ -21,7 +23,7 @@ class Prune(Step):
         "layers": (schema.optional(schema.str_list, "a list of layer names or class names, or null"), None),
     }
     flags = (
-        Flag("--epochs", "epochs", int, 2, "epochs of each training step (default: 2; quantize: 1)"),
+        *training_flags(2),
         Flag("--sparsity", "target_sparsity", float, None, f"pruning target (default: {DEFAULT_SPARSITY})"),
     )
 
@@ -44,19 +46,22 @@ class Prune(Step):
 
         model = ctx.require_model()
         steps_per_epoch = int(np.ceil(ctx.train_count(args) / args["batch_size"]))
+        # epochs: auto ramps the sparsity up over the first RAMP_EPOCHS, then trains on at the target:
+        # only those later epochs may be chosen as the best (an earlier, denser one would win).
+        ramp = min(RAMP_EPOCHS, args["max_epochs"]) if args["epochs"] == "auto" else args["epochs"]
         with precision.policy_scope("float32"), ctx.strategy.scope():
             pruned = pruning.prune(
                 model,
                 target_sparsity=args["target_sparsity"],
                 schedule=args["schedule"],
-                epochs=args["epochs"],
+                epochs=ramp,
                 steps_per_epoch=steps_per_epoch,
                 structure=args["structure"],
                 block_size=tuple(args["block_size"]),
                 layers=_layer_selection(args["layers"]),
             )
             summaries = [pruning.PruningSummaries(log_dir=ctx.tensorboard_dir)] if ctx.tensorboard_dir else []  # sparsity per layer
-            pruned = ctx.fit(pruned, {**args, "learning_rate": args["learning_rate"] or 1e-3}, default_lr=1e-3, callbacks=summaries)
+            pruned = ctx.fit(pruned, {**args, "learning_rate": args["learning_rate"] or 1e-3}, default_lr=1e-3, callbacks=summaries, first_candidate=ramp)
         model = pruning.strip(pruned)
         sparsity = pruning.sparsity_report(model).overall()
         label = f"prune {args['structure'] or format(args['target_sparsity'], '.0%')}"

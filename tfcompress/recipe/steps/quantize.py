@@ -1,7 +1,7 @@
 """`quantize`: quantization-aware training (8-bit weights and activations)."""
 
 from tfcompress.recipe import schema
-from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+from tfcompress.recipe.step import Step, StepResult, register_step, training_flags
 
 
 @register_step
@@ -13,7 +13,7 @@ class Quantize(Step):
         "skip": (schema.str_list, []),
         "preserve_sparsity": (schema.choice("auto", True, False), "auto"),
     }
-    flags = (Flag("--epochs", "epochs", int, 1, "epochs of each training step (default: 2; quantize: 1)"),)
+    flags = training_flags(1)
 
     def run(self, ctx, args):
         from tfcompress import precision, quantization

@@ -1,7 +1,7 @@
 """`train`: fit the model (built from `model.build`, or the user's own)."""
 
 from tfcompress.recipe import schema
-from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+from tfcompress.recipe.step import Step, StepResult, register_step, training_flags
 
 
 @register_step
@@ -9,7 +9,7 @@ class Train(Step):
     name = "train"
     summary = "train the model (a new one from model.build, or yours from model.load)"
     schema = dict(schema.TRAINING)
-    flags = (Flag("--epochs", "epochs", int, 2, "epochs of each training step (default: 2; quantize: 1)"),)
+    flags = training_flags(2)
 
     def run(self, ctx, args):
         from tfcompress import precision

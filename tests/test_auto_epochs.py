@@ -1,0 +1,140 @@
+"""`epochs: auto`: train until the selection split stops improving, best epoch kept."""
+
+import numpy as np
+import pytest
+
+from test_recipe import _cli, write_dataset
+from tfcompress import keras, recipe
+from tfcompress.recipe import Recipe, RecipeError
+from tfcompress.training import BestEpoch
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("adam", "mse")
+    return model
+
+
+def _drive(stop, model, values):
+    """Runs `stop` over epochs whose selection metric is `values`; before each
+    epoch's end the model's weights are set to the epoch number, so the weights
+    left at the end say which epoch was restored."""
+    stop.set_model(model)
+    stop.set_params({"epochs": 10})
+    stop.on_train_begin()
+    for epoch, value in enumerate(values):
+        model.set_weights([np.full_like(w, epoch + 1) for w in model.get_weights()])
+        stop.on_epoch_end(epoch, {"val_accuracy": value, "loss": 1.0})
+        if model.stop_training:
+            break
+    stop.on_train_end()
+    return int(model.get_weights()[0].flat[0])
+
+
+def test_best_epoch_stops_after_patience_and_restores_the_best_weights():
+    model = _tiny_model()
+    stop = BestEpoch("val_accuracy", patience=2)
+    assert _drive(stop, model, [0.6, 0.8, 0.7, 0.75, 0.9]) == 2  # stopped after epoch 4: epoch 5 never ran
+    assert (stop.epochs_run, stop.best_epoch, stop.stopped_early, stop.restored) == (4, 2, True, True)
+    assert stop.summary() == (
+        "4 epochs (at most 10), best 2 (val_accuracy 0.8000); stopped: no improvement in 2 epoch(s); weights of epoch 2 restored"
+    )
+
+
+def test_best_epoch_restores_even_when_the_last_epoch_ends_the_run():
+    """Keras' EarlyStopping keeps the last weights when the run reaches its last epoch."""
+    model = _tiny_model()
+    stop = BestEpoch("val_accuracy", patience=5)
+    assert _drive(stop, model, [0.6, 0.8, 0.7]) == 2
+    assert not stop.stopped_early and stop.restored and "reached the last epoch" in stop.summary()
+    assert _drive(BestEpoch("val_accuracy", patience=5), _tiny_model(), [0.6, 0.7, 0.8]) == 3  # the last was best
+
+
+def test_epochs_before_the_first_candidate_neither_win_nor_use_patience():
+    stop = BestEpoch("val_accuracy", patience=1, first_candidate=3)
+    assert _drive(stop, _tiny_model(), [0.9, 0.95, 0.5, 0.6, 0.55]) == 4
+    assert (stop.best_epoch, stop.epochs_run) == (4, 5)
+
+
+def test_best_epoch_minimises_losses_and_names_a_missing_value():
+    stop = BestEpoch("val_loss", patience=1)
+    assert stop.mode == "min"
+    with pytest.raises(KeyError, match=r"watches 'val_loss', but the epoch logged only \['loss'\]. Fix: pass validation_data"):
+        stop.set_model(_tiny_model())
+        stop.on_train_begin()
+        stop.on_epoch_end(0, {"loss": 1.0})
+    with pytest.raises(ValueError, match="patience must be an integer >= 1"):
+        BestEpoch(patience=0)
+
+
+@pytest.mark.slow
+def test_a_recipe_with_auto_epochs_carves_a_selection_split_and_reports_each_stop(tmp_path):
+    write_dataset(tmp_path / "train.tsv")
+    write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
+    config = {
+        "seed": 1,
+        "data": {"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "dev.tsv")},
+        "text": {"max_len": 12},
+        "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
+        "steps": [
+            {"train": {"epochs": "auto", "max_epochs": 5, "patience": 1, "batch_size": 32}},
+            {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32, "monitor": "accuracy"}},
+            {"quantize": {"epochs": 1, "batch_size": 32}},
+        ],
+    }
+    lines = []
+    report = recipe.run(config, tmp_path / "out", log=lines.append)
+    assert report.meta["selection examples"] == 60 and report.meta["train examples"] == 540  # 10% of 600 set aside
+    assert "dev figures come from data no choice has seen" in report.meta["selection"]
+    assert any("selection split: 60 examples carved from training" in line for line in lines)
+    train, prune, quantize = report.records
+    assert "epochs (at most 5), best" in train.notes and "(val_loss " in train.notes and "stopped:" in train.notes
+    assert "epochs (at most 3), best" in prune.notes and "(val_accuracy " in prune.notes
+    best_prune_epoch = int(prune.notes.split(", best ")[1].split(" ")[0])
+    assert best_prune_epoch >= 2  # the sparsity ramp (2 epochs) ends before any candidate
+    assert "sparsity 50.0%" in prune.notes
+    assert "epochs (at most" not in quantize.notes  # fixed epochs: no choice, validated on dev as before
+    again = recipe.run(config, tmp_path / "out", log=lines.append)  # resumed: the same split and figures
+    assert again.records == report.records
+
+
+@pytest.mark.slow
+def test_a_language_model_and_its_distilled_student_stop_on_their_own_loss(tmp_path):
+    config = {
+        "data": {"task": "language_model", "corpus": "builtin", "max_chars": 20000, "window": 20, "stride": 5},
+        "model": {"build": {"embedding_dim": 8, "units": 16, "num_layers": 1, "dropout": 0.0}},
+        "steps": [
+            {"train": {"epochs": "auto", "max_epochs": 2, "patience": 1, "batch_size": 64}},
+            {"distill": {"epochs": "auto", "max_epochs": 2, "patience": 1, "batch_size": 64, "student": {"units": 8}}},
+        ],
+    }
+    report = recipe.run(config, tmp_path / "out", log=lambda *_: None)
+    assert report.meta["selection examples"] == len(range(0, 19000 // 10 - 20, 7))  # the training part's last 10%
+    train, student = report.records
+    assert "epochs (at most 2), best" in train.notes and "(val_loss " in train.notes
+    assert "epochs (at most 2), best" in student.notes and "(val_student_loss " in student.notes
+    assert train.metric == "bits/char" and student.value < 6.0  # below log2(vocabulary): it learned
+
+
+def test_epochs_must_be_a_count_or_auto(tmp_path):
+    write_dataset(tmp_path / "train.tsv", n=20)
+    base = {"data": {"train": str(tmp_path / "train.tsv")}}
+    with pytest.raises(RecipeError, match=r"steps\[0\].train.epochs.*an integer >= 1, or 'auto'"):
+        Recipe.from_dict({**base, "steps": [{"train": {"epochs": "sometimes"}}]})
+    assert Recipe.from_dict({**base, "steps": [{"train": {"epochs": "auto"}}]}).makes_choices == ["step 1 train (epochs: auto)"]
+    bad = _cli("compress", tmp_path / "train.tsv", "--epochs", "many", "--out", tmp_path / "o")
+    assert bad.returncode == 2 and "--epochs: expected an integer >= 1 or 'auto', got 'many'" in bad.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_too_few_examples_for_a_selection_split_are_refused_before_training(tmp_path):
+    from tfcompress import text
+
+    write_dataset(tmp_path / "train.tsv", n=4)
+    write_dataset(tmp_path / "dev.tsv", n=4, seed=1)
+    config = {
+        "data": {"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "dev.tsv"), "selection_fraction": 0.1},
+        "steps": [{"train": {"epochs": "auto"}}],
+    }
+    with pytest.raises(text.DataFormatError, match=r"4 training example\(s\) are too few to set 10% aside as the selection split"):
+        recipe.run(config, tmp_path / "out", log=lambda *_: None)
