@@ -155,17 +155,15 @@ class RunContext:
         return args["max_epochs"] if args["epochs"] == "auto" else args["epochs"]
 
     def validation(self, args, first_candidate=1, weights_of=None):
-        """`(validation data, callbacks)` for a step's `fit`. Fixed epochs
+        """`((x, y) arrays to validate on, callbacks)` for a step's `fit`. Fixed epochs
         validate on dev (a curve to watch, no choice made); `epochs: auto`
         validates on the selection split, stops when its metric has not
         improved for `patience` epochs and keeps the best epoch (`BestEpoch`,
         whose summary goes into the step's report row)."""
-        import tensorflow as tf
-
         from tfcompress.training import BestEpoch
 
         if args["epochs"] != "auto":
-            return tf.data.Dataset.from_tensor_slices((self.data["x_dev"], self.data["y_dev"])).batch(512), []
+            return (self.data["x_dev"], self.data["y_dev"]), []
         # Loss by default: on a split that shares phrases with training (SST-2's phrases come from its
         # sentences) accuracy kept rising for 10+ epochs while the loss turned after 2 (BENCHMARKS.md).
         # A distiller's val_loss mixes in its distillation term: its student is judged on its own loss.
@@ -201,13 +199,11 @@ class RunContext:
             train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=self.recipe.step_seed(self.index), reshuffle_each_iteration=True)
             train = train.batch(args["batch_size"])
         validation, stopping = self.validation(args, first_candidate)
-        if isinstance(validation, tuple):
-            validation = tf.data.Dataset.from_tensor_slices(validation).batch(512)
         model.fit(
             train,
             epochs=self.max_epochs(args),
             steps_per_epoch=steps,
-            validation_data=validation,
+            validation_data=tf.data.Dataset.from_tensor_slices(validation).batch(512),
             callbacks=[*self.callbacks, *callbacks, *stopping],
             verbose=self.verbose,
         )

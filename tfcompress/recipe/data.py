@@ -77,8 +77,8 @@ def prepare_data(recipe, run):
         ids = vocab.char_ids(corpus)
         # The last 5% is the dev set, at most DEV_MAX_CHARS of it: enough for a steady bits/char,
         # and evaluating it (every .tflite too, one window at a time) stays quick on any corpus.
-        cut = max(int(len(ids) * 0.95), len(ids) - DEV_MAX_CHARS)
-        if min(cut, len(ids) - cut) <= cfg["window"]:
+        cut = _tail_cut(len(ids), 0.05, cfg["window"])
+        if cut is None:
             source = "the built-in corpus" if cfg["corpus"] == "builtin" else recipe.resolve(cfg["corpus"])
             limit = f" (data.max_chars: {cfg['max_chars']})" if cfg["max_chars"] else ""
             need = 20 * (cfg["window"] + 1)
@@ -88,8 +88,7 @@ def prepare_data(recipe, run):
                 f"least {need:,} characters, or a smaller data.window."
             )
         # Training windows are made as they are read (CharWindows): only the ids are kept and stored.
-        x_train = text.CharWindows(ids[:cut], cfg["window"], cfg["stride"])
-        x_dev, y_dev = text.char_windows(ids[cut:], cfg["window"], 7)
+        x_train, (x_dev, y_dev) = _split_windows(ids, cut, cfg["window"], cfg["stride"])
         data = {"x_train": x_train, "y_train": None, "x_dev": x_dev, "y_dev": y_dev}
         vocab.save(os.path.join(folder, "vocab.txt"))
         encoder = None
@@ -140,16 +139,30 @@ def carve_selection(recipe, data, meta):
     # A language model: the end of the training corpus (before dev), at most DEV_MAX_CHARS of it.
     windows = data["x_train"]
     ids, window = windows.ids, meta["max_len"]
-    cut = max(int(len(ids) * (1 - fraction)), len(ids) - DEV_MAX_CHARS)
-    if min(cut, len(ids) - cut) <= window:
+    cut = _tail_cut(len(ids), fraction, window)
+    if cut is None:
         raise text.DataFormatError(
             f"{source}: the training corpus ({len(ids):,} characters) is too short to set {fraction:.0%} aside as the "
             f"selection split that 'epochs: auto' stops on (each part needs more than data.window = {window} "
             "characters). Fix: a longer corpus, or fixed epochs (epochs: 2)."
         )
-    data["x_train"] = text.CharWindows(ids[:cut], window, meta["stride"])
-    data["x_sel"], data["y_sel"] = text.char_windows(ids[cut:], window, 7)
+    data["x_train"], (data["x_sel"], data["y_sel"]) = _split_windows(ids, cut, window, meta["stride"])
     return data
+
+
+def _tail_cut(length, share, window):
+    """Where a corpus of `length` ids splits to set its last `share` (at most
+    DEV_MAX_CHARS) aside; None when either part would not hold one window."""
+    cut = max(int(length * (1 - share)), length - DEV_MAX_CHARS)
+    return None if min(cut, length - cut) <= window else cut
+
+
+def _split_windows(ids, cut, window, stride):
+    """Training windows of `ids[:cut]`, made as they are read, and the held-out
+    `(inputs, next)` pairs of `ids[cut:]` (every 7th window)."""
+    from tfcompress import text
+
+    return text.CharWindows(ids[:cut], window, stride), text.char_windows(ids[cut:], window, 7)
 
 
 def _require_examples(data, path, key):

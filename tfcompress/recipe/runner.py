@@ -60,11 +60,12 @@ def _execute(recipe, state, log, callbacks, verbose, board):
 
     started = time.perf_counter()
     data, encoder, vocab, meta = prepare_data(recipe, state)
-    if recipe.makes_choices:
+    choices = ", ".join(recipe.makes_choices)
+    if choices:
         data = carve_selection(recipe, data, meta)
         log(
             f"[data] selection split: {len(data['x_sel']):,} examples carved from training for the run's choices "
-            f"({', '.join(recipe.makes_choices)}); the {len(data['x_dev']):,} dev examples are used for no choice"
+            f"({choices}); the {len(data['x_dev']):,} dev examples are used for no choice"
         )
     ctx = RunContext(
         recipe, data, encoder, vocab, meta, devices.strategy(recipe.config["strategy"]), recipe.config["precision"],
@@ -72,10 +73,10 @@ def _execute(recipe, state, log, callbacks, verbose, board):
     )
     kind = "text classifier" if meta["task"] == "classification" else "character language model"
     report = Report(f"{recipe.config['name']}: {kind}", meta={"recipe": recipe.source, "train examples": len(data["x_train"]), "dev examples": len(data["x_dev"])})
-    if recipe.makes_choices:
+    if choices:
         report.meta["selection examples"] = len(data["x_sel"])
         report.meta["selection"] = (
-            f"{', '.join(recipe.makes_choices)} chose on a split carved from the training data; "
+            f"{choices} chose on a split carved from the training data; "
             "dev figures come from data no choice has seen"
         )
     if meta.get("prepared_model"):  # the user's model as it came in: the baseline of every later row

@@ -46,12 +46,13 @@ EPOCHS_HELP = (
 def training_flags(epochs):
     """The command-line flags every training step shares: `--epochs` (this
     step's default `epochs`), `--patience` and `--max-epochs` (for auto)."""
-    from tfcompress.recipe.schema import epochs_arg
+    from tfcompress.recipe.schema import TRAINING, epochs_arg
 
+    patience, most = TRAINING["patience"][1], TRAINING["max_epochs"][1]
     return (
         Flag("--epochs", "epochs", epochs_arg, epochs, EPOCHS_HELP),
-        Flag("--patience", "patience", int, 2, "with --epochs auto: epochs without improvement before a step stops (default: 2)"),
-        Flag("--max-epochs", "max_epochs", int, 20, "with --epochs auto: the most epochs a step trains (default: 20)"),
+        Flag("--patience", "patience", int, patience, f"with --epochs auto: epochs without improvement before a step stops (default: {patience})"),
+        Flag("--max-epochs", "max_epochs", int, most, f"with --epochs auto: the most epochs a step trains (default: {most})"),
     )
 
 
