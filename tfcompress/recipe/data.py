@@ -35,12 +35,15 @@ def prepare_data(recipe, run):
         kwargs = {k: cfg[k] for k in ("format", "text_column", "label_column", "header", "encoding")}
         train = text.load_texts(recipe.resolve(cfg["train"]), label_names=cfg["labels"], **kwargs)
         _require_examples(train, recipe.resolve(cfg["train"]), "data.train")
+        dev_note = None
         if cfg["dev"]:
             dev = text.load_texts(recipe.resolve(cfg["dev"]), label_names=train.label_names, **kwargs)
             _require_examples(dev, recipe.resolve(cfg["dev"]), "data.dev")
         else:
             whole = len(train)
-            train, dev = train.split(cfg["dev_fraction"], seed=recipe.config["seed"])
+            groups = text.containment_groups(text.word_sequences(train.texts), seed=recipe.config["seed"])
+            train, dev = train.split(cfg["dev_fraction"], seed=recipe.config["seed"], groups=groups if groups.grouped else None)
+            dev_note = _held_out_note(groups, whole - len(train), len(dev), "dev set")
             if not len(dev) or not len(train):
                 raise text.DataFormatError(
                     f"{recipe.resolve(cfg['train'])}: {whole} example(s) are too few to set {cfg['dev_fraction']:.0%} "
@@ -69,6 +72,8 @@ def prepare_data(recipe, run):
             "max_len": encoder.max_len,
             "prepared_model": prepared,
         }
+        if dev_note:
+            meta["dev_split"] = dev_note
     else:
         corpus = text.builtin_corpus() if cfg["corpus"] == "builtin" else _read_corpus(recipe.resolve(cfg["corpus"]), cfg["encoding"])
         if cfg["max_chars"]:
@@ -109,6 +114,8 @@ def prepare_data(recipe, run):
             np.savez(f, **stored)
     run.finish_data(meta)
     run.log(f"[data] {len(data['x_train']):,} training and {len(data['x_dev']):,} dev examples, vocabulary {len(vocab):,}")
+    if meta.get("dev_split"):
+        run.log(f"[data] dev set: {meta['dev_split']}")
     return data, encoder, vocab, meta
 
 
@@ -117,25 +124,29 @@ def carve_selection(recipe, data, meta):
     a run makes (`epochs: auto` stops on it), so that dev serves only to
     report. The same split on every run and resume of a recipe (its seed).
 
-    Returns the data with `x_train`/`y_train` reduced and `x_sel`/`y_sel`
-    added."""
+    Training examples that are parts of one another (the phrases of a
+    sentence, as in SST-2) are held out together, and the split keeps only
+    the whole ones (`text.containment_groups`): a random split of phrases
+    would score on text the model trained on.
+
+    Returns `(data, note)`: the data with `x_train`/`y_train` reduced and
+    `x_sel`/`y_sel` added, and a line that says how the split was made."""
     from tfcompress import text
 
     fraction, source = recipe.config["data"]["selection_fraction"], recipe.source
     data = dict(data)
     if meta["task"] == "classification":
         n = len(data["x_train"])
-        count = int(round(n * fraction))
-        if count < 1 or n - count < 1:
+        groups = text.containment_groups(text.id_sequences(data["x_train"]), seed=recipe.config["seed"])
+        rest, chosen = text.grouped_split(groups, fraction, seed=[recipe.config["seed"], 17])
+        if not len(chosen) or not len(rest):
             raise text.DataFormatError(
                 f"{source}: {n} training example(s) are too few to set {fraction:.0%} aside as the selection split "
                 "that 'epochs: auto' stops on. Fix: give more training examples, or fixed epochs (epochs: 2)."
             )
-        order = np.random.default_rng([recipe.config["seed"], 17]).permutation(n)
-        chosen, rest = np.sort(order[:count]), np.sort(order[count:])
         data["x_sel"], data["y_sel"] = data["x_train"][chosen], data["y_train"][chosen]
         data["x_train"], data["y_train"] = data["x_train"][rest], data["y_train"][rest]
-        return data
+        return data, _held_out_note(groups, n - len(rest), len(chosen), "selection split")
     # A language model: the end of the training corpus (before dev), at most DEV_MAX_CHARS of it.
     windows = data["x_train"]
     ids, window = windows.ids, meta["max_len"]
@@ -147,7 +158,18 @@ def carve_selection(recipe, data, meta):
             "characters). Fix: a longer corpus, or fixed epochs (epochs: 2)."
         )
     data["x_train"], (data["x_sel"], data["y_sel"]) = _split_windows(ids, cut, window, meta["stride"])
-    return data
+    return data, f"the end of the training corpus ({len(ids) - cut:,} characters, before dev)"
+
+
+def _held_out_note(groups, removed, held, what):
+    """How a held-out split of classification texts was made, in one line."""
+    if not groups.grouped:
+        return f"a random {removed:,} training examples"
+    return (
+        f"{held:,} whole texts held out with the {removed - held:,} phrases found inside them, which leave training "
+        f"too ({groups.contained_share:.0%} of sampled training texts lie inside another one: a random {what} "
+        "would score on text the model trained on)"
+    )
 
 
 def _tail_cut(length, share, window):

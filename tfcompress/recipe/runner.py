@@ -62,10 +62,10 @@ def _execute(recipe, state, log, callbacks, verbose, board):
     data, encoder, vocab, meta = prepare_data(recipe, state)
     choices = ", ".join(recipe.makes_choices)
     if choices:
-        data = carve_selection(recipe, data, meta)
+        data, how = carve_selection(recipe, data, meta)
         log(
             f"[data] selection split: {len(data['x_sel']):,} examples carved from training for the run's choices "
-            f"({choices}); the {len(data['x_dev']):,} dev examples are used for no choice"
+            f"({choices}): {how}; the {len(data['x_dev']):,} dev examples are used for no choice"
         )
     ctx = RunContext(
         recipe, data, encoder, vocab, meta, devices.strategy(recipe.config["strategy"]), recipe.config["precision"],
@@ -76,9 +76,11 @@ def _execute(recipe, state, log, callbacks, verbose, board):
     if choices:
         report.meta["selection examples"] = len(data["x_sel"])
         report.meta["selection"] = (
-            f"{choices} chose on a split carved from the training data; "
+            f"{choices} chose on a split carved from the training data ({how}); "
             "dev figures come from data no choice has seen"
         )
+    if meta.get("dev_split"):
+        report.meta["dev split"] = meta["dev_split"]
     if meta.get("prepared_model"):  # the user's model as it came in: the baseline of every later row
         report.add(ctx.keras_record("your model (as loaded)", ctx.loaded_model()))
     for index, (name, args) in enumerate(recipe.steps, start=1):

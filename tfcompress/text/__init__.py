@@ -17,6 +17,7 @@ its own ids: `TextEncoder.from_keras(tokenizer_or_layer)` (or
 takes a `TextVectorization` layer off a string-input model.
 """
 
+from tfcompress.text.groups import Groups, containment_groups, grouped_split, id_sequences, word_sequences
 from tfcompress.text.loaders import (
     DataFormatError,
     LabeledTexts,
@@ -47,6 +48,11 @@ from tfcompress.text.keras_compat import (
 )
 
 __all__ = [
+    "containment_groups",
+    "grouped_split",
+    "word_sequences",
+    "id_sequences",
+    "Groups",
     "TextPreprocessor",
     "TokenTable",
     "TextEncoder",

@@ -57,14 +57,27 @@ class LabeledTexts:
         """Label ids -> original label strings."""
         return [self.label_names[int(i)] for i in ids]
 
-    def split(self, fraction, seed=0):
-        """(first, second): a random `1 - fraction` / `fraction` split."""
+    def split(self, fraction, seed=0, groups=None):
+        """(first, second): a random `1 - fraction` / `fraction` split.
+
+        With `groups` (`text.containment_groups` of these texts), whole
+        groups are held out instead and `second` holds their roots only (see
+        `text.grouped_split`): no held-out text is then a phrase of a kept
+        one, or the other way round."""
         if not 0 < fraction < 1:
             raise ValueError(f"split fraction must be in (0, 1). Received: {fraction!r}.")
-        order = np.random.default_rng(seed).permutation(len(self))
-        cut = len(self) - int(round(fraction * len(self)))
+        if groups is not None:
+            from tfcompress.text.groups import grouped_split
+
+            if len(groups) != len(self):
+                raise ValueError(f"groups are for {len(groups)} examples, these texts are {len(self)}.")
+            halves = grouped_split(groups, fraction, seed)
+        else:
+            order = np.random.default_rng(seed).permutation(len(self))
+            cut = len(self) - int(round(fraction * len(self)))
+            halves = order[:cut], order[cut:]
         parts = []
-        for idx in (order[:cut], order[cut:]):
+        for idx in halves:
             parts.append(
                 LabeledTexts(
                     [self.texts[i] for i in idx], self.labels[idx], self.label_names, self.source, self.encoding
