@@ -31,6 +31,7 @@ BENCHMARKS = [
     "bench_smaller",
     "probe_low_bits",
     "bench_auto_epochs",
+    "bench_sensitivity",
     "bench_distillation",
     "bench_your_models",
     "bench_acceleration",

@@ -114,6 +114,15 @@ def test_layer_choice_by_type_name_and_predicate(keras):
     assert ("out", "not chosen by layers=") in by_fn.tfcompress_pruning_report["skipped"]
 
 
+def test_each_layer_reaches_its_own_target_and_a_zero_stays_dense(keras):
+    targets = {"embedding": 0.9, "lstm": 0.5, "hidden": 0.0, "out": 0.25}
+    pruned = pruning.prune(text_model(), target_sparsity=targets, epochs=2, steps_per_epoch=8)
+    assert pruned.tfcompress_pruning_report["pruned"] == ["embedding", "lstm", "out"]
+    _fit(pruned)
+    for row in pruning.sparsity_report(pruning.strip(pruned), include_unpruned=True):
+        assert _close(row, targets[row["layer"]]), row
+
+
 def test_polynomial_schedule_derived_from_epochs():
     s = pruning.schedule(0.8, epochs=4, steps_per_epoch=100)
     assert isinstance(s, tfcompress.pruning.layers.tfmot_sparsity.PolynomialDecay)
@@ -215,6 +224,10 @@ def test_pruning_under_mirrored_strategy_on_two_cpus(keras, mirrored):
         ({"schedule": "cosine"}, r"Received: schedule='cosine'"),
         ({"layers": lambda layer: False, "target_sparsity": 0.5}, r"no layer of model .* was chosen and prunable"),
         ({"layers": [3]}, r"Received an item 3"),
+        ({"target_sparsity": {"lstm": 1.2}}, r"target_sparsity\['lstm'\] must be a number in \[0, 1\)"),
+        ({"target_sparsity": {"lstm": 0.5}, "layers": ["lstm"]}, r"target_sparsity as a dict .* cannot be combined with layers="),
+        ({"target_sparsity": {"lstm": 0.0}}, r"prunes no layer \(every value is 0\)"),
+        ({"target_sparsity": {"lstmm": 0.5}}, r"has no such layer"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, pattern):

@@ -121,10 +121,12 @@ def _num(v, digits=4):
 class Report:
     """A list of `Record`s with a title; saves as JSON, Markdown and PNG."""
 
-    def __init__(self, title="tfcompress report", records=None, meta=None):
+    def __init__(self, title="tfcompress report", records=None, meta=None, sections=None):
         self.title = title
         self.records = list(records or [])
         self.meta = dict(meta or {})
+        self.sections = dict(sections or {})
+        """Title -> Markdown, shown after the table (a step's own findings)."""
 
     def add(self, record=None, **fields):
         """Adds a `Record` (or builds one from keyword arguments); returns it."""
@@ -138,7 +140,10 @@ class Report:
     # ------------------------------------------------------------ rendering
 
     def to_dict(self):
-        return {"title": self.title, "meta": self.meta, "records": [dataclasses.asdict(r) for r in self.records]}
+        data = {"title": self.title, "meta": self.meta, "records": [dataclasses.asdict(r) for r in self.records]}
+        if self.sections:
+            data["sections"] = self.sections
+        return data
 
     def table_rows(self):
         headers = ["step", "kind", "params", "size KiB", "gzip KiB", "metric", "latency ms", "notes"]
@@ -162,6 +167,8 @@ class Report:
             lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
         if any(r.bytes and r.value is not None for r in self.records):
             lines += ["", "![size versus quality](report.png)"]
+        for title, body in self.sections.items():
+            lines += ["", f"## {title}", "", body.rstrip("\n")]
         return "\n".join(lines) + "\n"
 
     def to_text(self):
@@ -238,7 +245,7 @@ class Report:
             raise FileNotFoundError(f"{path}: no report.json here (write one with Report.save or tfcompress compress).") from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}.") from None
-        return cls(data.get("title", "tfcompress report"), [Record.from_dict(r) for r in data.get("records", [])], data.get("meta"))
+        return cls(data.get("title", "tfcompress report"), [Record.from_dict(r) for r in data.get("records", [])], data.get("meta"), data.get("sections"))
 
 
 def _json_default(value):

@@ -133,7 +133,9 @@ def prune(
         model: a tf_keras or Keras 3 Sequential/Functional model (built).
         target_sparsity: final fraction of zeros in each pruned weight, in
             [0, 1); default 0.5. With `structure="M:N"` it is implied (M/N):
-            leave it out or give exactly M/N.
+            leave it out or give exactly M/N. A dict `{layer name: sparsity}`
+            prunes each named layer to its own target (a layer at 0 stays
+            dense) and chooses the layers itself (leave `layers` out).
         schedule: `"auto"`, `"constant"`, `"polynomial"` (see `schedule()`),
             or a `tfmot.sparsity.keras.PruningSchedule` for full control.
         begin_step, end_step, epochs, steps_per_epoch, frequency,
@@ -166,6 +168,21 @@ def prune(
             f"model {model.name!r} is already pruned (it has pruning wrappers). Fix: call "
             "tfcompress.pruning.strip(model) first, or keep training the pruned model."
         )
+    per_layer = None
+    if isinstance(target_sparsity, dict):
+        per_layer = dict(target_sparsity)
+        for name, value in per_layer.items():
+            check_sparsity(f"target_sparsity[{name!r}]", value)
+        if layers is not None or structure is not None or isinstance(schedule, tfmot_sparsity.PruningSchedule):
+            raise ValueError(
+                "target_sparsity as a dict {layer name: sparsity} chooses the layers and builds their schedules "
+                "itself; it cannot be combined with layers=, structure= or a PruningSchedule object. Fix: drop "
+                "those arguments, or give one target_sparsity number."
+            )
+        layers = [name for name, value in per_layer.items() if value > 0]
+        if not layers:
+            raise ValueError(f"target_sparsity={per_layer!r} prunes no layer (every value is 0). Fix: give one layer a sparsity above 0.")
+        target_sparsity = max(per_layer.values())
     m_by_n = _parse_structure(structure)
     if m_by_n is not None:
         implied = m_by_n[0] / m_by_n[1]
@@ -194,20 +211,23 @@ def prune(
         )
     if block_pooling not in ("AVG", "MAX"):
         raise ValueError(f"block_pooling must be 'AVG' or 'MAX'. Received: block_pooling={block_pooling!r}.")
-    if isinstance(schedule, tfmot_sparsity.PruningSchedule):
-        pruning_schedule = schedule
-    else:
-        pruning_schedule = make_schedule(
-            target_sparsity,
+    def schedule_for(target):
+        if isinstance(schedule, tfmot_sparsity.PruningSchedule):
+            return schedule
+        return make_schedule(
+            target,
             schedule,
             begin_step=begin_step,
             end_step=end_step,
             epochs=epochs,
             steps_per_epoch=steps_per_epoch,
             frequency=frequency,
-            initial_sparsity=initial_sparsity,
+            initial_sparsity=min(initial_sparsity, target),
             power=power,
         )
+
+    pruning_schedule = schedule_for(target_sparsity)
+    schedules = {name: schedule_for(value) for name, value in (per_layer or {}).items() if value > 0}
     if is_mixed_precision(model):
         warn_mixed_once()
         model = rebuild_float32(model)
@@ -241,7 +261,7 @@ def prune(
         report["pruned"].append(layer.name)
         return PruneLowMagnitude(
             fresh,
-            pruning_schedule=pruning_schedule,
+            pruning_schedule=schedules.get(layer.name, pruning_schedule),
             block_size=tuple(block_size),
             block_pooling_type=block_pooling,
             sparsity_m_by_n=m_by_n,

@@ -70,9 +70,18 @@ class Recipe:
 
     @property
     def makes_choices(self):
-        """The steps that choose something on data (`epochs: auto`), as
-        `"step N name (epochs: auto)"` labels; empty when none do."""
-        return [f"step {i} {name} (epochs: auto)" for i, (name, args) in enumerate(self.steps, start=1) if args.get("epochs") == "auto"]
+        """The steps that choose something on data (`epochs: auto`, or a step
+        that measures for choices), as `"step N name (why)"` labels; empty
+        when none do."""
+        from tfcompress.recipe.step import get_step
+
+        labels = []
+        for i, (name, args) in enumerate(self.steps, start=1):
+            if args.get("epochs") == "auto":
+                labels.append(f"step {i} {name} (epochs: auto)")
+            elif getattr(get_step(name), "chooses", False):
+                labels.append(f"step {i} {name}")
+        return labels
 
     def step_seed(self, index):
         """The random seed of step `index` (1-based): each step is reproducible alone."""

@@ -63,6 +63,8 @@ class StepResult:
 
     model: object = None
     records: list = dataclasses.field(default_factory=list)
+    sections: dict = dataclasses.field(default_factory=dict)
+    """Title -> Markdown for the report, after its table (kept on resume)."""
 
 
 class Step:
@@ -79,6 +81,9 @@ class Step:
     """`Flag`s of `tfcompress compress` that set this step's arguments."""
     saves_model = True
     """Whether the model the step returns is checkpointed for resuming."""
+    chooses = False
+    """Whether the step always measures for choices (on the selection split
+    carved from training; `epochs: auto` makes any training step choose)."""
 
     def validate(self, args, earlier, config, fail):
         """Checks that need the rest of the recipe (called once, before any
