@@ -32,6 +32,7 @@ BENCHMARKS = [
     "probe_low_bits",
     "bench_auto_epochs",
     "bench_sensitivity",
+    "bench_budget",
     "bench_distillation",
     "bench_your_models",
     "bench_acceleration",

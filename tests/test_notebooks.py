@@ -10,7 +10,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def test_the_three_notebooks_exist():
-    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "distillation", "tflite_export"}
+    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "distillation", "tflite_export", "auto_compress"}
 
 
 @pytest.mark.slow

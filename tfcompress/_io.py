@@ -130,3 +130,9 @@ def file_sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_figure(figure, path):
+    """Saves a matplotlib figure as a PNG, completely or not at all."""
+    with atomic_path(path, "plot") as tmp:
+        figure.savefig(tmp, format="png")

@@ -129,6 +129,11 @@ def build_parser():
     for flag in _step_flags():
         compress.add_argument(flag.flag, type=flag.type, default=None, help=flag.help)
     compress.add_argument("--max-len", type=int, help="sequence length (default: 99th percentile)")
+    compress.add_argument(
+        "--best-effort",
+        action="store_true",
+        help="with --max-loss: exit 0 even when no candidate kept the budget (the report still says so)",
+    )
     compress.add_argument("--restart", action="store_true", help="discard a previous run in --out")
     compress.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs: every step's training curves, pruning sparsity per layer, the report's figures")
     compress.add_argument("--quiet", action="store_true", help="print nothing but errors (default: a progress bar on a terminal, one line per epoch otherwise)")
@@ -210,15 +215,20 @@ def _cmd_compress(args, parser):
     else:
         if not args.data:
             parser.error("give the training DATA file or folder, or --recipe FILE")
-        default = [n for n in recipe.COMPRESS_STEPS if not (args.model and n == "train")]
+        default = recipe.BUDGET_STEPS if args.max_loss is not None else recipe.COMPRESS_STEPS
+        default = [n for n in default if not (args.model and n == "train")]
         steps = args.steps.split(",") if args.steps else default
         unknown = [s for s in steps if recipe.get_step(s) is None]
         if unknown:
             parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(recipe.step_names())}")
+        if args.max_loss is not None and "auto" not in steps:
+            parser.error("--max-loss is the budget of the auto step: leave --steps out, or include auto (e.g. --steps train,auto,export)")
         step_args = {}
         for name in steps:
             given = {f.key: getattr(args, _dest(f.flag)) for f in recipe.get_step(name).flags}
             step_args[name] = {f.key: given[f.key] if given[f.key] is not None else f.default for f in recipe.get_step(name).flags}
+        if "auto" in step_args:
+            step_args["auto"]["best_effort"] = args.best_effort
         config = {
             "data": {
                 "train": args.data,
@@ -234,7 +244,14 @@ def _cmd_compress(args, parser):
         }
         plan = recipe.Recipe.from_dict(config, source="command line", base_dir=".")
     log = (lambda *_: None) if args.quiet else print
-    recipe.run(plan, args.out, restart=args.restart, log=log, verbose=0 if args.quiet else None, tensorboard=args.tensorboard)
+    report = recipe.run(plan, args.out, restart=args.restart, log=log, verbose=0 if args.quiet else None, tensorboard=args.tensorboard)
+    if report.meta.get("budget met") is False and not (args.best_effort or report.meta.get("best effort")):
+        print(
+            f"tfcompress compress: the accuracy budget was NOT met: {report.meta['budget']}. The files in {args.out} "
+            "hold the candidate that lost least. Fix: a larger --max-loss or more --rounds; --best-effort accepts it.",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 

@@ -220,9 +220,7 @@ class Report:
 
     def plot(self, path):
         """Writes `figure()` as a PNG."""
-        fig = self.figure()
-        with _io.atomic_path(path, "plot") as tmp:
-            fig.savefig(tmp, format="png")
+        _io.write_figure(self.figure(), path)
 
     def save(self, folder):
         """Writes report.json, report.md and report.png into `folder`."""

@@ -180,10 +180,10 @@ class SensitivityTable:
         return fig
 
     def plot(self, path):
+        """Writes `figure()` as a PNG."""
         from tfcompress import _io
 
-        with _io.atomic_path(path, "plot") as tmp:
-            self.figure().savefig(tmp, format="png")
+        _io.write_figure(self.figure(), path)
 
 
 # ------------------------------------------------------------------ changes

@@ -34,6 +34,15 @@ only to report: the report row says how many epochs ran, which was kept and
 why it stopped. A prune step ramps its sparsity up over its first 2 epochs
 and chooses only among the epochs after them.
 
+`auto: {max_loss: 0.5}` (after `train`) replaces prune/cluster/quantize by
+the accuracy-budget search of `tfcompress.budget`: a sensitivity table,
+per-layer plans, each fine-tuned and verified on the selection split,
+smaller after a pass and backing off after a fail; the report says whether
+the budget was met (`report.meta["budget met"]`). `sensitivity` writes the
+table alone. Both choose on data, so the selection split is carved for them;
+when most training texts lie inside others (SST-2's phrases of sentences) it
+holds out whole sentences with their phrases (`text.containment_groups`).
+
 Each step works on the model the previous step produced (`distill` trains a new
 student from it). `data.task: language_model` with `data.corpus` (a text file,
 or `builtin`, Python's own documentation) trains a character language model
@@ -83,11 +92,14 @@ __all__ = [
     "registered_steps",
     "step_names",
     "COMPRESS_STEPS",
+    "BUDGET_STEPS",
     "schema",
 ]
 
 COMPRESS_STEPS = ("train", "prune", "quantize", "export")
 """The steps `tfcompress compress` runs without --steps (without train when --model is given)."""
+BUDGET_STEPS = ("train", "auto", "export")
+"""The steps of `tfcompress compress --max-loss X` without --steps."""
 
 
 def step_names():

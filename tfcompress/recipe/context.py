@@ -149,6 +149,16 @@ class RunContext:
         rng = np.random.default_rng(self.recipe.config["seed"])
         return x.take(np.sort(rng.choice(len(x), min(len(x), count), replace=False)))[0]
 
+    def selection(self, limit):
+        """`(x, y, metric)`: the selection split, at most `limit` examples of it
+        (evenly spread: a language model's windows are in corpus order), and
+        the name of the metric to judge on it ("accuracy" or "bits/char")."""
+        x, y = self.data["x_sel"], self.data["y_sel"]
+        if len(y) > limit:
+            keep = np.linspace(0, len(y) - 1, limit).astype(int)
+            x, y = x[keep], y[keep]
+        return x, y, "bits/char" if self.task == "language_model" else "accuracy"
+
     @staticmethod
     def max_epochs(args):
         """The epochs `fit` is given: the step's, or its `max_epochs` with `epochs: auto`."""

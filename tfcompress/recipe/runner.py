@@ -87,7 +87,7 @@ def _execute(recipe, state, log, callbacks, verbose, board):
         label, step = f"[{index}/{len(recipe.steps)} {name}]", get_step(name)
         if state.done(index, name):
             done = state.read(index, name)
-            records, sections = [Record.from_dict(r) for r in done["records"]], done.get("sections", {})
+            records, sections, facts = [Record.from_dict(r) for r in done["records"]], done.get("sections", {}), done.get("meta", {})
             if os.path.exists(state.model_path(index, name)):
                 ctx.model = ctx.load(state.model_path(index, name))
             log(f"{label} resumed from its checkpoint")
@@ -99,14 +99,15 @@ def _execute(recipe, state, log, callbacks, verbose, board):
             ctx.callbacks = [*callbacks, *progress.step_callbacks(board, index, name, ctx)]
             result = step.run(ctx, args)
             ctx.model = result.model if result.model is not None else ctx.model
-            records, sections = list(result.records), dict(result.sections)
-            state.finish(index, name, ctx.model if step.saves_model else None, records, time.perf_counter() - t0, sections)
+            records, sections, facts = list(result.records), dict(result.sections), dict(result.meta)
+            state.finish(index, name, ctx.model if step.saves_model else None, records, time.perf_counter() - t0, sections, facts)
             for r in records:
                 log(f"    {r.step}: {r.metric} {r.value:.4f}" + (f", {r.gzip_bytes / 1024:,.1f} KiB gzipped" if r.gzip_bytes else ""))
             log(f"{label} done in {time.perf_counter() - t0:.0f} s")
         for r in records:
             report.add(r)
         report.sections.update(sections)
+        report.meta.update(facts)
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
     report.save(state.out)
     if board:
@@ -260,12 +261,12 @@ class _RunState:
         """Marks data preparation done (its arrays are written first)."""
         self._done(0, "data", meta)
 
-    def finish(self, index, name, model, records, seconds, sections=None):
+    def finish(self, index, name, model, records, seconds, sections=None, meta=None):
         """Marks a step done: its model (if any) saved first, then `done.json`."""
         if model is not None:
             os.makedirs(self.step_dir(index, name), exist_ok=True)
             model.save(self.model_path(index, name))
-        self._done(index, name, {"records": [dataclasses.asdict(r) for r in records], "seconds": seconds, "sections": sections or {}})
+        self._done(index, name, {"records": [dataclasses.asdict(r) for r in records], "seconds": seconds, "sections": sections or {}, "meta": meta or {}})
 
     def _done(self, index, name, payload):
         from tfcompress import _io

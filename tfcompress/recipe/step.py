@@ -65,6 +65,8 @@ class StepResult:
     records: list = dataclasses.field(default_factory=list)
     sections: dict = dataclasses.field(default_factory=dict)
     """Title -> Markdown for the report, after its table (kept on resume)."""
+    meta: dict = dataclasses.field(default_factory=dict)
+    """Facts for the report's meta (kept on resume)."""
 
 
 class Step:

@@ -3,7 +3,6 @@ the selection split (no fine-tuning); the table goes into the report."""
 
 import os
 
-import numpy as np
 
 from tfcompress.recipe import schema
 from tfcompress.recipe.step import Step, StepResult, register_step
@@ -35,11 +34,7 @@ class Sensitivity(Step):
         from tfcompress import sensitivity
 
         model = ctx.require_model()
-        x, y = ctx.data["x_sel"], ctx.data["y_sel"]
-        if len(y) > args["max_examples"]:  # evenly spread: a language model's windows are in corpus order
-            keep = np.linspace(0, len(y) - 1, args["max_examples"]).astype(int)
-            x, y = x[keep], y[keep]
-        metric = "bits/char" if ctx.task == "language_model" else "accuracy"
+        x, y, metric = ctx.selection(args["max_examples"])
         try:
             table = sensitivity.analyze(
                 model, x, y, sparsities=args["sparsities"], bits=args["bits"], clusters=args["clusters"],

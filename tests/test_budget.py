@@ -1,0 +1,156 @@
+"""The accuracy-budget search: plans from a sensitivity table, rounds that go
+smaller when a plan keeps the budget and back off when it does not, and the
+`auto` step through recipes and the command line."""
+
+import json
+
+import numpy as np
+import pytest
+
+from test_recipe import write_dataset
+from test_sensitivity import trained  # noqa: F401  (the fixture)
+import tfcompress
+from tfcompress import budget, cli, keras, metrics, quantization, recipe, sensitivity
+from tfcompress.pruning.layers import prunable_weights
+from tfcompress.sensitivity import prune_array
+
+
+@pytest.fixture(scope="module")
+def table(trained):  # noqa: F811
+    model, x, y = trained
+    return sensitivity.analyze(model, x, y, sparsities=[0.5, 0.8, 0.95], bits=[8], clusters=[8])
+
+
+def test_the_front_runs_from_smallest_to_safest(trained, table):  # noqa: F811
+    model, _, _ = trained
+    front = budget.plan_front(model, table, clusters=(None, 8))
+    sizes = [p.estimated_bytes for p in front]
+    losses = [p.predicted_loss for p in front]
+    assert sizes == sorted(sizes) and all(a > b for a, b in zip(losses, losses[1:]))  # each step up buys less loss
+    assert len(front) >= 3
+    safest = front[-1]
+    assert not safest.prunes and safest.predicted_loss == min(losses)  # no pruning: the least lossy plan
+    assert front[0].estimated_bytes < safest.estimated_bytes / 2  # tiny weights: gzip headers weigh in
+    with pytest.raises(ValueError, match=r"clusters=16 was not measured by the sensitivity table"):
+        budget.plan_front(model, table, clusters=(None, 16))
+
+
+def _one_shot(model):
+    """A fine-tune that only applies the plan (no training, no QAT): the search's logic on real models."""
+
+    def apply(plan):
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        for layer in copy.layers:
+            s = plan.sparsity.get(layer.name, 0)
+            for v in prunable_weights(layer) if s else ():
+                v.assign(prune_array(v.numpy(), s))
+        return copy
+
+    return apply
+
+
+@pytest.mark.parametrize("max_loss", [0.0, 2.0, 50.0])
+def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, max_loss):  # noqa: F811
+    model, x, y = trained
+    log = []
+    result = budget.search(
+        model, table, _one_shot(model), lambda m: metrics.accuracy(m.predict(x, verbose=0), y), max_loss,
+        rounds=4, clusters=(None,), log=log.append,
+    )
+    cands = result.candidates
+    assert 1 <= len(cands) <= 4 and len({c.plan.describe() for c in cands}) == len(cands)
+    for c, after in zip(cands, cands[1:]):
+        if c.within_budget:
+            assert after.plan.estimated_bytes < c.plan.estimated_bytes  # kept it: try smaller
+        else:
+            assert after.plan.estimated_bytes > c.plan.estimated_bytes  # over: back off
+    for c in cands:
+        assert c.within_budget == (c.loss <= max_loss + 1e-9)
+        assert c.loss == pytest.approx((result.baseline - c.value) * 100)
+    passing = [c for c in cands if c.within_budget]
+    if passing:
+        assert result.within_budget and result.chosen is min(passing, key=lambda c: c.plan.estimated_bytes)
+    else:
+        assert not result.within_budget and result.chosen is min(cands, key=lambda c: c.loss)
+    assert result.model is result.chosen.model and all(c.model is None for c in cands if c is not result.chosen)
+    assert any("round 1:" in line for line in log)
+    markdown = result.to_markdown()
+    assert "| round | plan | estimated gzip KiB |" in markdown and "(chosen" in markdown
+    if max_loss == 50.0:
+        assert result.within_budget and cands[0].within_budget
+
+
+def test_bad_budgets_are_refused(trained, table):  # noqa: F811
+    model, x, y = trained
+    with pytest.raises(ValueError, match=r"max_loss must be a number >= 0 .* Received: max_loss=-1"):
+        budget.search(model, table, _one_shot(model), lambda m: 0.0, -1)
+    with pytest.raises(ValueError, match=r"rounds must be an integer >= 1"):
+        budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, rounds=0)
+
+
+def _auto_config(tmp_path, **auto):
+    write_dataset(tmp_path / "train.tsv")
+    write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
+    return {
+        "data": {"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "dev.tsv")},
+        "text": {"max_len": 12},
+        "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
+        "steps": [
+            {"train": {"epochs": 4, "batch_size": 32}},
+            {"auto": {"max_loss": 100.0, "rounds": 1, "prune_epochs": 1, "batch_size": 32, "clusters": [None], **auto}},
+            {"export": {"modes": ["dynamic"]}},
+        ],
+    }
+
+
+@pytest.mark.slow
+def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_path):
+    config = _auto_config(tmp_path)
+    lines = []
+    report = recipe.run(config, tmp_path / "out", log=lines.append)
+    assert report.meta["selection examples"] == 60 and "step 2 auto chose on a split" in report.meta["selection"]
+    section = report.sections["Accuracy budget (step 2)"]
+    rounds = [line for line in section.splitlines() if line.startswith("| 1 ")]
+    assert len(rounds) == 1 and "within (chosen)" in rounds[0] and "![candidates against the budget](auto-2.png)" in section
+    assert (tmp_path / "out" / "auto-2.png").stat().st_size > 1000
+    row = next(r for r in report.records if r.step == "auto (max loss 100)")
+    assert report.meta["budget met"] and not row.notes.startswith("BUDGET NOT MET")  # (the rounds' logic is tested above)
+    state = json.loads((tmp_path / "out" / ".run" / "02-auto" / "done.json").read_text())
+    assert state["meta"]["budget met"] == report.meta["budget met"]
+    chosen = row.notes.split(";")[0]  # "prune embedding 80%, lstm_0 95%, ...": the smallest plan, as the budget allows anything
+    model = quantization.strip(tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras"))
+    for name, share in (p.rsplit(" ", 1) for p in chosen.removeprefix("prune ").split(", ")):
+        zeros = [np.mean(w.numpy() == 0) for w in prunable_weights(model.get_layer(name))]
+        assert np.mean(zeros) == pytest.approx(float(share.rstrip("%")) / 100, abs=0.03), name  # each layer at its own target
+    exported = next(r for r in report.records if r.kind == "tflite")
+    assert "agreement" in exported.notes
+    again = recipe.run(config, tmp_path / "out", log=lines.append)  # resumed: the same choice and report
+    assert again.records == report.records and again.sections == report.sections and again.meta["budget met"] == report.meta["budget met"]
+
+
+@pytest.mark.slow
+def test_the_command_line_exits_non_zero_when_the_budget_is_not_met_unless_best_effort(tmp_path, capsys):
+    write_dataset(tmp_path / "train.tsv")
+    write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
+    # One round at the smallest plan (95% of every weight) with no loss allowed: over budget.
+    recipe_file = tmp_path / "r.json"
+    config = _auto_config(tmp_path, max_loss=0, recovery=1e9, sparsities=[0.95])
+    recipe_file.write_text(json.dumps(config))
+    assert cli.main(["compress", "--recipe", str(recipe_file), "--out", str(tmp_path / "out"), "--quiet"]) == 3
+    assert "the accuracy budget was NOT met" in capsys.readouterr().err
+    assert (tmp_path / "out" / "model.tflite").exists()  # the least-loss candidate is still written
+    assert cli.main(["compress", "--recipe", str(recipe_file), "--out", str(tmp_path / "out"), "--quiet", "--best-effort"]) == 0
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["compress", str(tmp_path / "train.tsv"), "--max-loss", "1", "--steps", "train,prune,export", "--out", str(tmp_path / "o2")])
+    assert exit.value.code == 2 and "--max-loss is the budget of the auto step" in capsys.readouterr().err
+
+
+def test_max_loss_is_required_and_auto_comes_first(tmp_path):
+    config = _auto_config(tmp_path, max_loss=None)
+    with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.max_loss': the auto step needs a budget"):
+        recipe.Recipe.from_dict(config)
+    config = _auto_config(tmp_path)
+    config["steps"].insert(1, {"prune": {}})
+    with pytest.raises(recipe.RecipeError, match="auto compresses a trained float model, so it cannot follow prune"):
+        recipe.Recipe.from_dict(config)

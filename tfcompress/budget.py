@@ -1,0 +1,375 @@
+"""The smallest model within an accuracy budget, found by trying.
+
+A user says how much quality they will give up (`max_loss`: points of
+accuracy, or bits per character for a language model) and `search` returns
+the smallest compressed model it verified within that budget:
+
+1. **Sensitivity** (`tfcompress.sensitivity.analyze`): the loss of pruning,
+   rounding and clustering each layer alone, one shot, on a selection split.
+2. **Plans**: for every layer a sparsity (0 or one the table measured), and
+   one number of clusters (or none) for the model; each plan's size is
+   estimated (the gzip size of each weight pruned, clustered and rounded to
+   int8, as the `.tflite` file stores it) and its loss predicted (the sum of
+   the one-shot losses of its changes). Only plans that no other plan beats
+   on both are kept (a Pareto front, traced by trading bytes for loss).
+3. **Rounds**: a plan is fine-tuned (pruned to its per-layer targets while
+   training, clustered, quantization-aware trained) and verified on the
+   selection split. One-shot losses overstate what is left after
+   fine-tuning, so the first round tries the smallest plan predicted to lose
+   at most `recovery` times the budget; a plan within budget sends the next
+   round to a smaller one, a plan over it backs off to a larger one (less
+   compression where the table found the model most sensitive), halving the
+   gap (in log scale) each time; at most `rounds` rounds.
+
+The result is the smallest verified plan within budget. When no plan is,
+`within_budget` is False and the model is the one that lost least: callers
+must say so (the recipe step warns, `tfcompress compress --max-loss` exits
+with an error unless `--best-effort`).
+"""
+
+import dataclasses
+import gzip
+import math
+
+import numpy as np
+
+__all__ = ["Plan", "Candidate", "SearchResult", "plan_front", "search", "fine_tuner", "compress"]
+
+
+@dataclasses.dataclass
+class Plan:
+    """Per-layer sparsity (0: dense) and the model's clusters (None: none)."""
+
+    sparsity: dict
+    clusters: int = None
+    predicted_loss: float = 0.0
+    estimated_bytes: int = 0
+
+    def describe(self):
+        parts = ", ".join(f"{name} {s:.0%}" for name, s in self.sparsity.items())
+        return f"prune {parts}" + (f"; {self.clusters} clusters" if self.clusters else "") + "; int8"
+
+    @property
+    def prunes(self):
+        return {name: s for name, s in self.sparsity.items() if s > 0}
+
+
+@dataclasses.dataclass
+class Candidate:
+    """A plan tried: its fine-tuned model's value on the selection split."""
+
+    round: int
+    plan: Plan
+    value: float
+    loss: float
+    within_budget: bool
+    model: object = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What `search` found.
+
+    Attributes:
+        model: the chosen (QAT) model.
+        chosen: its `Candidate`.
+        candidates: every `Candidate` tried, in order.
+        within_budget: whether the chosen one kept the budget.
+        baseline: the uncompressed model's value on the selection split.
+        front: the `Plan`s the rounds chose from (smallest first).
+        table: the `SensitivityTable` the plans came from.
+    """
+
+    model: object
+    chosen: Candidate
+    candidates: list
+    within_budget: bool
+    baseline: float
+    front: list
+    table: object
+    max_loss: float
+    unit: str
+
+    def summary(self):
+        c = self.chosen
+        verdict = "within" if self.within_budget else "OVER"
+        return (
+            f"{len(self.candidates)} candidates tried; chosen: {c.plan.describe()} (round {c.round}), "
+            f"loss {_fmt(c.loss, self.unit)} on the selection split, {verdict} the budget of {_fmt(self.max_loss, self.unit)}"
+        )
+
+    def to_markdown(self):
+        lines = [
+            f"Budget: lose at most {_fmt(self.max_loss, self.unit)} on the selection split "
+            f"(unchanged model: {self.table.metric} {self.baseline:.4f}). {len(self.front)} plans on the front; "
+            f"one-shot losses from {self.table.evaluations} evaluations.",
+            "",
+            "| round | plan | estimated gzip KiB | predicted (one shot) | verified loss | budget |",
+            "|---:|---|---:|---:|---:|---|",
+        ]
+        for c in self.candidates:
+            mark = "within" + (" (chosen)" if c is self.chosen else "") if c.within_budget else "over" + (" (chosen: least loss)" if c is self.chosen else "")
+            lines.append(
+                f"| {c.round} | {c.plan.describe()} | {c.plan.estimated_bytes / 1024:,.1f} | "
+                f"{_fmt(c.plan.predicted_loss, self.unit)} | {_fmt(c.loss, self.unit)} | {mark} |"
+            )
+        return "\n".join(lines) + "\n"
+
+    def figure(self):
+        """Estimated size against verified loss for every candidate, with
+        the budget line and the front's predictions (a matplotlib Figure)."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7.5, 4.2), dpi=110)
+        ax = fig.add_axes([0.11, 0.13, 0.6, 0.77])
+        ax.plot([p.estimated_bytes / 1024 for p in self.front], [p.predicted_loss for p in self.front], color="lightgrey", marker=".", label="front (one-shot prediction)")
+        for c in self.candidates:
+            ax.scatter([c.plan.estimated_bytes / 1024], [c.loss], color="tab:green" if c.within_budget else "tab:red", zorder=3, s=60 if c is self.chosen else 30, marker="*" if c is self.chosen else "o")
+            ax.annotate(str(c.round), (c.plan.estimated_bytes / 1024, c.loss), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.axhline(self.max_loss, color="tab:red", ls="--", lw=1, label=f"budget {_fmt(self.max_loss, self.unit)}")
+        ax.set_xscale("log")
+        top = max([c.loss for c in self.candidates] + [self.max_loss]) * 1.5 + 0.1
+        ax.set_ylim(min(0, *(c.loss for c in self.candidates)) - 0.1, top)
+        ax.set_xlabel("estimated size of the compressed weights, gzip KiB (log)")
+        ax.set_ylabel(f"loss ({self.unit}) on the selection split")
+        ax.set_title("accuracy-budget search: candidates by round", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+        return fig
+
+    def plot(self, path):
+        """Writes `figure()` as a PNG."""
+        from tfcompress import _io
+
+        _io.write_figure(self.figure(), path)
+
+
+def _fmt(value, unit):
+    return f"{value:+.2f} points" if unit == "points" else f"{value:+.4f} bits/char"
+
+
+# --------------------------------------------------------------- plans
+
+
+def _weight_bytes(arrays, sparsity, clusters):
+    """gzip -6 size of `arrays` pruned, clustered (zeros kept) and rounded to int8."""
+    from tfcompress.sensitivity import cluster_array, prune_array, quantize_array
+
+    total = 0
+    for w in arrays:
+        w = prune_array(w, sparsity) if sparsity else np.asarray(w)
+        if clusters:
+            nonzero = w != 0
+            if nonzero.any():
+                w = w.copy()
+                w[nonzero] = cluster_array(w[nonzero], clusters)
+        q = np.round(quantize_array(w, 8) / (np.abs(w).max() / 127 or 1)).astype(np.int8)
+        total += len(gzip.compress(q.tobytes(), 6))
+    return total
+
+
+def plan_front(model, table, clusters=(None, 16, 8)):
+    """The plans no other plan beats on both estimated size and predicted
+    loss, smallest first.
+
+    Args:
+        model: the uncompressed model `table` measured.
+        table: a `SensitivityTable` of it; its prune rows give the sparsity
+            choices (plus 0), its cluster rows the loss of `clusters`.
+        clusters: the numbers of clusters to plan with (None: no clustering);
+            each must have been measured.
+    """
+    from tfcompress._keras import ensure_tf_keras
+    from tfcompress.pruning.layers import all_layers, prunable_weights
+
+    model = ensure_tf_keras(model, caller="budget.plan_front")
+    by_name = {layer.name: layer for layer in all_layers(model)}
+    names = list(table.layers)
+    sparsities = [0.0] + table.settings("prune")
+    measured = table.settings("cluster")
+    for c in clusters:
+        if c is not None and float(c) not in measured:
+            raise ValueError(f"clusters={c} was not measured by the sensitivity table (it has {measured}). Fix: analyze with clusters including {c}.")
+    quant = {n: _pos(table, n, "quantize", 8) for n in names}
+    front = []
+    for c in clusters:
+        # per layer and sparsity: (KiB, predicted loss)
+        cost = {}
+        for n in names:
+            arrays = [v.numpy() for v in prunable_weights(by_name[n])]
+            extra = quant[n] + (_pos(table, n, "cluster", c) if c else 0.0)
+            cost[n] = [(_weight_bytes(arrays, s, c) / 1024, (_pos(table, n, "prune", s) if s else 0.0) + extra) for s in sparsities]
+        seen = set()
+        for lam in np.logspace(-4, 5, 160):  # bytes traded for loss at rate lam: the lower convex hull
+            pick = {n: min(range(len(sparsities)), key=lambda i: cost[n][i][0] + lam * cost[n][i][1]) for n in names}
+            key = tuple(pick[n] for n in names)
+            if key in seen:
+                continue
+            seen.add(key)
+            front.append(
+                Plan(
+                    {n: sparsities[pick[n]] for n in names},
+                    c,
+                    float(sum(cost[n][pick[n]][1] for n in names)),
+                    int(sum(cost[n][pick[n]][0] for n in names) * 1024),
+                )
+            )
+    front.sort(key=lambda p: (p.estimated_bytes, p.predicted_loss))
+    pareto, best = [], math.inf
+    for p in front:
+        if p.predicted_loss < best - 1e-9:
+            pareto.append(p)
+            best = p.predicted_loss
+    return pareto
+
+
+def _pos(table, layer, kind, setting):
+    """A one-shot loss, with the measurement noise below zero read as no loss."""
+    try:
+        return max(0.0, table.loss(layer, kind, setting))
+    except KeyError:
+        return 0.0
+
+
+# --------------------------------------------------------------- search
+
+
+def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, recovery=4.0, clusters=(None, 16, 8), log=None):
+    """Finds the smallest plan whose fine-tuned model keeps `max_loss`.
+
+    Args:
+        model: the trained, uncompressed model.
+        table: its `SensitivityTable` (`sensitivity.analyze`, on the
+            selection data).
+        fine_tune: `plan -> model`: compresses a copy of `model` as the plan
+            says and fine-tunes it (the recipe step prunes, clusters and
+            quantization-aware trains with the run's data).
+        evaluate: `model -> value` on the selection split (the same data
+            as `table`).
+        max_loss: the budget, in the table's unit (points of accuracy, or
+            bits per character).
+        rounds: plans fine-tuned at most.
+        recovery: the first round tries the smallest plan predicted (one
+            shot) to lose at most `recovery * max_loss`.
+        clusters: see `plan_front`.
+        log: a function taking progress lines.
+
+    Returns:
+        `SearchResult`.
+    """
+    if not (isinstance(max_loss, (int, float)) and not isinstance(max_loss, bool) and max_loss >= 0):
+        raise ValueError(f"max_loss must be a number >= 0 (points of accuracy, or bits/char). Received: max_loss={max_loss!r}.")
+    if not (isinstance(rounds, int) and rounds >= 1):
+        raise ValueError(f"rounds must be an integer >= 1. Received: rounds={rounds!r}.")
+    log = log or (lambda line: None)
+    higher = table.metric == "accuracy"
+    baseline = evaluate(model)
+    front = plan_front(model, table, clusters)
+    budget_scale = max(max_loss, 0.05 if higher else 0.005)  # a zero budget still ranks the plans
+
+    above = below = None  # bytes of the largest plan over budget and of the smallest within it
+
+    def plan_for(limit):
+        """The smallest plan predicted within `limit`, strictly between the plans
+        already decided (else the least lossy there); None when none is left."""
+        allowed = [p for p in front if (above is None or p.estimated_bytes > above) and (below is None or p.estimated_bytes < below)]
+        within = [p for p in allowed if p.predicted_loss <= limit]
+        return within[0] if within else (allowed[-1] if allowed else None)
+
+    low, high = 0.0, None  # multiples of the budget: `low` kept the budget, `high` did not
+    factor = recovery
+    candidates = []
+    for r in range(1, rounds + 1):
+        plan = plan_for(factor * budget_scale)
+        if plan is None:
+            break  # no plan left between one within budget and a larger one over it
+        log(f"[auto] round {r}: {plan.describe()} (predicted one-shot loss {_fmt(plan.predicted_loss, table.unit)}, about {plan.estimated_bytes / 1024:,.1f} KiB)")
+        compressed = fine_tune(plan)
+        value = evaluate(compressed)
+        loss = (baseline - value) * 100 if higher else value - baseline
+        c = Candidate(r, plan, value, loss, loss <= max_loss + 1e-9, compressed)
+        candidates.append(c)
+        log(f"[auto] round {r}: loss {_fmt(loss, table.unit)} on the selection split: {'within' if c.within_budget else 'over'} the budget")
+        if c.within_budget:
+            below = plan.estimated_bytes
+            low = factor
+            factor = factor * 4 if high is None else math.sqrt(low * high)
+        else:
+            above = plan.estimated_bytes
+            high = factor
+            factor = factor / 4 if low == 0 else math.sqrt(low * high)
+    passing = [c for c in candidates if c.within_budget]
+    if passing:
+        chosen = min(passing, key=lambda c: (c.plan.estimated_bytes, c.loss))
+    else:
+        chosen = min(candidates, key=lambda c: c.loss)
+    for c in candidates:
+        if c is not chosen:
+            c.model = None  # keep only the chosen model in memory
+    return SearchResult(chosen.model, chosen, candidates, chosen.within_budget, baseline, front, table, max_loss, table.unit)
+
+
+# --------------------------------------------------------------- the whole path
+
+
+def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=1, steps_per_epoch=None):
+    """`plan -> QAT model`: prunes a copy of `model` to the plan's per-layer
+    targets while training (the sparsity ramps up over `prune_epochs` when
+    `steps_per_epoch` is known), clusters it (zeros kept) and trains it
+    quantization-aware. `fit(model, epochs, learning_rate)` compiles and
+    trains a model and returns it."""
+    from tfcompress import clustering, pruning, quantization
+
+    def fine_tune(plan):
+        current = model
+        if plan.prunes:
+            pruned = pruning.prune(current, target_sparsity=plan.prunes, epochs=prune_epochs, steps_per_epoch=steps_per_epoch)
+            current = pruning.strip(fit(pruned, prune_epochs, 1e-3))
+        if plan.clusters:
+            clustered = clustering.cluster(current, clusters=plan.clusters, preserve_sparsity="auto")
+            current = clustering.strip(fit(clustered, cluster_epochs, 1e-4))
+        return fit(quantization.quantize(current), quantize_epochs, 5e-4)
+
+    return fine_tune
+
+
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, recovery=4.0, log=None):
+    """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
+    on `selection`, then `search` with `fine_tuner` training on `train`.
+
+    Args:
+        model: a trained float classifier (or character model), tf_keras or
+            Keras 3.
+        train: `(x, y)` to fine-tune on.
+        selection: `(x, y)` to measure and verify on: data carved from the
+            training data, not the dev set you report on.
+        max_loss: points of accuracy (or bits/char with `metric="bits/char"`).
+        the rest: see `search`, `fine_tuner` and `sensitivity.analyze`.
+
+    Returns:
+        `SearchResult`; `result.model` is the QAT model to export
+        (`export.to_tflite`), `result.within_budget` says whether it kept
+        the budget.
+    """
+    from tfcompress import keras, metrics, sensitivity
+    from tfcompress._keras import ensure_tf_keras, predict
+
+    model = ensure_tf_keras(model, caller="budget.compress")
+    (x, y), (xs, ys) = train, selection
+    table = sensitivity.analyze(model, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
+    loss = "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
+
+    def fit(m, epochs, learning_rate):
+        m.compile(keras.optimizers.Adam(learning_rate), loss, ["accuracy"])
+        m.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+        return m
+
+    def evaluate(m):
+        probs = predict(m, xs, batch_size=512)
+        return metrics.accuracy(probs, ys) if metric == "accuracy" else metrics.bits_per_char(probs, ys)
+
+    tune = fine_tuner(
+        model, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs,
+        steps_per_epoch=int(np.ceil(len(x) / batch_size)),
+    )
+    return search(model, table, tune, evaluate, max_loss, rounds=rounds, recovery=recovery, clusters=clusters, log=log)

@@ -1,0 +1,103 @@
+"""`auto`: the smallest model within an accuracy budget (`tfcompress.budget`):
+sensitivity, per-layer plans, each fine-tuned and verified on the selection
+split, backing off when over budget."""
+
+import os
+import warnings
+
+import numpy as np
+
+from tfcompress.recipe import schema
+from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+
+
+def _cluster_choice(v):
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 256)
+
+
+def _nonneg_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
+@register_step
+class Auto(Step):
+    name = "auto"
+    summary = "the smallest model within --max-loss: per-layer sparsity and clusters from a sensitivity table, fine-tuned (prune, cluster, QAT) and verified on the selection split"
+    schema = {
+        "max_loss": (schema.optional(schema.expects("a number >= 0")(_nonneg_number), "a number >= 0 (points of accuracy, or bits/char)"), None),
+        "rounds": (schema.positive_int, 3),
+        "recovery": (schema.positive_number, 4.0),
+        "sparsities": (schema.expects("a list of numbers in (0, 1)")(lambda v: isinstance(v, list) and v and all(schema.open_fraction(i) for i in v)), [0.5, 0.8, 0.9, 0.95]),
+        "clusters": (schema.expects("a list of null (no clustering) and integers in [2, 256]")(lambda v: isinstance(v, list) and v and all(_cluster_choice(i) for i in v)), [None, 16, 8]),
+        "prune_epochs": (schema.positive_int, 2),
+        "cluster_epochs": (schema.positive_int, 1),
+        "quantize_epochs": (schema.positive_int, 1),
+        "batch_size": (schema.positive_int, 128),
+        "max_steps": schema.TRAINING["max_steps"],
+        "max_examples": (schema.positive_int, 2000),
+        "best_effort": (schema.choice(True, False), False),
+    }
+    flags = (
+        Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
+        Flag("--rounds", "rounds", int, 3, "fine-tuned candidates the auto step tries at most (default: 3)"),
+    )
+    chooses = True
+
+    def validate(self, args, earlier, config, fail):
+        if args["max_loss"] is None:
+            fail(["max_loss"], "the auto step needs a budget", "auto: {max_loss: 0.5} (points of accuracy; bits/char for a language model), or --max-loss 0.5")
+        if any(name in ("prune", "cluster", "quantize", "auto") for name, _ in earlier):
+            fail([], "auto compresses a trained float model, so it cannot follow prune, cluster, quantize or another auto", "put auto right after train (or first, with a loaded model)")
+        return args
+
+    def run(self, ctx, args):
+        from tfcompress import budget, precision, sensitivity
+        from tfcompress._keras import predict
+
+        model = ctx.require_model()
+        x, y, metric = ctx.selection(args["max_examples"])
+        clusters = [c for c in args["clusters"] if c is not None]
+        table = sensitivity.analyze(model, x, y, sparsities=args["sparsities"], bits=[8], clusters=clusters, metric=metric)
+        ctx.log(f"[auto] sensitivity: {table.summary()}")
+        train_args = {**{k: d for k, (_, d) in schema.TRAINING.items()}, "batch_size": args["batch_size"], "max_steps": args["max_steps"]}
+
+        def fit(m, epochs, learning_rate):
+            return ctx.fit(m, {**train_args, "epochs": epochs, "learning_rate": learning_rate}, default_lr=learning_rate)
+
+        tune = budget.fine_tuner(
+            model, fit, prune_epochs=args["prune_epochs"], cluster_epochs=args["cluster_epochs"], quantize_epochs=args["quantize_epochs"],
+            steps_per_epoch=int(np.ceil(ctx.train_count(train_args) / args["batch_size"])),
+        )
+
+        def fine_tune(plan):
+            with precision.policy_scope("float32"), ctx.strategy.scope():
+                return tune(plan)
+
+        def evaluate(m):
+            probs = predict(m, x, batch_size=512)
+            return ctx.metric(probs, y)[1]
+
+        result = budget.search(
+            model, table, fine_tune, evaluate, args["max_loss"], rounds=args["rounds"], recovery=args["recovery"],
+            clusters=args["clusters"], log=ctx.log,
+        )
+        plot = f"auto-{ctx.index}.png"
+        result.plot(os.path.join(ctx.out, plot))
+        chosen = result.chosen
+        notes = f"{chosen.plan.describe()}; selection loss {budget._fmt(chosen.loss, result.unit)} (budget {budget._fmt(args['max_loss'], result.unit)}); {len(result.candidates)} candidates"
+        meta = {"budget met": result.within_budget, "budget": result.summary(), "best effort": args["best_effort"]}
+        if not result.within_budget:
+            notes = "BUDGET NOT MET: " + notes
+            message = (
+                f"auto: no candidate kept the budget of {budget._fmt(args['max_loss'], result.unit)} in {len(result.candidates)} "
+                f"round(s); handing on the one that lost least ({budget._fmt(chosen.loss, result.unit)}). Fix: a larger "
+                "max_loss, more rounds, or a lower recovery (a more careful first plan)."
+            )
+            ctx.log(f"[auto] WARNING: {message}")
+            warnings.warn(message, stacklevel=2)
+        record = ctx.keras_record(f"auto (max loss {args['max_loss']:g})", result.model, notes)
+        body = (
+            f"{result.summary()}.\n\n{result.to_markdown()}\n![candidates against the budget]({plot})\n\n"
+            f"Sensitivity behind the plans:\n\n{table.to_markdown()}"
+        )
+        return StepResult(result.model, [record], {f"Accuracy budget (step {ctx.index})": body}, meta)
