@@ -53,7 +53,7 @@ def test_a_new_step_is_one_registered_class(tmp_path, count_zeros):
         Recipe.from_dict({**config, "steps": [{"train": {}}, {"count_zeros": {"at_least": 2}}]})
     with pytest.raises(RecipeError, match=r"key 'steps\[0\].count_zeros.label': count_zeros needs a model trained before it. Fix: put a train step first"):
         Recipe.from_dict({**config, "steps": [{"count_zeros": {}}]})
-    with pytest.raises(RecipeError, match=r"unknown step 'squeeze'. Fix: use one of: train, factorize, prune, cluster, quantize, distill, export, count_zeros"):
+    with pytest.raises(RecipeError, match=r"unknown step 'squeeze'. Fix: use one of: train, sensitivity, auto, factorize, prune, cluster, quantize, distill, export, count_zeros"):
         Recipe.from_dict({**config, "steps": ["squeeze"]})
 
     logs = []
@@ -89,7 +89,7 @@ def test_the_registry_refuses_what_could_not_work():
         recipe.register_step(BadFlag)
     with pytest.raises(TypeError, match=r"register_step takes a Step subclass"):
         recipe.register_step(dict)
-    assert recipe.step_names() == ["train", "factorize", "prune", "cluster", "quantize", "distill", "export"]
+    assert recipe.step_names() == ["train", "sensitivity", "auto", "factorize", "prune", "cluster", "quantize", "distill", "export"]
 
 
 def test_a_run_shows_each_epoch_and_writes_tensorboard_logs(tmp_path):
