@@ -107,11 +107,13 @@ def test_the_seed_char_model_workflow_runs_as_written(tmp_path):
     q_aware.fit(x[:-1500], y[:-1500], batch_size=128, epochs=1, verbose=0)
 
     reference = quantization.strip(q_aware).predict(held_x, verbose=0)
+    top_two = np.sort(reference, 1)[:, -2:]
+    undecided = top_two[:, 1] - top_two[:, 0] <= export.VERIFY_TIE  # agreement as export verification counts it
     for mode in ("float32", "dynamic"):
         result = export.to_tflite(q_aware, tmp_path / f"seed-{mode}.tflite", mode=mode)
         assert "WHILE" in result.ops and not result.stateful  # the three LSTMs run as loops, no state kept
         probs = export.TFLiteModel(result.path).predict(held_x)
-        assert (probs.argmax(1) == reference.argmax(1)).mean() >= 0.99, mode
+        assert ((probs.argmax(1) == reference.argmax(1)) | undecided).mean() >= 0.99, mode
     original = np.asarray(model.predict(held_x, verbose=0))
     assert (probs.argmax(1) == held_y.argmax(1)).mean() >= (original.argmax(1) == held_y.argmax(1)).mean() - 0.03
 
