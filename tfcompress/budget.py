@@ -33,6 +33,8 @@ import math
 
 import numpy as np
 
+from tfcompress.sensitivity import format_loss, loss_between, score
+
 __all__ = ["Plan", "Candidate", "SearchResult", "plan_front", "search", "fine_tuner", "compress"]
 
 
@@ -95,12 +97,12 @@ class SearchResult:
         verdict = "within" if self.within_budget else "OVER"
         return (
             f"{len(self.candidates)} candidates tried; chosen: {c.plan.describe()} (round {c.round}), "
-            f"loss {_fmt(c.loss, self.unit)} on the selection split, {verdict} the budget of {_fmt(self.max_loss, self.unit)}"
+            f"loss {format_loss(c.loss, self.unit)} on the selection split, {verdict} the budget of {format_loss(self.max_loss, self.unit)}"
         )
 
     def to_markdown(self):
         lines = [
-            f"Budget: lose at most {_fmt(self.max_loss, self.unit)} on the selection split "
+            f"Budget: lose at most {format_loss(self.max_loss, self.unit)} on the selection split "
             f"(unchanged model: {self.table.metric} {self.baseline:.4f}). {len(self.front)} plans on the front; "
             f"one-shot losses from {self.table.evaluations} evaluations.",
             "",
@@ -111,7 +113,7 @@ class SearchResult:
             mark = "within" + (" (chosen)" if c is self.chosen else "") if c.within_budget else "over" + (" (chosen: least loss)" if c is self.chosen else "")
             lines.append(
                 f"| {c.round} | {c.plan.describe()} | {c.plan.estimated_bytes / 1024:,.1f} | "
-                f"{_fmt(c.plan.predicted_loss, self.unit)} | {_fmt(c.loss, self.unit)} | {mark} |"
+                f"{format_loss(c.plan.predicted_loss, self.unit)} | {format_loss(c.loss, self.unit)} | {mark} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -126,7 +128,7 @@ class SearchResult:
         for c in self.candidates:
             ax.scatter([c.plan.estimated_bytes / 1024], [c.loss], color="tab:green" if c.within_budget else "tab:red", zorder=3, s=60 if c is self.chosen else 30, marker="*" if c is self.chosen else "o")
             ax.annotate(str(c.round), (c.plan.estimated_bytes / 1024, c.loss), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.axhline(self.max_loss, color="tab:red", ls="--", lw=1, label=f"budget {_fmt(self.max_loss, self.unit)}")
+        ax.axhline(self.max_loss, color="tab:red", ls="--", lw=1, label=f"budget {format_loss(self.max_loss, self.unit)}")
         ax.set_xscale("log")
         top = max([c.loss for c in self.candidates] + [self.max_loss]) * 1.5 + 0.1
         ax.set_ylim(min(0, *(c.loss for c in self.candidates)) - 0.1, top)
@@ -144,16 +146,12 @@ class SearchResult:
         _io.write_figure(self.figure(), path)
 
 
-def _fmt(value, unit):
-    return f"{value:+.2f} points" if unit == "points" else f"{value:+.4f} bits/char"
-
-
 # --------------------------------------------------------------- plans
 
 
 def _weight_bytes(arrays, sparsity, clusters):
     """gzip -6 size of `arrays` pruned, clustered (zeros kept) and rounded to int8."""
-    from tfcompress.sensitivity import cluster_array, prune_array, quantize_array
+    from tfcompress.sensitivity import cluster_array, int_codes, prune_array
 
     total = 0
     for w in arrays:
@@ -163,8 +161,7 @@ def _weight_bytes(arrays, sparsity, clusters):
             if nonzero.any():
                 w = w.copy()
                 w[nonzero] = cluster_array(w[nonzero], clusters)
-        q = np.round(quantize_array(w, 8) / (np.abs(w).max() / 127 or 1)).astype(np.int8)
-        total += len(gzip.compress(q.tobytes(), 6))
+        total += len(gzip.compress(int_codes(w, 8)[0].astype(np.int8).tobytes(), 6))
     return total
 
 
@@ -283,13 +280,13 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, recovery=4.
         plan = plan_for(factor * budget_scale)
         if plan is None:
             break  # no plan left between one within budget and a larger one over it
-        log(f"[auto] round {r}: {plan.describe()} (predicted one-shot loss {_fmt(plan.predicted_loss, table.unit)}, about {plan.estimated_bytes / 1024:,.1f} KiB)")
+        log(f"[auto] round {r}: {plan.describe()} (predicted one-shot loss {format_loss(plan.predicted_loss, table.unit)}, about {plan.estimated_bytes / 1024:,.1f} KiB)")
         compressed = fine_tune(plan)
         value = evaluate(compressed)
-        loss = (baseline - value) * 100 if higher else value - baseline
+        loss = loss_between(baseline, value, table.metric)
         c = Candidate(r, plan, value, loss, loss <= max_loss + 1e-9, compressed)
         candidates.append(c)
-        log(f"[auto] round {r}: loss {_fmt(loss, table.unit)} on the selection split: {'within' if c.within_budget else 'over'} the budget")
+        log(f"[auto] round {r}: loss {format_loss(loss, table.unit)} on the selection split: {'within' if c.within_budget else 'over'} the budget")
         if c.within_budget:
             below = plan.estimated_bytes
             low = factor
@@ -351,7 +348,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         (`export.to_tflite`), `result.within_budget` says whether it kept
         the budget.
     """
-    from tfcompress import keras, metrics, sensitivity
+    from tfcompress import keras, sensitivity
     from tfcompress._keras import ensure_tf_keras, predict
 
     model = ensure_tf_keras(model, caller="budget.compress")
@@ -365,8 +362,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         return m
 
     def evaluate(m):
-        probs = predict(m, xs, batch_size=512)
-        return metrics.accuracy(probs, ys) if metric == "accuracy" else metrics.bits_per_char(probs, ys)
+        return score(predict(m, xs, batch_size=512), ys, metric)
 
     tune = fine_tuner(
         model, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs,

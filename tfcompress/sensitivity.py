@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-__all__ = ["analyze", "SensitivityTable", "Row", "prune_array", "quantize_array", "cluster_array"]
+__all__ = ["analyze", "SensitivityTable", "Row", "prune_array", "quantize_array", "cluster_array", "score", "loss_between", "format_loss"]
 
 KINDS = ("prune", "quantize", "cluster")
 
@@ -126,8 +126,8 @@ class SensitivityTable:
             text += "; no single change made it worse on this data"
         elif worst is not None:
             text += (
-                f"; most sensitive: {worst.layer} ({_setting(worst.kind, worst.setting)}: {_loss(worst.loss, self.unit)}); "
-                f"least: {calm} (at most {_loss(per_layer[calm], self.unit)})"
+                f"; most sensitive: {worst.layer} ({_setting(worst.kind, worst.setting)}: {format_loss(worst.loss, self.unit)}); "
+                f"least: {calm} (at most {format_loss(per_layer[calm], self.unit)})"
             )
         return text
 
@@ -202,16 +202,21 @@ def prune_array(w, sparsity):
     return out.reshape(w.shape)
 
 
+def int_codes(w, bits):
+    """`(codes, scale)`: `w` as integers in `[-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1]`
+    (symmetric, per tensor, narrow range) and the step between them."""
+    w = np.asarray(w)
+    steps = 2 ** (bits - 1) - 1
+    scale = float(np.abs(w).max()) / steps or 1.0
+    return np.clip(np.round(w / scale), -steps, steps), scale
+
+
 def quantize_array(w, bits):
     """`w` rounded to `2 ** (bits - 1) - 1` symmetric steps each side of 0
     (per tensor, narrow range: int8 keeps [-127, 127])."""
     w = np.asarray(w)
-    top = float(np.abs(w).max())
-    if top == 0:
-        return w.copy()
-    steps = 2 ** (bits - 1) - 1
-    scale = top / steps
-    return (np.clip(np.round(w / scale), -steps, steps) * scale).astype(w.dtype)
+    codes, scale = int_codes(w, bits)
+    return (codes * scale).astype(w.dtype)
 
 
 def cluster_array(w, clusters, iterations=12):
@@ -263,7 +268,6 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
         ValueError: a wrapped model, an unknown layer or metric, a setting
             out of range.
     """
-    from tfcompress import metrics
     from tfcompress._keras import ensure_tf_keras, predict
     from tfcompress.pruning.layers import PRUNABLE_TYPES, all_layers, is_pruned, prunable_weights
 
@@ -296,11 +300,7 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
     y = np.asarray(y)
 
     def evaluate():
-        probs = predict(model, x, batch_size=batch_size)
-        return metrics.accuracy(probs, y) if metric == "accuracy" else metrics.bits_per_char(probs, y)
-
-    def loss_of(value):
-        return (baseline - value) * 100 if metric == "accuracy" else value - baseline
+        return score(predict(model, x, batch_size=batch_size), y, metric)
 
     started = time.perf_counter()
     baseline = evaluate()
@@ -315,7 +315,7 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
                     for v, w in zip(variables, originals):
                         v.assign(_CHANGE[kind](w, setting))
                     value = evaluate()
-                    rows.append(Row(layer.name, params, kind, float(setting), value, loss_of(value)))
+                    rows.append(Row(layer.name, params, kind, float(setting), value, loss_between(baseline, value, metric)))
         finally:
             for v, w in zip(variables, originals):
                 v.assign(w)
@@ -328,5 +328,18 @@ def _setting(kind, setting):
     return f"{int(setting)} bits" if kind == "quantize" else f"{int(setting)} clusters"
 
 
-def _loss(value, unit):
+def score(probs, y, metric):
+    """The metric of predicted probabilities: "accuracy" or "bits/char"."""
+    from tfcompress import metrics
+
+    return metrics.accuracy(probs, y) if metric == "accuracy" else metrics.bits_per_char(probs, y)
+
+
+def loss_between(baseline, value, metric):
+    """How much worse `value` is than `baseline`: points of accuracy, or bits/char."""
+    return (baseline - value) * 100 if metric == "accuracy" else value - baseline
+
+
+def format_loss(value, unit):
+    """A loss with its sign and unit ("points" or "bits/char")."""
     return f"{value:+.2f} points" if unit == "points" else f"{value:+.4f} bits/char"

@@ -84,13 +84,13 @@ class Auto(Step):
         plot = f"auto-{ctx.index}.png"
         result.plot(os.path.join(ctx.out, plot))
         chosen = result.chosen
-        notes = f"{chosen.plan.describe()}; selection loss {budget._fmt(chosen.loss, result.unit)} (budget {budget._fmt(args['max_loss'], result.unit)}); {len(result.candidates)} candidates"
+        notes = f"{chosen.plan.describe()}; selection loss {sensitivity.format_loss(chosen.loss, result.unit)} (budget {sensitivity.format_loss(args['max_loss'], result.unit)}); {len(result.candidates)} candidates"
         meta = {"budget met": result.within_budget, "budget": result.summary(), "best effort": args["best_effort"]}
         if not result.within_budget:
             notes = "BUDGET NOT MET: " + notes
             message = (
-                f"auto: no candidate kept the budget of {budget._fmt(args['max_loss'], result.unit)} in {len(result.candidates)} "
-                f"round(s); handing on the one that lost least ({budget._fmt(chosen.loss, result.unit)}). Fix: a larger "
+                f"auto: no candidate kept the budget of {sensitivity.format_loss(args['max_loss'], result.unit)} in {len(result.candidates)} "
+                f"round(s); handing on the one that lost least ({sensitivity.format_loss(chosen.loss, result.unit)}). Fix: a larger "
                 "max_loss, more rounds, or a lower recovery (a more careful first plan)."
             )
             ctx.log(f"[auto] WARNING: {message}")
