@@ -60,6 +60,13 @@ def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, ma
     )
     cands = result.candidates
     assert 1 <= len(cands) <= 4 and len({c.plan.describe() for c in cands}) == len(cands)
+    # Round 1 starts where compress without a budget ends: the front's smallest plan as large as 80%
+    # everywhere, or a smaller one when even that is predicted within the budget one shot.
+    uniform = budget.uniform_bytes(model, table, 0.8)
+    anchor = next(p for p in result.front if p.estimated_bytes >= uniform)
+    limit = max(anchor.predicted_loss, max_loss, 0.05)
+    assert cands[0].plan is next(p for p in result.front if p.predicted_loss <= limit)
+    assert (cands[0].plan is anchor) == (max_loss < anchor.predicted_loss)
     for c, after in zip(cands, cands[1:]):
         if c.within_budget:
             assert after.plan.estimated_bytes < c.plan.estimated_bytes  # kept it: try smaller
@@ -87,6 +94,10 @@ def test_bad_budgets_are_refused(trained, table):  # noqa: F811
         budget.search(model, table, _one_shot(model), lambda m: 0.0, -1)
     with pytest.raises(ValueError, match=r"rounds must be an integer >= 1"):
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, rounds=0)
+    with pytest.raises(ValueError, match=r"start_sparsity must be a number in \[0, 1\). Received: start_sparsity=1"):
+        budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, start_sparsity=1)
+    with pytest.raises(ValueError, match=r"recovery must be a number > 0"):
+        budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, recovery=0)
 
 
 def _auto_config(tmp_path, **auto):
@@ -154,3 +165,25 @@ def test_max_loss_is_required_and_auto_comes_first(tmp_path):
     config["steps"].insert(1, {"prune": {}})
     with pytest.raises(recipe.RecipeError, match="auto compresses a trained float model, so it cannot follow prune"):
         recipe.Recipe.from_dict(config)
+
+
+def test_each_verified_loss_carries_its_paired_standard_error(trained, table):  # noqa: F811
+    model, x, y = trained
+    probs = model.predict(x, verbose=0)
+    per = sensitivity.per_example(probs, y, "accuracy")
+    assert per.shape == (len(y),) and per.mean() == pytest.approx(sensitivity.score(probs, y, "accuracy"))
+    lm = np.array([[0.5, 0.25, 0.25], [0.125, 0.75, 0.125]])
+    assert sensitivity.per_example(lm, [1, 1], "bits/char") == pytest.approx([2.0, -np.log2(0.75)])
+    assert sensitivity.paired_standard_error([1, 1, 0, 0], [1, 0, 1, 0], "accuracy") == pytest.approx(100 * np.std([0, -1, 1, 0], ddof=1) / 2)
+
+    result = budget.search(
+        model, table, _one_shot(model), lambda m: sensitivity.per_example(m.predict(x, verbose=0), y, "accuracy"), 2.0,
+        rounds=2, clusters=(None,),
+    )
+    for c in result.candidates:
+        diff = sensitivity.per_example(c.model.predict(x, verbose=0), y, "accuracy") - per if c.model is not None else None
+        if diff is not None:
+            assert c.standard_error == pytest.approx(100 * diff.std(ddof=1) / np.sqrt(len(y)))
+        assert c.standard_error is not None and c.loss_text("points").startswith(sensitivity.format_loss(c.loss, "points") + " ± ")
+    assert result.examples == len(y) and f"over the {len(y):,} selection examples" in result.to_markdown()
+    assert result.unresolved() == (abs(result.chosen.loss - 2.0) < 2 * result.chosen.standard_error)

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-__all__ = ["analyze", "SensitivityTable", "Row", "prune_array", "quantize_array", "cluster_array", "score", "loss_between", "format_loss"]
+__all__ = ["analyze", "SensitivityTable", "Row", "prune_array", "quantize_array", "cluster_array", "score", "per_example", "paired_standard_error", "loss_between", "format_loss"]
 
 KINDS = ("prune", "quantize", "cluster")
 
@@ -333,6 +333,28 @@ def score(probs, y, metric):
     from tfcompress import metrics
 
     return metrics.accuracy(probs, y) if metric == "accuracy" else metrics.bits_per_char(probs, y)
+
+
+def per_example(probs, y, metric):
+    """The metric example by example (its mean is `score`): 1.0 or 0.0 for a
+    right or wrong class, or each character's bits."""
+    from tfcompress import metrics
+
+    y = np.asarray(y).reshape(-1)
+    if metric == "accuracy":
+        return (metrics.predicted_classes(probs) == y).astype(np.float64)
+    probs = np.asarray(probs)
+    return -np.log2(np.clip(probs[np.arange(len(probs)), y], 1e-12, 1)).astype(np.float64)
+
+
+def paired_standard_error(baseline, values, metric):
+    """The standard error of `loss_between` two models scored example by
+    example on the same data (`per_example`): how far the measured loss may
+    be from the loss on the data's whole population, one standard error."""
+    diff = np.asarray(values, np.float64) - np.asarray(baseline, np.float64)
+    if diff.size < 2:
+        return float("nan")
+    return float(diff.std(ddof=1) / np.sqrt(diff.size)) * (100 if metric == "accuracy" else 1)
 
 
 def loss_between(baseline, value, metric):

@@ -26,7 +26,8 @@ class Auto(Step):
     schema = {
         "max_loss": (schema.optional(schema.expects("a number >= 0")(_nonneg_number), "a number >= 0 (points of accuracy, or bits/char)"), None),
         "rounds": (schema.positive_int, 3),
-        "recovery": (schema.positive_number, 4.0),
+        "start_sparsity": (schema.expects("a number in [0, 1)")(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1), 0.8),
+        "recovery": (schema.optional(schema.positive_number, "a number > 0, or null (start from start_sparsity)"), None),
         "sparsities": (schema.expects("a list of numbers in (0, 1)")(lambda v: isinstance(v, list) and v and all(schema.open_fraction(i) for i in v)), [0.5, 0.8, 0.9, 0.95]),
         "clusters": (schema.expects("a list of null (no clustering) and integers in [2, 256]")(lambda v: isinstance(v, list) and v and all(_cluster_choice(i) for i in v)), [None, 16, 8]),
         "prune_epochs": (schema.positive_int, 2),
@@ -74,24 +75,26 @@ class Auto(Step):
                 return tune(plan)
 
         def evaluate(m):
-            probs = predict(m, x, batch_size=512)
-            return ctx.metric(probs, y)[1]
+            return sensitivity.per_example(predict(m, x, batch_size=512), y, metric)
 
         result = budget.search(
-            model, table, fine_tune, evaluate, args["max_loss"], rounds=args["rounds"], recovery=args["recovery"],
+            model, table, fine_tune, evaluate, args["max_loss"], rounds=args["rounds"], start_sparsity=args["start_sparsity"], recovery=args["recovery"],
             clusters=args["clusters"], log=ctx.log,
         )
         plot = f"auto-{ctx.index}.png"
         result.plot(os.path.join(ctx.out, plot))
         chosen = result.chosen
-        notes = f"{chosen.plan.describe()}; selection loss {sensitivity.format_loss(chosen.loss, result.unit)} (budget {sensitivity.format_loss(args['max_loss'], result.unit)}); {len(result.candidates)} candidates"
+        notes = f"{chosen.plan.describe()}; selection loss {chosen.loss_text(result.unit)} (budget {sensitivity.format_loss(args['max_loss'], result.unit)}); {len(result.candidates)} candidates"
+        if result.unresolved():
+            ctx.log(f"[auto] NOTE: {result.resolution_note()}")
         meta = {"budget met": result.within_budget, "budget": result.summary(), "best effort": args["best_effort"]}
         if not result.within_budget:
             notes = "BUDGET NOT MET: " + notes
             message = (
                 f"auto: no candidate kept the budget of {sensitivity.format_loss(args['max_loss'], result.unit)} in {len(result.candidates)} "
                 f"round(s); handing on the one that lost least ({sensitivity.format_loss(chosen.loss, result.unit)}). Fix: a larger "
-                "max_loss, more rounds, or a lower recovery (a more careful first plan)."
+                "max_loss, more rounds, a lower start_sparsity (a more careful first plan), or a larger data.selection_fraction "
+                "when the losses are within their ± standard errors of the budget."
             )
             ctx.log(f"[auto] WARNING: {message}")
             warnings.warn(message, stacklevel=2)
