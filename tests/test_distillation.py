@@ -261,3 +261,61 @@ def test_shape_mismatch_and_unbuilt_teacher(teacher):
     unbuilt = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(ValueError, match=r"Distiller\(teacher=...\): model .* is not built.*Fix"):
         Distiller(unbuilt, _student())
+
+
+# ------------------------------------------------------------ unlabelled inputs (a transfer set)
+
+
+def test_unlabeled_examples_add_nothing_to_the_student_loss(teacher):
+    x, y = _data(32, seed=11)
+    u, _ = _data(96, seed=12)
+    plain = _compile(_student(seed=5), lr=0.05)
+    plain.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    student = _student(seed=5)
+    # alpha=1: the student loss alone; a batch of 32 labelled + 96 unlabelled averages over 128,
+    # so 4x the rate gives exactly the labelled-only update.
+    distiller = _compile(Distiller(teacher, student, alpha=1.0), lr=0.2)
+    distiller.fit(x, y, unlabeled=u, epochs=1, batch_size=128, shuffle=False, verbose=0)
+    for a, b in zip(plain.get_weights(), student.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_unlabeled_examples_train_on_the_teacher_which_runs_once_over_them(teacher):
+    x, y = _data(24, seed=21)
+    u, _ = _data(480, seed=22)
+    probe, _ = _data(400, seed=23)
+    agreement = {}
+    for extra in (None, u):
+        student = models.lstm_classifier(VOCAB, max_len=LEN, embedding_dim=8, units=8, dropout=0.0, compile=False)
+        student.set_weights(_fresh_student_weights())
+        distiller = Distiller(teacher, student, alpha=0.1, temperature=2.0)
+        distiller.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"])
+        calls = []
+        original = distiller.teacher_logits
+        distiller.teacher_logits = lambda inputs, **kw: calls.append(len(inputs)) or original(inputs, **kw)
+        # The same 128 updates either way: 8 epochs of 16 batches, or 128 epochs of the one batch of 24.
+        distiller.fit(x, y, unlabeled=extra, epochs=8 if extra is not None else 128, batch_size=32, verbose=0)
+        assert calls == [24 + (0 if extra is None else 480)]  # one teacher pass, over both sets
+        agreement[extra is not None] = (student.predict(probe, verbose=0).argmax(-1) == teacher.predict(probe, verbose=0).argmax(-1)).mean()
+    assert agreement[True] > agreement[False] + 0.1, agreement
+
+
+_FRESH = {}
+
+
+def _fresh_student_weights():
+    if "w" not in _FRESH:
+        keras.utils.set_random_seed(9)
+        _FRESH["w"] = models.lstm_classifier(VOCAB, max_len=LEN, embedding_dim=8, units=8, dropout=0.0, compile=False).get_weights()
+    return _FRESH["w"]
+
+
+def test_unlabeled_inputs_are_checked(teacher):
+    distiller = _compile(Distiller(teacher, _student()))
+    x, y = _data(32)
+    with pytest.raises(ValueError, match=r"unlabeled must be shaped like x: x has shapes \[\(32, 16\)\], unlabeled \[\(8, 12\)\]"):
+        distiller.fit(x, y, unlabeled=np.zeros((8, 12), "int32"), verbose=0)
+    with pytest.raises(ValueError, match=r"validation_split would take its examples from the unlabelled end"):
+        distiller.fit(x, y, unlabeled=x, validation_split=0.2, verbose=0)
+    with pytest.raises(ValueError, match=r"takes arrays"):
+        distiller.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), unlabeled=x, verbose=0)

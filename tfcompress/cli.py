@@ -176,7 +176,8 @@ def build_parser():
         help="download NLTK corpora (needs network)",
         description=(
             "Download the NLTK corpora tfcompress can use: punkt_tab (word_tokenize), "
-            "stopwords, wordnet (lemmatisation). Needs network access; nothing else in "
+            "stopwords, wordnet (lemmatisation, synonyms), averaged_perceptron_tagger_eng (part of speech, "
+            "for distillation.transfer_set). Needs network access; nothing else in "
             "tfcompress downloads. Offline, copy an nltk_data folder and set NLTK_DATA."
         ),
     )
@@ -184,7 +185,7 @@ def build_parser():
         "resources",
         nargs="*",
         metavar="RESOURCE",
-        help="punkt_tab, stopwords, wordnet (default: all three)",
+        help="punkt_tab, stopwords, wordnet, averaged_perceptron_tagger_eng (default: all four)",
     )
     download.add_argument(
         "--dir",

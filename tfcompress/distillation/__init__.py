@@ -24,6 +24,9 @@ your compiled metrics, all on the student.
   `Distiller(..., cache_teacher=True)` computes the teacher's outputs once per
   `fit` call and reuses them every epoch; for a `tf.data` pipeline,
   `attach_teacher_outputs` does it once per example, before your shuffling.
+- `transfer_set(texts, n="10x")` makes new inputs from the training texts
+  (words masked, swapped for others of the same part of speech or for
+  WordNet synonyms, n-grams), for the teacher to label (Tang et al., 2019).
 - `save`, `save_weights` and checkpoints of a Distiller write its **student**,
   a plain model, ready for pruning, QAT and export.
 """
@@ -31,5 +34,6 @@ your compiled metrics, all on the student.
 from tfcompress.distillation.distiller import Distiller
 from tfcompress.distillation.losses import OutputKindError, distillation_per_example, output_kind, to_logits
 from tfcompress.distillation.teacher import attach_teacher_outputs
+from tfcompress.distillation.transfer import TransferSet, transfer_set
 
-__all__ = ["Distiller", "attach_teacher_outputs", "output_kind", "OutputKindError", "to_logits", "distillation_per_example"]
+__all__ = ["Distiller", "attach_teacher_outputs", "output_kind", "OutputKindError", "to_logits", "distillation_per_example", "transfer_set", "TransferSet"]

@@ -6,7 +6,7 @@ from tfcompress._keras import ensure_tf_keras, is_keras3, keras
 from tfcompress._keras import predict as keras_predict
 from tfcompress.distillation.features import feature_loss_per_example, feature_views
 from tfcompress.distillation.losses import distillation_per_example, resolve_kind, to_logits
-from tfcompress.distillation.teacher import LABELS_KEY, TEACHER_KEY, is_arrays
+from tfcompress.distillation.teacher import LABELED_KEY, LABELS_KEY, TEACHER_KEY, is_arrays
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
@@ -106,12 +106,19 @@ class Distiller(keras.Model):
         return trackers + list(compiled)
 
     def _distill_unpack(self, data):
+        """(x, labels, the student loss's sample weights, the distillation
+        term's sample weights, cached teacher logits or None)."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        teacher_logits = None
-        if isinstance(y, dict) and TEACHER_KEY in y:
-            teacher_logits = y[TEACHER_KEY]
+        teacher_logits = labeled = None
+        if isinstance(y, dict) and LABELS_KEY in y:
+            teacher_logits = y.get(TEACHER_KEY)
+            labeled = y.get(LABELED_KEY)
             y = y[LABELS_KEY]
-        return x, y, sample_weight, teacher_logits
+        student_weight = sample_weight
+        if labeled is not None:  # examples without labels (a transfer set) add nothing to the student loss
+            labeled = tf.cast(labeled, tf.float32)
+            student_weight = labeled if sample_weight is None else tf.cast(sample_weight, tf.float32) * labeled
+        return x, y, student_weight, sample_weight, teacher_logits
 
     def _distill_forward(self, x, training, teacher_logits):
         """(student outputs, teacher logits, student logits, feature loss)."""
@@ -130,10 +137,10 @@ class Distiller(keras.Model):
         feature_loss = feature_loss_per_example(features_t, s_outs[1:], self._projections) if self.feature_pairs else None
         return student_out, teacher_logits, student_logits, feature_loss
 
-    def _distill_losses(self, x, y, sample_weight, teacher_logits, training):
+    def _distill_losses(self, x, y, student_weight, sample_weight, teacher_logits, training):
         student_out, t_logits, s_logits, feature_pe = self._distill_forward(x, training, teacher_logits)
         # compiled_loss already averages over the global batch under a strategy.
-        student_loss = self.compiled_loss(y, student_out, sample_weight, regularization_losses=self.student.losses)
+        student_loss = self.compiled_loss(y, student_out, student_weight, regularization_losses=self.student.losses)
         distill = tf.nn.compute_average_loss(
             distillation_per_example(t_logits, s_logits, self.distillation_loss, self.temperature),
             sample_weight=sample_weight,
@@ -145,7 +152,7 @@ class Distiller(keras.Model):
             total += self.feature_weight * feature
         return student_out, total, student_loss, distill, feature
 
-    def _distill_record(self, y, student_out, sample_weight, total, student_loss, distill, feature):
+    def _distill_record(self, y, student_out, student_weight, total, student_loss, distill, feature):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         # The losses above are scaled for summation across replicas; the
         # trackers show the per-example means.
@@ -154,39 +161,51 @@ class Distiller(keras.Model):
         self.distillation_loss_tracker.update_state(distill * replicas)
         if feature is not None:
             self.feature_loss_tracker.update_state(feature * replicas)
-        self.compiled_metrics.update_state(y, student_out, sample_weight)
+        self.compiled_metrics.update_state(y, student_out, student_weight)  # labelled examples only
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        x, y, sample_weight, teacher_logits = self._distill_unpack(data)
+        x, y, student_weight, sample_weight, teacher_logits = self._distill_unpack(data)
         variables = self.student.trainable_variables + [
             v for p in self._projections if p is not None for v in p.trainable_variables
         ]
         with tf.GradientTape() as tape:
             student_out, total, student_loss, distill, feature = self._distill_losses(
-                x, y, sample_weight, teacher_logits, training=True
+                x, y, student_weight, sample_weight, teacher_logits, training=True
             )
             scaled = self.optimizer.get_scaled_loss(total) if _loss_scaled(self.optimizer) else total
         gradients = tape.gradient(scaled, variables)
         if _loss_scaled(self.optimizer):
             gradients = self.optimizer.get_unscaled_gradients(gradients)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._distill_record(y, student_out, sample_weight, total, student_loss, distill, feature)
+        return self._distill_record(y, student_out, student_weight, total, student_loss, distill, feature)
 
     def test_step(self, data):
-        x, y, sample_weight, teacher_logits = self._distill_unpack(data)
+        x, y, student_weight, sample_weight, teacher_logits = self._distill_unpack(data)
         student_out, total, student_loss, distill, feature = self._distill_losses(
-            x, y, sample_weight, teacher_logits, training=False
+            x, y, student_weight, sample_weight, teacher_logits, training=False
         )
-        return self._distill_record(y, student_out, sample_weight, total, student_loss, distill, feature)
+        return self._distill_record(y, student_out, student_weight, total, student_loss, distill, feature)
 
     # ----------------------------------------------------------------- caching
 
-    def fit(self, x=None, y=None, *args, **kwargs):
+    def fit(self, x=None, y=None, *args, unlabeled=None, **kwargs):
         """`keras.Model.fit`; with `cache_teacher` and array inputs, the teacher
-        runs once over `x` (and over array `validation_data`) instead of every epoch."""
+        runs once over `x` (and over array `validation_data`) instead of every epoch.
+
+        `unlabeled`: inputs without labels (arrays shaped like `x`), such as a
+        `transfer_set` encoded like `x`. They are shuffled in with `x`, so an
+        epoch sees `len(unlabeled)` of them for `len(x)` labelled ones, and
+        they train on the distillation term alone: `(1 - alpha) * distill`
+        (with `feature_weight * feature`), where a labelled example adds
+        `alpha * student_loss` too. The teacher cache covers them. The
+        reported `student_loss` averages over every example of a batch, with
+        the unlabelled ones adding 0; compiled metrics count labelled ones only.
+        """
+        if unlabeled is not None:
+            x, y, kwargs = self._with_unlabeled(x, y, unlabeled, args, kwargs)
         if self.cache_teacher and y is not None and is_arrays(x) and not self.feature_pairs:
-            y = {LABELS_KEY: y, TEACHER_KEY: self.teacher_logits(x)}
+            y = {**(y if isinstance(y, dict) else {LABELS_KEY: y}), TEACHER_KEY: self.teacher_logits(x)}
             validation = kwargs.get("validation_data")
             if isinstance(validation, (tuple, list)) and len(validation) in (2, 3) and is_arrays(validation[0]):
                 vx, vy = validation[0], validation[1]
@@ -197,6 +216,38 @@ class Distiller(keras.Model):
             return super().fit(x, y, *args, **kwargs)
         finally:
             self._update_caller_student()
+
+    def _with_unlabeled(self, x, y, unlabeled, args, kwargs):
+        """`x` and `unlabeled` as one set, with a 0/1 mask of which have labels."""
+        import numpy as np
+
+        where = "Distiller.fit(unlabeled=...)"
+        if not (is_arrays(x) and is_arrays(unlabeled)) or y is None or isinstance(y, dict):
+            raise ValueError(
+                f"{where} takes arrays: x and y as arrays, and unlabeled as an array (or list of arrays) shaped like x. "
+                "Fix: encode the transfer set as you encoded x; for a tf.data pipeline, give each example "
+                f"y = {{'{LABELS_KEY}': label (any valid class for an unlabelled one), '{LABELED_KEY}': 1.0 or 0.0}} yourself."
+            )
+        if args:
+            raise ValueError(f"{where}: pass fit's other arguments by name (batch_size=..., epochs=...), not by position.")
+        if kwargs.get("validation_split"):
+            raise ValueError(f"{where}: validation_split would take its examples from the unlabelled end. Fix: validation_data=(x_dev, y_dev).")
+        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        us = list(unlabeled) if isinstance(unlabeled, (list, tuple)) else [unlabeled]
+        if len(xs) != len(us) or any(np.shape(a)[1:] != np.shape(b)[1:] for a, b in zip(xs, us)):
+            raise ValueError(
+                f"{where}: unlabeled must be shaped like x: x has shapes {[tuple(np.shape(a)) for a in xs]}, "
+                f"unlabeled {[tuple(np.shape(b)) for b in us]} (all but the first dimension must agree). "
+                "Fix: encode and pad the transfer set with the same encoder and max_len as x."
+            )
+        n, m = len(xs[0]), len(us[0])
+        joined = [np.concatenate([np.asarray(a), np.asarray(b).astype(np.asarray(a).dtype)]) for a, b in zip(xs, us)]
+        y = np.asarray(y)
+        labels = np.concatenate([y, np.zeros((m,) + y.shape[1:], y.dtype)])  # any valid class: weighted out
+        labeled = np.concatenate([np.ones(n, np.float32), np.zeros(m, np.float32)])
+        if kwargs.get("sample_weight") is not None:
+            kwargs = {**kwargs, "sample_weight": np.concatenate([np.asarray(kwargs["sample_weight"], np.float32), np.ones(m, np.float32)])}
+        return (joined if isinstance(x, (list, tuple)) else joined[0]), {LABELS_KEY: labels, LABELED_KEY: labeled}, kwargs
 
     def _update_caller_student(self):
         """Copies the trained weights into the Keras 3 student the caller passed

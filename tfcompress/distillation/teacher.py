@@ -10,6 +10,7 @@ from tfcompress.distillation.losses import resolve_kind, to_logits
 # The keys of `y` when it carries the teacher's outputs (read by `Distiller`).
 TEACHER_KEY = "teacher_logits"
 LABELS_KEY = "labels"
+LABELED_KEY = "labeled"  # 1.0 for an example with a label, 0.0 for one of a transfer set
 
 
 def is_arrays(x):

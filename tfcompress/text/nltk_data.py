@@ -17,7 +17,8 @@ __all__ = ["MissingNLTKData", "require", "download", "RESOURCES"]
 RESOURCES = {
     "punkt_tab": ("tokenizers/punkt_tab/{language}/", "tokenizer='word_tokenize'"),
     "stopwords": ("corpora/stopwords", "stopword removal"),
-    "wordnet": ("corpora/wordnet", "WordNet lemmatisation (lemmatize=True)"),
+    "wordnet": ("corpora/wordnet", "WordNet lemmatisation (lemmatize=True) and synonyms (transfer_set's wordnet_synonym)"),
+    "averaged_perceptron_tagger_eng": ("taggers/averaged_perceptron_tagger_eng/", "part-of-speech tagging (transfer_set's pos_swap and wordnet_synonym)"),
 }
 
 
@@ -29,7 +30,8 @@ def require(resource, language="english"):
     """Checks that an NLTK resource is installed; returns its path.
 
     Args:
-        resource: one of `RESOURCES` (`"punkt_tab"`, `"stopwords"`, `"wordnet"`).
+        resource: one of `RESOURCES` (`"punkt_tab"`, `"stopwords"`, `"wordnet"`,
+            `"averaged_perceptron_tagger_eng"`).
         language: for `punkt_tab`, the language whose model is needed.
 
     Raises:
