@@ -319,3 +319,32 @@ def test_unlabeled_inputs_are_checked(teacher):
         distiller.fit(x, y, unlabeled=x, validation_split=0.2, verbose=0)
     with pytest.raises(ValueError, match=r"takes arrays"):
         distiller.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), unlabeled=x, verbose=0)
+
+
+# ------------------------------------------------------------ an ensemble of teachers
+
+
+def test_an_ensemble_teaches_the_mean_of_its_softened_distributions(teacher):
+    other = _teacher(seed=3)
+    x, y = _data(64, seed=31)
+    distiller = Distiller([teacher, other], _student(), alpha=0.2, temperature=3.0)
+    z = distiller.teacher_logits(x)
+    soft = [tf.nn.softmax(np.log(np.clip(t.predict(x, verbose=0), 1e-7, 1)) / 3.0).numpy() for t in (teacher, other)]
+    np.testing.assert_allclose(tf.nn.softmax(z / 3.0).numpy(), (soft[0] + soft[1]) / 2, atol=1e-5)
+    mse = Distiller([teacher, other], _student(), distillation_loss="mse")
+    logits = [np.log(np.clip(t.predict(x, verbose=0), 1e-7, 1)) for t in (teacher, other)]
+    np.testing.assert_allclose(mse.teacher_logits(x), (logits[0] + logits[1]) / 2, atol=1e-5)
+    # Two copies of one teacher teach exactly what it teaches alone, cached or not.
+    weights = []
+    for teachers, cache in ((teacher, True), ([teacher, teacher], True), ([teacher, teacher], False)):
+        student = _student(seed=4)
+        _compile(Distiller(teachers, student, alpha=0.2, temperature=3.0, cache_teacher=cache)).fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+        weights.append(student.get_weights())
+    for w in weights[1:]:
+        for a, b in zip(weights[0], w):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    config = distiller.get_config()
+    again = Distiller.from_config(config)
+    assert isinstance(again.teacher, list) and len(again.teacher) == 2
+    with pytest.raises(ValueError, match=r"teacher is a list: give at least one model, and no feature_pairs"):
+        Distiller([teacher, other], _student(), feature_pairs=[("lstm", "lstm")])

@@ -5,7 +5,7 @@ import tensorflow as tf
 from tfcompress._keras import ensure_tf_keras, is_keras3, keras
 from tfcompress._keras import predict as keras_predict
 from tfcompress.distillation.features import feature_loss_per_example, feature_views
-from tfcompress.distillation.losses import distillation_per_example, resolve_kind, to_logits
+from tfcompress.distillation.losses import distillation_per_example, ensemble_logits, resolve_kind, to_logits
 from tfcompress.distillation.teacher import LABELED_KEY, LABELS_KEY, TEACHER_KEY, is_arrays
 
 
@@ -14,7 +14,10 @@ class Distiller(keras.Model):
     """Trains a small student to imitate a large teacher.
 
     Args:
-        teacher: the trained model to imitate (frozen here).
+        teacher: the trained model to imitate (frozen here), or a list of
+            models taking the same inputs: an ensemble, whose soft targets
+            are the mean of the teachers' softened distributions (the mean
+            of their logits for `"mse"`).
         student: the model to train; its inputs are the teacher's. A Keras 3
             student is trained as a tf_keras copy (`distiller.student`), and
             every `fit` ends by copying the trained weights into the Keras 3
@@ -66,13 +69,22 @@ class Distiller(keras.Model):
         # A Keras 3 student is trained as a tf_keras copy (TFMOT's Keras); fit() copies the
         # trained weights back into the caller's object, so the model they passed is trained.
         self._caller_student = _Untracked(student if is_keras3(student) else None)
-        teacher = _check_model(teacher, "teacher")
+        ensemble = isinstance(teacher, (list, tuple))
+        if ensemble and (not teacher or feature_pairs):
+            raise ValueError(
+                "Distiller: teacher is a list: give at least one model"
+                + (", and no feature_pairs (an ensemble has no single layer to match)." if feature_pairs else ".")
+            )
+        teachers = [_check_model(t, f"teacher[{i}]" if ensemble else "teacher") for i, t in enumerate(teacher if ensemble else [teacher])]
         student = _check_model(student, "student")
-        t_kind = resolve_kind(teacher, teacher_output, "teacher_output")
+        t_kinds = [resolve_kind(t, teacher_output, "teacher_output") for t in teachers]
         s_kind = resolve_kind(student, student_output, "student_output")
-        _check_pair(teacher, student, t_kind, s_kind)
-        teacher.trainable = False
-        self.teacher = teacher
+        for t, kind in zip(teachers, t_kinds):
+            _check_pair(t, student, kind, s_kind)
+            t.trainable = False
+        teacher, t_kind = teachers[0], t_kinds[0]
+        self._teachers, self._t_kinds = _Untracked(teachers), t_kinds
+        self.teacher = teachers if ensemble else teacher
         self.student = student
         self.alpha = float(alpha)
         self.temperature = float(temperature)
@@ -123,7 +135,10 @@ class Distiller(keras.Model):
     def _distill_forward(self, x, training, teacher_logits):
         """(student outputs, teacher logits, student logits, feature loss)."""
         features_t = []
-        if teacher_logits is None or self.feature_pairs:
+        if len(self._teachers.model) > 1:
+            if teacher_logits is None:
+                teacher_logits = self._combine([to_logits(t(x, training=False), k) for t, k in zip(self._teachers.model, self._t_kinds)])
+        elif teacher_logits is None or self.feature_pairs:
             t_outs = self._teacher_view(x, training=False)
             t_outs = t_outs if isinstance(t_outs, (list, tuple)) else [t_outs]
             if teacher_logits is None:
@@ -262,9 +277,14 @@ class Distiller(keras.Model):
                 layer.set_weights(source.get_weights())
 
     def teacher_logits(self, x, batch_size=256):
-        """The teacher's outputs on `x`, as logits (float32 array)."""
-        out = keras_predict(self.teacher, x, batch_size=batch_size)
-        return to_logits(out, self._t_kind).numpy()
+        """The teacher's outputs on `x`, as logits (float32 array); an
+        ensemble's combined logits."""
+        return self._combine(
+            [to_logits(keras_predict(t, x, batch_size=batch_size), k) for t, k in zip(self._teachers.model, self._t_kinds)]
+        ).numpy()
+
+    def _combine(self, logits):
+        return ensemble_logits(logits, self.distillation_loss, self.temperature)
 
     # ----------------------------------------------------------------- saving
 
@@ -282,7 +302,7 @@ class Distiller(keras.Model):
 
     def get_config(self):
         return {
-            "teacher": keras.saving.serialize_keras_object(self.teacher),
+            "teacher": [keras.saving.serialize_keras_object(t) for t in self._teachers.model] if isinstance(self.teacher, (list, tuple)) else keras.saving.serialize_keras_object(self.teacher),
             "student": keras.saving.serialize_keras_object(self.student),
             "alpha": self.alpha,
             "temperature": self.temperature,
@@ -298,7 +318,8 @@ class Distiller(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        teacher = config["teacher"]
+        config["teacher"] = [keras.saving.deserialize_keras_object(t) for t in teacher] if isinstance(teacher, list) else keras.saving.deserialize_keras_object(teacher)
         config["student"] = keras.saving.deserialize_keras_object(config["student"])
         return cls(**config)
 
@@ -361,7 +382,7 @@ def _check_model(model, role):
         raise ValueError(
             f"Distiller({role}=...): model {model.name!r} is not built (it has no inputs "
             f"yet). Fix: give it an Input layer, or call {role}.build(input_shape) "
-            f"{'and train it ' if role == 'teacher' else ''}before distilling."
+            f"{'and train it ' if role.startswith('teacher') else ''}before distilling."
         )
     return model
 

@@ -153,3 +153,17 @@ def distillation_per_example(teacher_logits, student_logits, loss="kl", temperat
     log_p_teacher = tf.nn.log_softmax(teacher_logits / t, axis=-1)
     log_p_student = tf.nn.log_softmax(student_logits / t, axis=-1)
     return tf.reduce_sum(p_teacher * (log_p_teacher - log_p_student), axis=-1) * (t * t)
+
+
+def ensemble_logits(logits, loss="kl", temperature=1.0):
+    """Several teachers' logits as one teacher's: for `"kl"`, logits whose
+    softened distribution (at `temperature`) is the mean of the teachers'
+    softened distributions; for `"mse"`, the mean of the logits."""
+    if len(logits) == 1:
+        return logits[0]
+    stacked = tf.stack([tf.cast(z, tf.float32) for z in logits])
+    if loss == "mse":
+        return tf.reduce_mean(stacked, axis=0)
+    t = temperature
+    log_mean = tf.reduce_logsumexp(tf.nn.log_softmax(stacked / t, axis=-1), axis=0) - tf.math.log(float(len(logits)))
+    return log_mean * t
