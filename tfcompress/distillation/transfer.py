@@ -28,6 +28,10 @@ data (`averaged_perceptron_tagger_eng`, `wordnet`): read from `NLTK_DATA`,
 never downloaded; a method whose data is missing raises `MissingNLTKData`
 naming it. The result is cached on disk like preprocessing
 (`$TFCOMPRESS_CACHE_DIR/transfer`, no pickle).
+
+Cost: 1,000,000 texts from SST-2's 67,349 training phrases took 99 s in one
+process (38 s of it tagging), about 10,000 texts a second (AMD EPYC, 2
+cores, with a test run beside it).
 """
 
 import hashlib
