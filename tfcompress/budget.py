@@ -122,7 +122,7 @@ class SearchResult:
         se = self.chosen.standard_error
         return (
             f"the selection split measures this loss only to ±{format_loss(se, self.unit).lstrip('+')} (one paired standard error), "
-            "so whether the budget holds beyond it is not settled: set a larger data.selection_fraction for a finer check"
+            "so whether the budget holds beyond it is not settled: a larger selection split (data.selection_fraction in a recipe) checks finer"
         )
 
     def to_markdown(self):
