@@ -34,6 +34,7 @@ BENCHMARKS = [
     "bench_sensitivity",
     "bench_budget",
     "bench_distillation",
+    "bench_transfer",
     "bench_your_models",
     "bench_acceleration",
     "bench_demo",

@@ -348,3 +348,16 @@ def test_an_ensemble_teaches_the_mean_of_its_softened_distributions(teacher):
     assert isinstance(again.teacher, list) and len(again.teacher) == 2
     with pytest.raises(ValueError, match=r"teacher is a list: give at least one model, and no feature_pairs"):
         Distiller([teacher, other], _student(), feature_pairs=[("lstm", "lstm")])
+
+
+def test_outputs_attached_to_arrays_are_not_computed_again(teacher):
+    x, y = _data(64)
+    xa, ya = distillation.attach_teacher_outputs((x, y), teacher)
+    distiller = _compile(Distiller(teacher, _student()))
+    calls = []
+    original = distiller.teacher_logits
+    distiller.teacher_logits = lambda inputs, **kw: calls.append(len(inputs)) or original(inputs, **kw)
+    distiller.fit(xa, ya, epochs=1, batch_size=32, verbose=0)
+    assert calls == []
+    distiller.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert calls == [64]

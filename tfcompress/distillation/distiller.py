@@ -219,7 +219,8 @@ class Distiller(keras.Model):
         """
         if unlabeled is not None:
             x, y, kwargs = self._with_unlabeled(x, y, unlabeled, args, kwargs)
-        if self.cache_teacher and y is not None and is_arrays(x) and not self.feature_pairs:
+        carried = isinstance(y, dict) and TEACHER_KEY in y  # attach_teacher_outputs did it already
+        if self.cache_teacher and y is not None and is_arrays(x) and not self.feature_pairs and not carried:
             y = {**(y if isinstance(y, dict) else {LABELS_KEY: y}), TEACHER_KEY: self.teacher_logits(x)}
             validation = kwargs.get("validation_data")
             if isinstance(validation, (tuple, list)) and len(validation) in (2, 3) and is_arrays(validation[0]):

@@ -1,0 +1,137 @@
+"""SST-2: distillation on a transfer set (issue 18): scratch vs distilled vs
+distilled + transfer set, same teacher, same student, same epochs.
+
+One process. A selection split of whole training sentences (10%, with the
+phrases inside them: `text.containment_groups`) is carved from the training
+data; every choice (each model's best epoch) is made on it, and SST-2 dev is
+scored once per model, after training. Rows, each for every seed (the seed
+sets the student's initial weights and the batch order):
+
+- scratch: the student trained on the labelled phrases;
+- distilled: `Distiller(teacher, student)` on the labelled phrases;
+- distilled + transfer: the same, plus `transfer_set(train texts, size)`
+  labelled by the teacher (`Distiller.fit(unlabeled=...)`; Tang et al. 2019
+  rates: mask 0.1, part-of-speech swap 0.1, synonym 0.1, n-gram 0.25).
+
+An epoch is one pass over the row's data, so a transfer-set epoch is longer:
+each row's wall time is reported, and the transfer set's build time.
+Targets: distilled + transfer >= +2.0 points over scratch on the mean and
+ahead on every seed, and within 0.5 point of the teacher.
+"""
+
+import time
+
+import numpy as np
+
+from common import emit, mean_spread, parser, sst2, table
+
+TEACHER = dict(embedding_dim=128, units=128, bidirectional=True, dropout=0.4)
+STUDENT = dict(embedding_dim=24, units=16, bidirectional=True, dropout=0.3, embedding_vocab_size=8000)
+
+
+def _best_epoch(model, xs, ys):
+    """A callback keeping `model`'s weights of the epoch with the best
+    accuracy on the selection split, restored when training ends."""
+    from tfcompress import keras
+
+    class Best(keras.callbacks.Callback):
+        best, weights, epoch = -1.0, None, 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            acc = float((np.argmax(model.predict(xs, batch_size=512, verbose=0), -1) == ys).mean())
+            if acc > self.best:
+                self.best, self.weights, self.epoch = acc, model.get_weights(), epoch + 1
+
+        def on_train_end(self, logs=None):
+            model.set_weights(self.weights)
+
+    return Best()
+
+
+def main():
+    p = parser(__doc__)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--size", default="10x", help="transfer set size (a multiple of the training texts, or a number)")
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--temperature", type=float, default=4.0)
+    args = p.parse_args()
+    from tfcompress import distillation, keras, models, text
+
+    train, dev = sst2(limit=4000 if args.quick else None)
+    seeds, epochs = (1, 1) if args.quick else (args.seeds, args.epochs)
+    groups = text.containment_groups(text.word_sequences(train.texts), seed=0)
+    kept, held = text.grouped_split(groups, 0.1, seed=[0, 17])
+    texts = [train.texts[i] for i in kept]
+    encoder, x = text.TextEncoder.fit_transform(texts, max_len=64)
+    y = train.labels[kept]
+    xs, ys = encoder([train.texts[i] for i in held]), train.labels[held]
+    x_dev, y_dev = encoder(dev.texts), dev.labels
+    vocab = len(encoder.vocabulary)
+
+    def dev_accuracy(model):
+        return float((np.argmax(model.predict(x_dev, batch_size=512, verbose=0), -1) == y_dev).mean())
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    teacher = models.lstm_classifier(vocab, max_len=64, **TEACHER)
+    started, best = time.perf_counter(), _best_epoch(teacher, xs, ys)
+    teacher.fit(x, y, batch_size=128, epochs=epochs, verbose=0, callbacks=[best])
+    teacher_seconds, teacher_acc = time.perf_counter() - started, dev_accuracy(teacher)
+    print(f"teacher: {teacher.count_params():,} parameters, dev {teacher_acc:.4f}, best epoch {best.epoch} ({teacher_seconds:.0f} s)", flush=True)
+
+    started = time.perf_counter()
+    transfer = distillation.transfer_set(texts, args.size, seed=0, cache=False, log=print)
+    transfer_seconds = time.perf_counter() - started
+    u = encoder(list(transfer))
+    print(f"transfer set: {len(transfer):,} texts in {transfer_seconds:.0f} s (encoded in {time.perf_counter() - started - transfer_seconds:.0f} s)", flush=True)
+
+    student_params = models.lstm_classifier(vocab, max_len=64, compile=False, **STUDENT).count_params()
+    ratio = student_params / teacher.count_params()
+    results = {"scratch": [], "distilled": [], "distilled + transfer": []}
+    seconds = {k: [] for k in results}
+    for seed in range(seeds):
+        for row in results:
+            keras.backend.clear_session()
+            keras.utils.set_random_seed(seed)
+            student = models.lstm_classifier(vocab, max_len=64, compile=row == "scratch", **STUDENT)
+            started, best = time.perf_counter(), _best_epoch(student, xs, ys)
+            if row == "scratch":
+                student.fit(x, y, batch_size=128, epochs=epochs, verbose=0, callbacks=[best])
+            else:  # the teacher runs once per fit, over the labelled and the transfer texts
+                d = distillation.Distiller(teacher, student, alpha=args.alpha, temperature=args.temperature)
+                d.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", ["accuracy"])
+                d.fit(x, y, unlabeled=u if row.endswith("transfer") else None, batch_size=128, epochs=epochs, verbose=0, callbacks=[best])
+            spent = time.perf_counter() - started
+            results[row].append(dev_accuracy(student))
+            seconds[row].append(spent)
+            print(f"seed {seed} {row}: dev {results[row][-1]:.4f} (best epoch {best.epoch}, {spent:.0f} s)", flush=True)
+
+    scratch = np.mean(results["scratch"])
+    rows = [["teacher (BiLSTM 128, emb 128)", f"{teacher.count_params():,}", "1", f"{teacher_acc:.4f}", "—", f"{teacher_seconds / 60:.1f}"]]
+    for name, values in results.items():
+        rows.append([
+            f"student {name}", f"{student_params:,} ({ratio:.1%})", str(len(values)), mean_spread(values),
+            f"{(np.mean(values) - scratch) * 100:+.2f}" if name != "scratch" else "—", f"{np.mean(seconds[name]) / 60:.1f}",
+        ])
+    best = results["distilled + transfer"]
+    checks = [
+        ["+2.0 points over scratch on the mean", "yes" if np.mean(best) - scratch >= 0.02 else "**no**", f"{(np.mean(best) - scratch) * 100:+.2f}"],
+        ["ahead of scratch on every seed", "yes" if all(b > s for b, s in zip(best, results["scratch"])) else "**no**",
+         ", ".join(f"{s:.3f} → {b:.3f}" for s, b in zip(results["scratch"], best))],
+        ["within 0.5 point of the teacher", "yes" if teacher_acc - np.mean(best) <= 0.005 else "**no**", f"{(np.mean(best) - teacher_acc) * 100:+.2f}"],
+    ]
+    body = (
+        f"{len(x):,} training phrases ({len(held):,} whole sentences and their phrases set aside as the selection split "
+        f"on which each model's best epoch of {epochs} is kept); SST-2 dev, scored once per model. Student ≤ 10% of the "
+        f"teacher's parameters: {ratio:.1%}. Distillation: α={args.alpha}, T={args.temperature}. Transfer set: "
+        f"{len(transfer):,} texts ({args.size}) built in {transfer_seconds:.0f} s.\n\n"
+        + table(["model", "parameters", "seeds", "dev accuracy", "Δ vs scratch (points)", "wall min per model"], rows)
+        + "\n\n" + table(["target", "met", "measured"], checks)
+        + "\n\nSST-2 has one labelled dev set; no choice here looks at it."
+    )
+    emit(args, "Distillation on a transfer set (issue 18)", body)
+
+
+if __name__ == "__main__":
+    main()
