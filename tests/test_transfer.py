@@ -136,28 +136,20 @@ def test_missing_tagger_data_is_named_with_the_fix(tmp_path, monkeypatch):
 
 
 def test_a_recipe_distills_on_a_transfer_set_of_its_training_rows(tmp_path):
-    from test_recipe import write_dataset
+    from test_recipe import small_recipe
 
     from tfcompress import recipe
     from tfcompress.recipe.schema import RecipeError
 
-    write_dataset(tmp_path / "train.tsv", n=300)
-    write_dataset(tmp_path / "dev.tsv", n=80, seed=1)
-    config = {
-        "seed": 2,
-        "data": {"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "dev.tsv")},
-        "text": {"max_len": 10},
-        "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
-        "steps": [
-            {"train": {"epochs": 3, "batch_size": 32}},
-            {"distill": {"student": {"units": 4}, "epochs": 1, "batch_size": 32, "transfer": {"size": "3x", "methods": ["mask", "ngram"]}}},
-        ],
-    }
+    config = small_recipe(tmp_path, seed=2, steps=[
+        {"train": {"epochs": 3, "batch_size": 32}},
+        {"distill": {"student": {"units": 4}, "epochs": 1, "batch_size": 32, "transfer": {"size": "3x", "methods": ["mask", "ngram"]}}},
+    ])
     lines = []
     report = recipe.run(config, tmp_path / "out", log=lines.append, verbose=0)
     row = next(r for r in report.records if r.step.startswith("distill"))
-    assert "transfer set: 900 texts (mask, ngram) for 300 labelled" in row.notes
-    assert any("[transfer] 900 texts from 300" in line for line in lines)
+    assert "transfer set: 1,800 texts (mask, ngram) for 600 labelled" in row.notes
+    assert any("[transfer] 1,800 texts from 600" in line for line in lines)
     bad = dict(config, steps=[config["steps"][0], {"distill": {"transfer": {"size": "many"}}}])
     with pytest.raises(RecipeError, match=r"steps\[1\]\.distill\.transfer\.size.*expected a multiple such as 10x; got 'many'"):
         recipe.run(bad, tmp_path / "bad", verbose=0)

@@ -195,14 +195,20 @@ def _weight_bytes(arrays, sparsity, clusters):
     return total
 
 
-def uniform_bytes(model, table, sparsity):
-    """The estimated size (as `plan_front` estimates it) of pruning every
-    layer of `table` to `sparsity`, int8, no clusters."""
+def _layer_arrays(model, names, caller):
+    """{layer name: its prunable weights as arrays} for the layers `names`."""
     from tfcompress._keras import ensure_tf_keras
     from tfcompress.pruning.layers import all_layers, prunable_weights
 
-    by_name = {layer.name: layer for layer in all_layers(ensure_tf_keras(model, caller="budget.uniform_bytes"))}
-    return sum(_weight_bytes([v.numpy() for v in prunable_weights(by_name[n])], sparsity, None) for n in table.layers)
+    by_name = {layer.name: layer for layer in all_layers(ensure_tf_keras(model, caller=caller))}
+    return {n: [v.numpy() for v in prunable_weights(by_name[n])] for n in names}
+
+
+def uniform_bytes(model, table, sparsity):
+    """The estimated size (as `plan_front` estimates it) of pruning every
+    layer of `table` to `sparsity`, int8, no clusters."""
+    arrays = _layer_arrays(model, table.layers, "budget.uniform_bytes")
+    return sum(_weight_bytes(a, sparsity, None) for a in arrays.values())
 
 
 def plan_front(model, table, clusters=(None, 16, 8)):
@@ -216,11 +222,6 @@ def plan_front(model, table, clusters=(None, 16, 8)):
         clusters: the numbers of clusters to plan with (None: no clustering);
             each must have been measured.
     """
-    from tfcompress._keras import ensure_tf_keras
-    from tfcompress.pruning.layers import all_layers, prunable_weights
-
-    model = ensure_tf_keras(model, caller="budget.plan_front")
-    by_name = {layer.name: layer for layer in all_layers(model)}
     names = list(table.layers)
     sparsities = [0.0] + table.settings("prune")
     measured = table.settings("cluster")
@@ -228,14 +229,14 @@ def plan_front(model, table, clusters=(None, 16, 8)):
         if c is not None and float(c) not in measured:
             raise ValueError(f"clusters={c} was not measured by the sensitivity table (it has {measured}). Fix: analyze with clusters including {c}.")
     quant = {n: _pos(table, n, "quantize", 8) for n in names}
+    weights = _layer_arrays(model, names, "budget.plan_front")
     front = []
     for c in clusters:
         # per layer and sparsity: (KiB, predicted loss)
         cost = {}
         for n in names:
-            arrays = [v.numpy() for v in prunable_weights(by_name[n])]
             extra = quant[n] + (_pos(table, n, "cluster", c) if c else 0.0)
-            cost[n] = [(_weight_bytes(arrays, s, c) / 1024, (_pos(table, n, "prune", s) if s else 0.0) + extra) for s in sparsities]
+            cost[n] = [(_weight_bytes(weights[n], s, c) / 1024, (_pos(table, n, "prune", s) if s else 0.0) + extra) for s in sparsities]
         seen = set()
         for lam in np.logspace(-4, 5, 160):  # bytes traded for loss at rate lam: the lower convex hull
             pick = {n: min(range(len(sparsities)), key=lambda i: cost[n][i][0] + lam * cost[n][i][1]) for n in names}

@@ -3,7 +3,7 @@ model outputs, accuracy, agreement between two models, bits per character."""
 
 import numpy as np
 
-__all__ = ["predicted_classes", "accuracy", "agreement", "bits_per_char", "zero_fraction"]
+__all__ = ["predicted_classes", "correct", "accuracy", "agreement", "char_bits", "bits_per_char", "zero_fraction"]
 
 
 def predicted_classes(outputs):
@@ -15,9 +15,14 @@ def predicted_classes(outputs):
     return (outputs.reshape(len(outputs), -1)[:, 0] > 0.5).astype(int)
 
 
+def correct(outputs, labels):
+    """Per example, whether the predicted class is the label (a bool array)."""
+    return predicted_classes(outputs) == np.asarray(labels).reshape(-1)
+
+
 def accuracy(outputs, labels):
     """The fraction of examples whose predicted class is the label."""
-    return float((predicted_classes(outputs) == np.asarray(labels).reshape(-1)).mean())
+    return float(correct(outputs, labels).mean())
 
 
 def agreement(outputs, reference):
@@ -38,7 +43,12 @@ def zero_fraction(arrays):
 def bits_per_char(probs, labels):
     """Mean negative log2-probability of the true next character (lower is
     better); probabilities are clipped at 1e-12."""
+    return float(char_bits(probs, labels).mean())
+
+
+def char_bits(probs, labels):
+    """Per character, the negative log2-probability of the true one
+    (probabilities clipped at 1e-12); `bits_per_char` is their mean."""
     probs = np.asarray(probs)
     labels = np.asarray(labels).reshape(-1)
-    p = np.clip(probs[np.arange(len(probs)), labels], 1e-12, 1)
-    return float(-np.log2(p).mean())
+    return -np.log2(np.clip(probs[np.arange(len(probs)), labels], 1e-12, 1))

@@ -340,11 +340,8 @@ def per_example(probs, y, metric):
     right or wrong class, or each character's bits."""
     from tfcompress import metrics
 
-    y = np.asarray(y).reshape(-1)
-    if metric == "accuracy":
-        return (metrics.predicted_classes(probs) == y).astype(np.float64)
-    probs = np.asarray(probs)
-    return -np.log2(np.clip(probs[np.arange(len(probs)), y], 1e-12, 1)).astype(np.float64)
+    values = metrics.correct(probs, y) if metric == "accuracy" else metrics.char_bits(probs, y)
+    return values.astype(np.float64)
 
 
 def paired_standard_error(baseline, values, metric):
