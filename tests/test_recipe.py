@@ -68,7 +68,7 @@ def _yaml(tmp_path, text):
         ("data: {train: t.tsv}\nsteps: [train]\nlearning: 3\n", r"r.yaml, line 3, key 'learning': unknown key 'learning'. Fix: use one of: data, deterministic, model"),
         ("data: {train: t.tsv}\nsteps:\n  - train: {epochs: two}\n", r"line 3, key 'steps\[0\].train.epochs': 'two' is not valid here. Fix: give an integer >= 1"),
         ("data: {train: t.tsv}\nsteps:\n  - prune: {target_sparsity: 1.5}\n", r"key 'steps\[0\].prune.target_sparsity': 1.5 is not valid here. Fix: give a number in \[0, 1\)"),
-        ("data: {train: t.tsv}\nsteps:\n  - squeeze: {}\n", r"unknown step 'squeeze'. Fix: use one of: train, sensitivity, auto, factorize, prune, cluster, quantize, distill, export"),
+        ("data: {train: t.tsv}\nsteps:\n  - squeeze: {}\n", r"unknown step 'squeeze'. Fix: use one of: train, sensitivity, auto, factorize, shrink, prune, cluster, quantize, distill, export"),
         ("data: {train: t.tsv}\nsteps: []\n", r"key 'steps': a recipe needs a non-empty list of steps"),
         ("data: {train: t.tsv}\nsteps: [quantize, prune]\n", r"pruning cannot follow quantize.*Fix: prune first"),
         ("data: {train: missing.tsv}\nsteps: [train]\n", r"key 'data.train': 'missing.tsv' does not exist"),

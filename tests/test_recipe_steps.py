@@ -54,7 +54,7 @@ def test_a_new_step_is_one_registered_class(tmp_path, count_zeros):
         Recipe.from_dict({**config, "steps": [{"train": {}}, {"count_zeros": {"at_least": 2}}]})
     with pytest.raises(RecipeError, match=r"key 'steps\[0\].count_zeros.label': count_zeros needs a model trained before it. Fix: put a train step first"):
         Recipe.from_dict({**config, "steps": [{"count_zeros": {}}]})
-    with pytest.raises(RecipeError, match=r"unknown step 'squeeze'. Fix: use one of: train, sensitivity, auto, factorize, prune, cluster, quantize, distill, export, count_zeros"):
+    with pytest.raises(RecipeError, match=r"unknown step 'squeeze'. Fix: use one of: train, sensitivity, auto, factorize, shrink, prune, cluster, quantize, distill, export, count_zeros"):
         Recipe.from_dict({**config, "steps": ["squeeze"]})
 
     logs = []
@@ -90,7 +90,7 @@ def test_the_registry_refuses_what_could_not_work():
         recipe.register_step(BadFlag)
     with pytest.raises(TypeError, match=r"register_step takes a Step subclass"):
         recipe.register_step(dict)
-    assert recipe.step_names() == ["train", "sensitivity", "auto", "factorize", "prune", "cluster", "quantize", "distill", "export"]
+    assert recipe.step_names() == ["train", "sensitivity", "auto", "factorize", "shrink", "prune", "cluster", "quantize", "distill", "export"]
 
 
 def test_a_run_shows_each_epoch_and_writes_tensorboard_logs(tmp_path):
@@ -189,3 +189,39 @@ def test_factorize_and_cluster_steps_are_checked_and_have_flags(tmp_path):
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["compress"].format_help()
     assert "--clusters" in help_text and "--embedding-rank" in help_text
     assert re.search(r"\n  cluster +cluster each weight", help_text) and re.search(r"\n  factorize +replace the embedding table", help_text)
+
+
+def test_shrink_step_distils_into_fewer_units_and_exports(tmp_path):
+    """train -> shrink (half the units, Taylor scores, distilled from the model
+    before) -> export: a smaller LSTM in the file, still answering like Keras."""
+    from tfcompress import export
+
+    config = small_recipe(
+        tmp_path,
+        model={"build": {"embedding_dim": 16, "units": 8, "dropout": 0.0}},
+        steps=[
+            {"train": {"epochs": 3, "batch_size": 32}},
+            {"shrink": {"units": 0.5, "criterion": "taylor", "distill": True, "epochs": 2, "batch_size": 32}},
+            {"export": {"modes": ["dynamic"], "latency_runs": 20}},
+        ],
+    )
+    report = recipe.run(config, tmp_path / "out")
+    assert [r.step for r in report.records] == ["train", "shrink 50%", "export model dynamic"]
+    notes = {r.step: r.notes for r in report.records}
+    assert notes["shrink 50%"].startswith("embedding 16->8, lstm_0 8->4; ") and "criterion taylor; distilled from the model before" in notes["shrink 50%"]
+    values = {r.step: r.value for r in report.records}
+    assert values["export model dynamic"] > 0.85  # the keywords decide the label
+    shapes = {tuple(w["shape"]) for w in export.file_weights(tmp_path / "out" / "model.tflite", min_size=1)}
+    # embedding 8 wide; the LSTM's 4 gates x 4 units, reading 8 inputs and its 4 units; logits reading 4 units
+    assert {(20, 8), (16, 8), (16, 4), (2, 4)} <= shapes, shapes
+
+
+def test_shrink_step_is_checked_and_has_a_flag(tmp_path):
+    config = small_recipe(tmp_path)
+    with pytest.raises(RecipeError, match=r"shrink cannot follow prune .* Fix: move shrink before prune, cluster and quantize"):
+        Recipe.from_dict({**config, "steps": ["train", "prune", "shrink"]})
+    with pytest.raises(RecipeError, match=r"key 'steps\[1\].shrink.units': 2 is not valid here. Fix: give a number in \(0, 1\) \(the fraction of units kept\)"):
+        Recipe.from_dict({**config, "steps": ["train", {"shrink": {"units": 2}}]})
+    Recipe.from_dict({**config, "steps": ["train", {"shrink": {"units": {"lstm_0": 4, "Embedding": 0.5}}}]})
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["compress"].format_help()
+    assert "--shrink" in help_text and re.search(r"\n  shrink +remove whole units", help_text)

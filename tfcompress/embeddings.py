@@ -155,7 +155,7 @@ def prune_rows(model, keep, counts=None, layer=None):
 
     model = ensure_tf_keras(model, caller="prune_rows")
     require_graph_model(model, "prune_rows")
-    _refuse_wrappers(model)
+    _refuse_wrappers(model, caller="prune_rows")
     embedding = _embedding(model, layer)
     table = embedding.embeddings.numpy()
     rows, dim = table.shape
@@ -231,7 +231,7 @@ def _embedding(model, name=None):
     return max(tables, key=lambda l: int(np.prod(l.embeddings.shape)))
 
 
-def _refuse_wrappers(model):
+def _refuse_wrappers(model, caller="factorize"):
     from tfcompress import clustering, pruning, quantization
 
     for check, strip in (
@@ -241,6 +241,6 @@ def _refuse_wrappers(model):
     ):
         if check(model):
             raise ValueError(
-                f"factorize(): model {model.name!r} has compression wrappers. Fix: {strip}(model) first, "
-                "factorise, then prune, cluster or quantize the factorised model."
+                f"{caller}(): model {model.name!r} has compression wrappers. Fix: {strip}(model) first, "
+                f"then {caller}, then prune, cluster or quantize the result."
             )

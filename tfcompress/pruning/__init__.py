@@ -22,6 +22,9 @@ What tfcompress adds to TFMOT:
   what was skipped and why.
 - Keras 3 models are converted, and mixed-precision models are pruned in
   float32 (TFMOT's wrappers break under `mixed_float16`), with one warning.
+- **Structural pruning** (`shrink`): whole LSTM/GRU units, Dense units and
+  embedding dimensions removed, for a smaller dense model that is also
+  faster (zeros inside a dense kernel still cost multiply-adds).
 """
 
 from tfcompress.pruning.layers import (
@@ -35,11 +38,13 @@ from tfcompress.pruning.layers import (
 )
 from tfcompress.pruning.report import SparsityReport, m_by_n_violations, sparsity_report
 from tfcompress.pruning.schedules import schedule
+from tfcompress.pruning.shrink import shrink
 from tfcompress.pruning.wrap import install_fit_hook, prune, strip
 
 __all__ = [
     "prune",
     "strip",
+    "shrink",
     "sparsity_report",
     "SparsityReport",
     "PruneLowMagnitude",

@@ -52,19 +52,28 @@ class Distill(Step):
                 teacher, student, alpha=args["alpha"], temperature=args["temperature"], distillation_loss=args["distillation_loss"]
             )
             distiller.compile(keras.optimizers.Adam(args["learning_rate"] or 2e-3), "sparse_categorical_crossentropy", ["accuracy"])
-            validation, stopping = ctx.validation(args, weights_of=distiller.student)
-            arrays = ctx.subset(args)
-            fit_args = dict(epochs=ctx.max_epochs(args), callbacks=[*ctx.callbacks, *stopping], verbose=ctx.verbose)
-            if stopping:  # epochs: auto watches the student on the selection split (fixed epochs: no validation, as before)
-                fit_args["validation_data"] = validation
-            if arrays is None:  # a corpus too large to hold as windows: the teacher runs on each batch
-                ds, steps = ctx.window_batches(args)
-                distiller.fit(ds, steps_per_epoch=steps, **fit_args)
-            else:
-                unlabeled, note = _transfer_inputs(ctx, arrays[0], args["transfer"]) if args["transfer"] else (None, "")
-                distiller.fit(*arrays, unlabeled=unlabeled, batch_size=args["batch_size"], **fit_args)
+            note = fit_distiller(ctx, args, distiller, transfer=args["transfer"])
         student.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", ["accuracy"])
-        return StepResult(student, [ctx.keras_record("distill -> student", student, note if arrays is not None else "")])
+        return StepResult(student, [ctx.keras_record("distill -> student", student, note)])
+
+
+def fit_distiller(ctx, args, distiller, transfer=None):
+    """Fits a compiled `Distiller` on the step's training examples, as the
+    step's `epochs` say (with `auto`, the student is watched on the selection
+    split); with a `transfer` mapping, on its transfer set too. Returns the
+    report note."""
+    validation, stopping = ctx.validation(args, weights_of=distiller.student)
+    arrays = ctx.subset(args)
+    fit_args = dict(epochs=ctx.max_epochs(args), callbacks=[*ctx.callbacks, *stopping], verbose=ctx.verbose)
+    if stopping:  # epochs: auto watches the student on the selection split (fixed epochs: no validation, as before)
+        fit_args["validation_data"] = validation
+    if arrays is None:  # a corpus too large to hold as windows: the teacher runs on each batch
+        ds, steps = ctx.window_batches(args)
+        distiller.fit(ds, steps_per_epoch=steps, **fit_args)
+        return ""
+    unlabeled, note = _transfer_inputs(ctx, arrays[0], transfer) if transfer else (None, "")
+    distiller.fit(*arrays, unlabeled=unlabeled, batch_size=args["batch_size"], **fit_args)
+    return note
 
 
 TRANSFER_KEYS = {"size", "methods", "rates", "max_ngram"}
