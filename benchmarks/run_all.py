@@ -29,6 +29,7 @@ BENCHMARKS = [
     "bench_pruning_qat",
     "bench_export",
     "bench_smaller",
+    "bench_faster",
     "probe_low_bits",
     "bench_auto_epochs",
     "bench_sensitivity",

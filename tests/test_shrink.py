@@ -211,3 +211,16 @@ def test_wrapped_models_are_refused(keras):
     model = models.lstm_classifier(VOCAB, max_len=LEN, embedding_dim=16, units=8)
     with pytest.raises(ValueError, match=r"shrink\(\): model 'lstm_classifier' has compression wrappers. Fix: tfcompress.pruning.strip"):
         pruning.shrink(pruning.prune(model), units=0.5)
+
+
+def test_multiply_adds_count_the_matrix_products(keras):
+    model = models.lstm_classifier(VOCAB, max_len=LEN, embedding_dim=16, units=8, num_layers=2, bidirectional=True, embedding_rank=6)
+    # projection 6->16 per step; layer 0: 2 directions x 4 gates x 8 units x (16 + 8) per step; layer 1 reads 16; logits 16->2
+    expected = LEN * 6 * 16 + 2 * LEN * 4 * 8 * (16 + 8) + 2 * LEN * 4 * 8 * (16 + 8) + 16 * 2
+    assert pruning.multiply_adds(model) == expected
+    half = pruning.shrink(model, units=0.5)
+    assert pruning.multiply_adds(half) == LEN * 3 * 8 + 2 * (2 * LEN * 4 * 4 * (8 + 4)) + 8 * 2
+    free = models.lstm_classifier(VOCAB, embedding_dim=16, units=8)
+    with pytest.raises(ValueError, match=r"layer 'lstm_0' reads sequences of any length. Fix: pass length="):
+        pruning.multiply_adds(free)
+    assert pruning.multiply_adds(free, length=LEN) == LEN * 4 * 8 * (16 + 8) + 8 * 2

@@ -38,13 +38,14 @@ from tfcompress.pruning.layers import (
 )
 from tfcompress.pruning.report import SparsityReport, m_by_n_violations, sparsity_report
 from tfcompress.pruning.schedules import schedule
-from tfcompress.pruning.shrink import shrink
+from tfcompress.pruning.shrink import multiply_adds, shrink
 from tfcompress.pruning.wrap import install_fit_hook, prune, strip
 
 __all__ = [
     "prune",
     "strip",
     "shrink",
+    "multiply_adds",
     "sparsity_report",
     "SparsityReport",
     "PruneLowMagnitude",

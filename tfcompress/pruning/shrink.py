@@ -40,7 +40,7 @@ import tensorflow as tf
 from tfcompress._keras import ensure_tf_keras, keras, require_graph_model
 from tfcompress._keras.graph import rebuild_functional
 
-__all__ = ["shrink", "CRITERIA"]
+__all__ = ["shrink", "multiply_adds", "CRITERIA"]
 
 log = logging.getLogger("tfcompress")
 
@@ -517,3 +517,48 @@ def shrink(model, data=None, units=0.5, criterion="l2", loss=None, samples=1024,
         new.count_params(),
     )
     return new
+
+
+def multiply_adds(model, length=None):
+    """Multiply-adds of one example through `model`'s matrix products: what
+    structural pruning removes and magnitude pruning (zeros inside dense
+    kernels) does not.
+
+    Counted: Dense (per time step on sequences), Conv1D, LSTM/GRU/SimpleRNN
+    (gates x units x (inputs + units) per step) and both directions of a
+    Bidirectional layer. Embedding lookups, biases, activations and
+    elementwise gate arithmetic are not counted (they grow with units, not
+    with units squared).
+
+    Args:
+        model: a tf_keras or Keras 3 model.
+        length: the sequence length, for models built with `max_len=None`.
+
+    Returns:
+        An int.
+    """
+    model = ensure_tf_keras(model, caller="multiply_adds")
+    total = 0
+    for layer in model.layers:
+        kind = _kind(layer)
+        if kind in (None, "embedding"):
+            continue
+        shape = layer.input_shape if not isinstance(layer.input_shape, list) else layer.input_shape[0]
+        steps = 1
+        if len(shape) == 3:
+            steps = shape[1] if shape[1] is not None else length
+            if steps is None:
+                raise ValueError(
+                    f"multiply_adds(): layer {layer.name!r} reads sequences of any length. Fix: pass length= "
+                    "(the max_len your inputs are padded to)."
+                )
+        inputs = shape[-1]
+        if kind in ("rnn", "bidirectional"):
+            cells = [layer.forward_layer, layer.backward_layer] if kind == "bidirectional" else [layer]
+            total += sum(steps * _gates(c) * c.units * (inputs + c.units) for c in cells)
+        elif kind == "conv1d":
+            out_steps = layer.output_shape[1] if layer.output_shape[1] is not None else steps
+            total += out_steps * layer.kernel_size[0] * inputs * layer.filters
+        else:
+            total += steps * inputs * layer.units
+    return int(total)
