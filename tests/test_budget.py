@@ -187,3 +187,51 @@ def test_each_verified_loss_carries_its_paired_standard_error(trained, table):  
         assert c.standard_error is not None and c.loss_text("points").startswith(sensitivity.format_loss(c.loss, "points") + " ± ")
     assert result.examples == len(y) and f"over the {len(y):,} selection examples" in result.to_markdown()
     assert result.unresolved() == (abs(result.chosen.loss - 2.0) < 2 * result.chosen.standard_error)
+
+
+@pytest.mark.parametrize("max_loss", [0.0, 100.0])
+def test_the_latency_objective_halves_towards_the_fewest_multiply_adds_within_budget(trained, max_loss):  # noqa: F811
+    from tfcompress import pruning
+
+    model, x, y = trained
+    log = []
+    result = budget.search_units(
+        model, lambda plan: pruning.shrink(model, units=plan.units), lambda m: sensitivity.per_example(m.predict(x, verbose=0), y, "accuracy"),
+        max_loss, rounds=3, log=log.append,
+    )
+    cands = result.candidates
+    assert cands[0].plan.units == 0.5 and result.objective == "latency" and result.front == [] and result.table is None
+    within_at, over_at = 1.0, 0.0
+    for c, after in zip(cands, cands[1:]):  # halfway between the closest fractions known within and over
+        within_at, over_at = (c.plan.units, over_at) if c.within_budget else (within_at, c.plan.units)
+        assert after.plan.units == (within_at + over_at) / 2
+    for c in cands:
+        small = pruning.shrink(model, units=c.plan.units)
+        assert c.plan.multiply_adds == pruning.multiply_adds(small) < pruning.multiply_adds(model)
+        assert c.within_budget == (c.loss <= max_loss + 1e-9) and c.standard_error is not None
+    if max_loss == 100.0:
+        assert [c.plan.units for c in cands] == [0.5, 0.25, 0.125] and result.chosen is cands[-1]
+    passing = [c for c in cands if c.within_budget]
+    expected = min(passing, key=lambda c: c.plan.multiply_adds) if passing else min(cands, key=lambda c: c.loss)
+    assert result.chosen is expected and result.within_budget == bool(passing)
+    markdown = result.to_markdown()
+    assert "| round | plan | M multiply-adds | estimated gzip KiB |" in markdown and "| 1 | shrink to 50% of the units; int8 |" in markdown
+    assert "fewest multiply-adds" in log[0]
+    result.figure()  # draws without a front
+    with pytest.raises(ValueError, match=r"start_units must be a fraction in \(0, 1\)"):
+        budget.search_units(model, None, None, 1.0, start_units=1.0)
+
+
+@pytest.mark.slow
+def test_the_auto_step_with_the_latency_objective_hands_on_fewer_units(tmp_path):
+    config = _auto_config(tmp_path, objective="latency", shrink_epochs=1)
+    report = recipe.run(config, tmp_path / "out")
+    section = report.sections["Accuracy budget (step 2)"]
+    assert "| 1 | shrink to 50% of the units; int8 |" in section and "Sensitivity behind the plans" not in section
+    row = next(r for r in report.records if r.step == "auto (max loss 100)")
+    assert row.notes.startswith("shrink to 50% of the units; int8; selection loss")
+    model = quantization.strip(tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras"))
+    assert model.get_layer("lstm_0").units == 4 and model.get_layer("embedding").output_dim == 4
+    assert (tmp_path / "out" / "model.tflite").exists()
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["compress"].format_help()
+    assert "--objective" in help_text

@@ -39,21 +39,28 @@ import numpy as np
 
 from tfcompress.sensitivity import format_loss, loss_between, paired_standard_error, per_example
 
-__all__ = ["Plan", "Candidate", "SearchResult", "plan_front", "uniform_bytes", "search", "fine_tuner", "compress"]
+__all__ = ["Plan", "Candidate", "SearchResult", "plan_front", "uniform_bytes", "search", "search_units", "fine_tuner", "compress"]
 
 
 @dataclasses.dataclass
 class Plan:
-    """Per-layer sparsity (0: dense) and the model's clusters (None: none)."""
+    """Per-layer sparsity (0: dense) and the model's clusters (None: none);
+    with `units`, the fraction of units `pruning.shrink` keeps first."""
 
     sparsity: dict
     clusters: int = None
     predicted_loss: float = 0.0
     estimated_bytes: int = 0
+    units: float = None
+    multiply_adds: int = None
 
     def describe(self):
+        head = f"shrink to {self.units:.0%} of the units; " if self.units else ""
+        tail = (f"; {self.clusters} clusters" if self.clusters else "") + "; int8"
+        if self.units and not self.prunes:
+            return head + tail.lstrip("; ")
         parts = ", ".join(f"{name} {s:.0%}" for name, s in self.sparsity.items())
-        return f"prune {parts}" + (f"; {self.clusters} clusters" if self.clusters else "") + "; int8"
+        return f"{head}prune {parts}{tail}"
 
     @property
     def prunes(self):
@@ -101,6 +108,11 @@ class SearchResult:
     max_loss: float
     unit: str
     examples: int = 0  # selection examples behind each loss (0: `evaluate` gave one number)
+    objective: str = "size"  # "latency": `search_units`, the fewest multiply-adds within budget
+    metric: str = None  # the selection metric, when there is no table
+
+    def _metric(self):
+        return self.table.metric if self.table is not None else self.metric
 
     def summary(self):
         c = self.chosen
@@ -126,20 +138,29 @@ class SearchResult:
         )
 
     def to_markdown(self):
+        latency = self.objective == "latency"
+        how = (
+            "the fewest multiply-adds per example within it (whole units removed, `pruning.shrink`)"
+            if latency
+            else f"{len(self.front)} plans on the front; one-shot losses from {self.table.evaluations} evaluations"
+        )
         lines = [
             f"Budget: lose at most {format_loss(self.max_loss, self.unit)} on the selection split "
-            f"(unchanged model: {self.table.metric} {self.baseline:.4f}). {len(self.front)} plans on the front; "
-            f"one-shot losses from {self.table.evaluations} evaluations.",
+            f"(unchanged model: {self._metric()} {self.baseline:.4f}). {how[0].upper() + how[1:]}.",
             "",
-            "| round | plan | estimated gzip KiB | predicted (one shot) | verified loss (± 1 s.e.) | budget |",
+            "| round | plan | M multiply-adds | estimated gzip KiB | verified loss (± 1 s.e.) | budget |"
+            if latency
+            else "| round | plan | estimated gzip KiB | predicted (one shot) | verified loss (± 1 s.e.) | budget |",
             "|---:|---|---:|---:|---:|---|",
         ]
         for c in self.candidates:
             mark = "within" + (" (chosen)" if c is self.chosen else "") if c.within_budget else "over" + (" (chosen: least loss)" if c is self.chosen else "")
-            lines.append(
-                f"| {c.round} | {c.plan.describe()} | {c.plan.estimated_bytes / 1024:,.1f} | "
-                f"{format_loss(c.plan.predicted_loss, self.unit)} | {c.loss_text(self.unit)} | {mark} |"
+            middle = (
+                f"{c.plan.multiply_adds / 1e6:,.3f} | {c.plan.estimated_bytes / 1024:,.1f}"
+                if latency
+                else f"{c.plan.estimated_bytes / 1024:,.1f} | {format_loss(c.plan.predicted_loss, self.unit)}"
             )
+            lines.append(f"| {c.round} | {c.plan.describe()} | {middle} | {c.loss_text(self.unit)} | {mark} |")
         lines += ["", f"± is the paired standard error of each loss over the {self.examples:,} selection examples."] if self.examples else []
         if self.unresolved():
             lines += ["", f"**Not settled:** {self.resolution_note()}."]
@@ -152,17 +173,23 @@ class SearchResult:
 
         fig = Figure(figsize=(7.5, 4.2), dpi=110)
         ax = fig.add_axes([0.11, 0.13, 0.6, 0.77])
-        ax.plot([p.estimated_bytes / 1024 for p in self.front], [p.predicted_loss for p in self.front], color="lightgrey", marker=".", label="front (one-shot prediction)")
+        latency = self.objective == "latency"
+
+        def where(plan):
+            return plan.multiply_adds / 1e6 if latency else plan.estimated_bytes / 1024
+
+        if self.front:
+            ax.plot([where(p) for p in self.front], [p.predicted_loss for p in self.front], color="lightgrey", marker=".", label="front (one-shot prediction)")
         for c in self.candidates:
             if c.standard_error:
-                ax.errorbar([c.plan.estimated_bytes / 1024], [c.loss], yerr=[c.standard_error], color="grey", lw=1, capsize=3, zorder=2)
-            ax.scatter([c.plan.estimated_bytes / 1024], [c.loss], color="tab:green" if c.within_budget else "tab:red", zorder=3, s=60 if c is self.chosen else 30, marker="*" if c is self.chosen else "o")
-            ax.annotate(str(c.round), (c.plan.estimated_bytes / 1024, c.loss), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                ax.errorbar([where(c.plan)], [c.loss], yerr=[c.standard_error], color="grey", lw=1, capsize=3, zorder=2)
+            ax.scatter([where(c.plan)], [c.loss], color="tab:green" if c.within_budget else "tab:red", zorder=3, s=60 if c is self.chosen else 30, marker="*" if c is self.chosen else "o")
+            ax.annotate(str(c.round), (where(c.plan), c.loss), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.axhline(self.max_loss, color="tab:red", ls="--", lw=1, label=f"budget {format_loss(self.max_loss, self.unit)}")
         ax.set_xscale("log")
         top = max([c.loss for c in self.candidates] + [self.max_loss]) * 1.5 + 0.1
         ax.set_ylim(min(0, *(c.loss for c in self.candidates)) - 0.1, top)
-        ax.set_xlabel("estimated size of the compressed weights, gzip KiB (log)")
+        ax.set_xlabel("million multiply-adds per example (log)" if latency else "estimated size of the compressed weights, gzip KiB (log)")
         ax.set_ylabel(f"loss ({self.unit}) on the selection split")
         ax.set_title("accuracy-budget search: candidates by round", fontsize=10)
         ax.grid(True, alpha=0.3)
@@ -369,19 +396,94 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
     return SearchResult(chosen.model, chosen, candidates, chosen.within_budget, baseline, front, table, max_loss, table.unit, examples)
 
 
+def _model_bytes(model):
+    """gzip size of `model`'s prunable weights rounded to int8 (as `plan_front` estimates)."""
+    from tfcompress.pruning.layers import all_layers, prunable_weights
+
+    return sum(_weight_bytes([v.numpy() for v in prunable_weights(layer)], 0, None) for layer in all_layers(model))
+
+
+def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rounds=3, start_units=0.5, log=None):
+    """Finds the model with the fewest multiply-adds whose fine-tuned copy
+    keeps `max_loss`: whole units removed (`pruning.shrink`, every layer that
+    can lose units keeping the same fraction), which makes it faster, not
+    only smaller (see `pruning.shrink`).
+
+    Round 1 keeps `start_units` of the units. Within budget, the next round
+    keeps halfway between it and the largest fraction found over budget
+    (none yet: 0); over budget, halfway back towards the smallest fraction
+    found within (none yet: all units). At most `rounds` rounds, each
+    fine-tuned (`fine_tune(plan)`, `plan.units` the fraction kept) and
+    verified (`evaluate`, as in `search`).
+
+    Returns:
+        `SearchResult` with `objective="latency"` (no table, no front).
+    """
+    from tfcompress import pruning
+
+    if not (isinstance(max_loss, (int, float)) and not isinstance(max_loss, bool) and max_loss >= 0):
+        raise ValueError(f"max_loss must be a number >= 0 (points of accuracy, or bits/char). Received: max_loss={max_loss!r}.")
+    if not (isinstance(rounds, int) and rounds >= 1):
+        raise ValueError(f"rounds must be an integer >= 1. Received: rounds={rounds!r}.")
+    if not (isinstance(start_units, float) and 0 < start_units < 1):
+        raise ValueError(f"start_units must be a fraction in (0, 1) of the units to keep. Received: start_units={start_units!r}.")
+    log = log or (lambda line: None)
+    unit = "points" if metric == "accuracy" else "bits/char"
+
+    def measure(m):
+        scores = np.asarray(evaluate(m), np.float64)
+        return (float(scores), None) if scores.ndim == 0 else (float(scores.mean()), scores)
+
+    baseline, baseline_scores = measure(model)
+    log(f"[auto] fewest multiply-adds within the budget: the model computes {pruning.multiply_adds(model) / 1e6:,.3f} M per example")
+    within_at, over_at, keep, tried = 1.0, 0.0, start_units, set()
+    candidates = []
+    for r in range(1, rounds + 1):
+        small = pruning.shrink(model, units=keep)
+        widths = tuple(v["after"] for v in small.tfcompress_shrink_report["layers"].values())
+        if widths in tried:
+            break  # the fractions left round to widths already tried
+        tried.add(widths)
+        plan = Plan({}, None, 0.0, _model_bytes(small), units=keep, multiply_adds=pruning.multiply_adds(small))
+        log(f"[auto] round {r}: {plan.describe()} ({plan.multiply_adds / 1e6:,.3f} M multiply-adds)")
+        compressed = fine_tune(plan)
+        value, scores = measure(compressed)
+        loss = loss_between(baseline, value, metric)
+        se = None if scores is None else paired_standard_error(baseline_scores, scores, metric)
+        c = Candidate(r, plan, value, loss, loss <= max_loss + 1e-9, compressed, se)
+        candidates.append(c)
+        log(f"[auto] round {r}: loss {c.loss_text(unit)} on the selection split: {'within' if c.within_budget else 'over'} the budget")
+        if c.within_budget:
+            within_at = keep
+        else:
+            over_at = keep
+        keep = (within_at + over_at) / 2
+    passing = [c for c in candidates if c.within_budget]
+    chosen = min(passing, key=lambda c: (c.plan.multiply_adds, c.loss)) if passing else min(candidates, key=lambda c: c.loss)
+    for c in candidates:
+        if c is not chosen:
+            c.model = None
+    examples = 0 if baseline_scores is None else len(baseline_scores)
+    return SearchResult(chosen.model, chosen, candidates, chosen.within_budget, baseline, [], None, max_loss, unit, examples, "latency", metric)
+
+
 # --------------------------------------------------------------- the whole path
 
 
-def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=1, steps_per_epoch=None):
-    """`plan -> QAT model`: prunes a copy of `model` to the plan's per-layer
-    targets while training (the sparsity ramps up over `prune_epochs` when
-    `steps_per_epoch` is known), clusters it (zeros kept) and trains it
-    quantization-aware. `fit(model, epochs, learning_rate)` compiles and
-    trains a model and returns it."""
+def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=1, steps_per_epoch=None, shrink_epochs=2):
+    """`plan -> QAT model`: with `plan.units`, removes whole units first
+    (`pruning.shrink`) and fine-tunes for `shrink_epochs`; prunes a copy of
+    `model` to the plan's per-layer targets while training (the sparsity
+    ramps up over `prune_epochs` when `steps_per_epoch` is known), clusters
+    it (zeros kept) and trains it quantization-aware.
+    `fit(model, epochs, learning_rate)` compiles and trains a model and
+    returns it."""
     from tfcompress import clustering, pruning, quantization
 
     def fine_tune(plan):
         current = model
+        if plan.units:
+            current = fit(pruning.shrink(current, units=plan.units), shrink_epochs, 1e-3)
         if plan.prunes:
             pruned = pruning.prune(current, target_sparsity=plan.prunes, epochs=prune_epochs, steps_per_epoch=steps_per_epoch)
             current = pruning.strip(fit(pruned, prune_epochs, 1e-3))
@@ -393,9 +495,11 @@ def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=
     return fine_tune
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, start_sparsity=0.8, recovery=None, log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, start_sparsity=0.8, recovery=None, objective="size", shrink_epochs=2, start_units=0.5, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
+    With `objective="latency"`, the one with the fewest multiply-adds
+    (`search_units`: whole units removed, then QAT), without a table.
 
     Args:
         model: a trained float classifier (or character model), tf_keras or
@@ -414,9 +518,10 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
     from tfcompress import keras, sensitivity
     from tfcompress._keras import ensure_tf_keras, predict
 
+    if objective not in ("size", "latency"):
+        raise ValueError(f"objective must be 'size' (the smallest file) or 'latency' (the fewest multiply-adds). Received: objective={objective!r}.")
     model = ensure_tf_keras(model, caller="budget.compress")
     (x, y), (xs, ys) = train, selection
-    table = sensitivity.analyze(model, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
     loss = "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
 
     def fit(m, epochs, learning_rate):
@@ -429,6 +534,9 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
 
     tune = fine_tuner(
         model, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs,
-        steps_per_epoch=int(np.ceil(len(x) / batch_size)),
+        steps_per_epoch=int(np.ceil(len(x) / batch_size)), shrink_epochs=shrink_epochs,
     )
+    if objective == "latency":
+        return search_units(model, tune, evaluate, max_loss, metric=metric, rounds=rounds, start_units=start_units, log=log)
+    table = sensitivity.analyze(model, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
     return search(model, table, tune, evaluate, max_loss, rounds=rounds, start_sparsity=start_sparsity, recovery=recovery, clusters=clusters, log=log)

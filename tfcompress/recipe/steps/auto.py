@@ -22,7 +22,10 @@ def _nonneg_number(v):
 @register_step
 class Auto(Step):
     name = "auto"
-    summary = "the smallest model within --max-loss: per-layer sparsity and clusters from a sensitivity table, fine-tuned (prune, cluster, QAT) and verified on the selection split"
+    summary = (
+        "the smallest model within --max-loss: per-layer sparsity and clusters from a sensitivity table, fine-tuned (prune, cluster, QAT) "
+        "and verified on the selection split; with --objective latency, the one with the fewest multiply-adds (whole units removed)"
+    )
     schema = {
         "max_loss": (schema.optional(schema.expects("a number >= 0")(_nonneg_number), "a number >= 0 (points of accuracy, or bits/char)"), None),
         "rounds": (schema.positive_int, 3),
@@ -37,10 +40,15 @@ class Auto(Step):
         "max_steps": schema.TRAINING["max_steps"],
         "max_examples": (schema.positive_int, 2000),
         "best_effort": (schema.choice(True, False), False),
+        "objective": (schema.choice("size", "latency"), "size"),
+        "start_units": (schema.open_fraction, 0.5),
+        "shrink_epochs": (schema.positive_int, 2),
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
         Flag("--rounds", "rounds", int, 3, "fine-tuned candidates the auto step tries at most (default: 3)"),
+        Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
+             "or latency (multiply-adds: whole units removed, for a faster model)"),
     )
     chooses = True
 
@@ -57,9 +65,12 @@ class Auto(Step):
 
         model = ctx.require_model()
         x, y, metric = ctx.selection(args["max_examples"])
-        clusters = [c for c in args["clusters"] if c is not None]
-        table = sensitivity.analyze(model, x, y, sparsities=args["sparsities"], bits=[8], clusters=clusters, metric=metric)
-        ctx.log(f"[auto] sensitivity: {table.summary()}")
+        latency = args["objective"] == "latency"
+        table = None
+        if not latency:
+            clusters = [c for c in args["clusters"] if c is not None]
+            table = sensitivity.analyze(model, x, y, sparsities=args["sparsities"], bits=[8], clusters=clusters, metric=metric)
+            ctx.log(f"[auto] sensitivity: {table.summary()}")
         train_args = {**{k: d for k, (_, d) in schema.TRAINING.items()}, "batch_size": args["batch_size"], "max_steps": args["max_steps"]}
 
         def fit(m, epochs, learning_rate):
@@ -67,7 +78,7 @@ class Auto(Step):
 
         tune = budget.fine_tuner(
             model, fit, prune_epochs=args["prune_epochs"], cluster_epochs=args["cluster_epochs"], quantize_epochs=args["quantize_epochs"],
-            steps_per_epoch=int(np.ceil(ctx.train_count(train_args) / args["batch_size"])),
+            steps_per_epoch=int(np.ceil(ctx.train_count(train_args) / args["batch_size"])), shrink_epochs=args["shrink_epochs"],
         )
 
         def fine_tune(plan):
@@ -77,10 +88,15 @@ class Auto(Step):
         def evaluate(m):
             return sensitivity.per_example(predict(m, x, batch_size=512), y, metric)
 
-        result = budget.search(
-            model, table, fine_tune, evaluate, args["max_loss"], rounds=args["rounds"], start_sparsity=args["start_sparsity"], recovery=args["recovery"],
-            clusters=args["clusters"], log=ctx.log,
-        )
+        if latency:
+            result = budget.search_units(
+                model, fine_tune, evaluate, args["max_loss"], metric=metric, rounds=args["rounds"], start_units=float(args["start_units"]), log=ctx.log
+            )
+        else:
+            result = budget.search(
+                model, table, fine_tune, evaluate, args["max_loss"], rounds=args["rounds"], start_sparsity=args["start_sparsity"], recovery=args["recovery"],
+                clusters=args["clusters"], log=ctx.log,
+            )
         plot = f"auto-{ctx.index}.png"
         result.plot(os.path.join(ctx.out, plot))
         chosen = result.chosen
@@ -93,14 +109,13 @@ class Auto(Step):
             message = (
                 f"auto: no candidate kept the budget of {sensitivity.format_loss(args['max_loss'], result.unit)} in {len(result.candidates)} "
                 f"round(s); handing on the one that lost least ({sensitivity.format_loss(chosen.loss, result.unit)}). Fix: a larger "
-                "max_loss, more rounds, a lower start_sparsity (a more careful first plan), or a larger data.selection_fraction "
+                "max_loss, more rounds, a lower start_sparsity (start_units with objective latency: a more careful first plan), or a larger data.selection_fraction "
                 "when the losses are within their ± standard errors of the budget."
             )
             ctx.log(f"[auto] WARNING: {message}")
             warnings.warn(message, stacklevel=2)
         record = ctx.keras_record(f"auto (max loss {args['max_loss']:g})", result.model, notes)
-        body = (
-            f"{result.summary()}.\n\n{result.to_markdown()}\n![candidates against the budget]({plot})\n\n"
-            f"Sensitivity behind the plans:\n\n{table.to_markdown()}"
-        )
+        body = f"{result.summary()}.\n\n{result.to_markdown()}\n![candidates against the budget]({plot})\n\n"
+        if table is not None:
+            body += f"Sensitivity behind the plans:\n\n{table.to_markdown()}"
         return StepResult(result.model, [record], {f"Accuracy budget (step {ctx.index})": body}, meta)
