@@ -22,7 +22,7 @@ Keras training step time: median of 20 `train_on_batch` calls, batch 128.
 
 The character model (the demo's: embedding 24, 2 x LSTM 96, window 40) has
 one seed: dense, shrink to 75/50/25% fine-tuned, 50% distilled, and 80%
-magnitude pruning, each 1 epoch on a 400k-character slice of the built-in
+magnitude pruning, each 1 epoch on a 200k-character slice of the built-in
 corpus; bits/char on the held-out last 5%.
 
 Target: >= 2x lower `.tflite` latency at <= 1.0 point loss on SST-2.
@@ -203,7 +203,7 @@ def _widths(model):
 
 
 def _char_model(args, export, keras, models, pruning, distillation, text, tmp):
-    corpus = text.builtin_corpus()[: 60_000 if args.quick else 400_000]
+    corpus = text.builtin_corpus()[: 60_000 if args.quick else 200_000]
     vocab = text.Vocabulary.build([corpus])
     ids = vocab.char_ids(corpus)
     cut = int(len(ids) * 0.95)
