@@ -151,9 +151,12 @@ def test_a_recipe_distills_on_a_transfer_set_of_its_training_rows(tmp_path):
     assert "transfer set: 1,800 texts (mask, ngram) for 600 labelled" in row.notes
     assert any("[transfer] 1,800 texts from 600" in line for line in lines)
     bad = dict(config, steps=[config["steps"][0], {"distill": {"transfer": {"size": "many"}}}])
-    with pytest.raises(RecipeError, match=r"steps\[1\]\.distill\.transfer\.size.*expected a multiple such as 10x; got 'many'"):
+    with pytest.raises(RecipeError, match=r"steps\[1\]\.distill\.transfer\.size.*size must be a number of texts or a multiple .* Received: size='many'. Fix: size: 10x"):
         recipe.run(bad, tmp_path / "bad", verbose=0)
     bad = dict(config, steps=[config["steps"][0], {"distill": {"transfer": {"methods": ["mask", "shuffle"]}}}])
-    with pytest.raises(RecipeError, match=r"transfer\.methods.*expected a list of mask, pos_swap, ngram, wordnet_synonym"):
+    with pytest.raises(RecipeError, match=r"transfer\.methods.*methods must be some of \['mask', 'pos_swap', 'ngram', 'wordnet_synonym'\]"):
         recipe.run(bad, tmp_path / "bad", verbose=0)
+    bad = dict(config, steps=[config["steps"][0], {"distill": {"transfer": {"rates": {"mask": 0.6, "pos_swap": 0.6}}}}])
+    with pytest.raises(RecipeError, match=r"transfer\.rates.*must add up to at most 1.*Fix: rates: "):
+        recipe.run(bad, tmp_path / "bad", verbose=0)  # checked before any step runs, as transfer_set checks it
     assert not (tmp_path / "bad").exists()

@@ -67,18 +67,62 @@ class TransferSet(list):
         self.attempts = attempts
 
 
-def _size(n, count):
+class TransferOptionError(ValueError):
+    """A bad `transfer_set` option; `option` names it ("n", "methods",
+    "rates", "max_ngram"), so a recipe can point at its own key."""
+
+    def __init__(self, option, message):
+        super().__init__(message)
+        self.option = option
+
+
+def _size(n, count, name="n"):
     if isinstance(n, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[xX]\s*", n)
         if not m:
-            raise ValueError(f"n must be a number of texts or a multiple of the training texts such as '10x'. Received: n={n!r}.")
+            raise TransferOptionError("n", f"{name} must be a number of texts or a multiple of the training texts such as '10x'. Received: {name}={n!r}.")
         return int(round(float(m.group(1)) * count))
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive number of texts or a multiple such as '10x'. Received: n={n!r}.")
+        raise TransferOptionError("n", f"{name} must be a positive number of texts or a multiple such as '10x'. Received: {name}={n!r}.")
     return int(n)
 
 
-def _check(texts, methods, rates, max_ngram):
+def check_options(n, methods, rates, max_ngram, n_name="n"):
+    """Checks `transfer_set`'s options without texts (a recipe checks them
+    before any step runs). Returns `(methods, rates)` as `transfer_set` uses
+    them (every method's rate, 0 for those not chosen).
+
+    Raises:
+        TransferOptionError: naming the option and what is wrong with it.
+    """
+    _size(n, 1, n_name)
+    if isinstance(methods, (str, bytes)):
+        methods = [methods]
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise TransferOptionError("methods", f"methods must be some of {list(METHODS)}. Received: methods={list(methods)!r}.")
+    if rates is not None and not isinstance(rates, dict):
+        raise TransferOptionError("rates", f"rates must be a mapping of method to probability, such as {{'mask': 0.1}}. Received: rates={rates!r}.")
+    rates = {**DEFAULT_RATES, **(rates or {})}
+    for name, value in rates.items():
+        if name not in METHODS:
+            raise TransferOptionError("rates", f"rates has an unknown method {name!r}; methods are {list(METHODS)}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise TransferOptionError("rates", f"rates[{name!r}] must be a probability in [0, 1]. Received: {value!r}.")
+    rates = {m: float(rates[m]) if m in methods else 0.0 for m in METHODS}
+    if rates["mask"] + rates["pos_swap"] + rates["wordnet_synonym"] > 1:
+        raise TransferOptionError(
+            "rates",
+            "rates for mask, pos_swap and wordnet_synonym are chances for the same word and must add up to at most 1. "
+            f"Received: {rates['mask']} + {rates['pos_swap']} + {rates['wordnet_synonym']}.",
+        )
+    if isinstance(max_ngram, bool) or not isinstance(max_ngram, int) or max_ngram < 1:
+        raise TransferOptionError("max_ngram", f"max_ngram must be an integer >= 1. Received: max_ngram={max_ngram!r}.")
+    return methods, rates
+
+
+def _check(texts, n, methods, rates, max_ngram):
     if isinstance(texts, (str, bytes)):
         raise TypeError("transfer_set expects a list of training texts; received one string. Fix: wrap it in a list.")
     texts = list(texts)
@@ -87,24 +131,7 @@ def _check(texts, methods, rates, max_ngram):
         raise TypeError(f"texts[{bad[0]}] is a {type(texts[bad[0]]).__name__}, not a str: transfer_set augments text.")
     if not any(t.split() for t in texts):
         raise ValueError("transfer_set needs training texts with words; every text given is empty.")
-    methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"methods must be some of {list(METHODS)}. Received: methods={list(methods)!r}.")
-    rates = {**DEFAULT_RATES, **(rates or {})}
-    for name, value in rates.items():
-        if name not in METHODS:
-            raise ValueError(f"rates has an unknown method {name!r}; methods are {list(METHODS)}.")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ValueError(f"rates[{name!r}] must be a probability in [0, 1]. Received: {value!r}.")
-    rates = {m: float(rates[m]) if m in methods else 0.0 for m in METHODS}
-    if rates["mask"] + rates["pos_swap"] + rates["wordnet_synonym"] > 1:
-        raise ValueError(
-            "rates for mask, pos_swap and wordnet_synonym are chances for the same word and must add up to at most 1. "
-            f"Received: {rates['mask']} + {rates['pos_swap']} + {rates['wordnet_synonym']}."
-        )
-    if isinstance(max_ngram, bool) or not isinstance(max_ngram, int) or max_ngram < 1:
-        raise ValueError(f"max_ngram must be an integer >= 1. Received: max_ngram={max_ngram!r}.")
+    methods, rates = check_options(n, methods, rates, max_ngram)
     return texts, methods, rates
 
 
@@ -136,7 +163,7 @@ def transfer_set(texts, n="10x", *, methods=METHODS, rates=None, seed=0, mask_to
             `wordnet_synonym` without WordNet, naming the package and the fix.
         ValueError, TypeError: bad arguments, saying which.
     """
-    texts, methods, rates = _check(texts, methods, rates, max_ngram)
+    texts, methods, rates = _check(texts, n, methods, rates, max_ngram)
     count = _size(n, len(texts))
     log = log or (lambda line: None)
     config = {"n": count, "rates": rates, "seed": int(seed), "mask_token": mask_token, "max_ngram": max_ngram}

@@ -79,8 +79,17 @@ def fit_distiller(ctx, args, distiller, transfer=None):
 TRANSFER_KEYS = {"size", "methods", "rates", "max_ngram"}
 
 
+TRANSFER_FIXES = {
+    "size": "size: 10x (ten times the training texts) or a number of texts",
+    "methods": "methods: [mask, pos_swap, ngram, wordnet_synonym] or some of them",
+    "rates": "rates: {mask: 0.1, pos_swap: 0.1, wordnet_synonym: 0.1, ngram: 0.25} (the first three at most 1 together)",
+    "max_ngram": "max_ngram: 5",
+}
+
+
 def _check_transfer(transfer, config, fail):
-    """The `transfer` mapping, checked and with its defaults."""
+    """The `transfer` mapping, checked (by `transfer.check_options`, as
+    `transfer_set` checks it) and with its defaults."""
     from tfcompress.distillation import transfer as tr
 
     if config["data"]["task"] != "classification":
@@ -89,25 +98,11 @@ def _check_transfer(transfer, config, fail):
     if unknown:
         fail(["transfer", unknown[0]], f"unknown key {unknown[0]!r}", f"use {', '.join(sorted(TRANSFER_KEYS))}")
     out = {"size": "10x", "methods": list(tr.METHODS), "rates": {}, "max_ngram": 5, **transfer}
-    size = out["size"]
-    if isinstance(size, bool) or not (isinstance(size, int) and size >= 1 or isinstance(size, str)):
-        fail(["transfer", "size"], f"expected a number of texts or a multiple such as 10x; got {size!r}", "size: 10x")
-    if isinstance(size, str):
-        try:
-            tr._size(size, 1)
-        except ValueError:
-            fail(["transfer", "size"], f"expected a multiple such as 10x; got {size!r}", "size: 10x")
-    methods = out["methods"]
-    if not isinstance(methods, list) or not methods or any(m not in tr.METHODS for m in methods):
-        fail(["transfer", "methods"], f"expected a list of {', '.join(tr.METHODS)}; got {methods!r}", "methods: [mask, pos_swap, ngram]")
-    rates = out["rates"]
-    if not isinstance(rates, dict):
-        fail(["transfer", "rates"], f"expected a mapping of method to probability; got {rates!r}", "rates: {mask: 0.1, ngram: 0.25}")
-    for name, value in rates.items():
-        if name not in tr.METHODS or not schema.unit(value):
-            fail(["transfer", "rates", str(name)], f"expected a method ({', '.join(tr.METHODS)}) and a probability in [0, 1]; got {name}: {value!r}", "rates: {mask: 0.1}")
-    if isinstance(out["max_ngram"], bool) or not isinstance(out["max_ngram"], int) or out["max_ngram"] < 1:
-        fail(["transfer", "max_ngram"], f"expected an integer >= 1; got {out['max_ngram']!r}", "max_ngram: 5")
+    try:
+        tr.check_options(out["size"], out["methods"], out["rates"], out["max_ngram"], n_name="size")
+    except tr.TransferOptionError as err:
+        key = "size" if err.option == "n" else err.option
+        fail(["transfer", key], str(err).rstrip("."), TRANSFER_FIXES[key])
     return out
 
 
