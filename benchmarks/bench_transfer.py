@@ -13,6 +13,11 @@ sets the student's initial weights and the batch order):
   labelled by the teacher (`Distiller.fit(unlabeled=...)`; Tang et al. 2019
   rates: mask 0.1, part-of-speech swap 0.1, synonym 0.1, n-gram 0.25).
 
+With `--ensemble K`, K - 1 more teachers (the same architecture, seeds 1..K-1,
+best epoch on the selection split) are trained, their soft targets combined as
+`Distiller(teacher=[...])` combines them, and a fourth row distils on the same
+transfer set from the ensemble (issue 18.5).
+
 An epoch is one pass over the row's data, so a transfer-set epoch is longer
 and takes (size + 1) times the updates: each row's wall time is reported, and
 the transfer set's build time. (The issue fixes epochs, not updates; a
@@ -27,7 +32,7 @@ import time
 import numpy as np
 
 from common import emit, mean_spread, parser, sst2, table
-from tfcompress.distillation.teacher import LABELED_KEY
+from tfcompress.distillation.teacher import LABELED_KEY, TEACHER_KEY
 
 TEACHER = dict(embedding_dim=128, units=128, bidirectional=True, dropout=0.4)
 STUDENT = dict(embedding_dim=24, units=16, bidirectional=True, dropout=0.3, embedding_vocab_size=8000)
@@ -59,6 +64,7 @@ def main():
     p.add_argument("--size", default="10x", help="transfer set size (a multiple of the training texts, or a number)")
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--ensemble", type=int, default=1, help="with K > 1, a fourth row: distilled + transfer from K teachers (seeds 0..K-1) averaged")
     args = p.parse_args()
     from tfcompress import distillation, keras, models, text
 
@@ -99,10 +105,26 @@ def main():
     teacher_pass_seconds = time.perf_counter() - started
     print(f"teacher outputs on {len(x):,} + {len(x_all):,} texts in {teacher_pass_seconds:.0f} s", flush=True)
 
+    ensemble_acc = None
+    if args.ensemble > 1:  # more teachers, other seeds; their soft targets combined (Distiller(teacher=[...]))
+        teachers = [teacher]
+        for k in range(1, args.ensemble):
+            keras.utils.set_random_seed(k)
+            t = models.lstm_classifier(vocab, max_len=64, **TEACHER)
+            t.fit(x, y, batch_size=128, epochs=epochs, verbose=0, callbacks=[_best_epoch(t, xs, ys)])
+            teachers.append(t)
+            print(f"teacher {k}: dev {dev_accuracy(t):.4f}", flush=True)
+        combined = distillation.Distiller(teachers, models.lstm_classifier(vocab, max_len=64, compile=False, **TEACHER))
+        ensemble_acc = float((np.argmax(combined.teacher_logits(x_dev), -1) == y_dev).mean())
+        y_ensemble = {**y_all, TEACHER_KEY: combined.teacher_logits(x_all)}
+        print(f"ensemble of {args.ensemble} teachers: dev {ensemble_acc:.4f}", flush=True)
+
     student_args = {**STUDENT, "embedding_vocab_size": min(STUDENT["embedding_vocab_size"], vocab)}  # --quick: a small vocabulary
     student_params = models.lstm_classifier(vocab, max_len=64, compile=False, **student_args).count_params()
     ratio = student_params / teacher.count_params()
     results = {"scratch": [], "distilled": [], "distilled + transfer": []}
+    if args.ensemble > 1:
+        results[f"distilled + transfer, {args.ensemble} teachers"] = []
     seconds = {k: [] for k in results}
     for seed in range(seeds):
         for row in results:
@@ -115,7 +137,7 @@ def main():
             else:  # the teacher's outputs were computed once, above: as fit(x, y, unlabeled=u) does per call
                 d = distillation.Distiller(teacher, student, alpha=args.alpha, temperature=args.temperature)
                 d.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", ["accuracy"])
-                xr, yr = (x_all, y_all) if row.endswith("transfer") else (x, y_labelled)
+                xr, yr = (x_all, y_all) if row.endswith("transfer") else (x_all, y_ensemble) if row.endswith("teachers") else (x, y_labelled)
                 d.fit(xr, yr, batch_size=128, epochs=epochs, verbose=0, callbacks=[best])
             spent = time.perf_counter() - started
             results[row].append(dev_accuracy(student))
@@ -124,6 +146,8 @@ def main():
 
     scratch = np.mean(results["scratch"])
     rows = [["teacher (BiLSTM 128, emb 128)", f"{teacher.count_params():,}", "1", f"{teacher_acc:.4f}", "—", f"{teacher_seconds / 60:.1f}"]]
+    if ensemble_acc is not None:
+        rows.append([f"{args.ensemble} such teachers, soft targets combined", f"{args.ensemble} × {teacher.count_params():,}", "1", f"{ensemble_acc:.4f}", "—", "—"])
     for name, values in results.items():
         rows.append([
             f"student {name}", f"{student_params:,} ({ratio:.1%})", str(len(values)), mean_spread(values),
