@@ -209,6 +209,7 @@ def test_shrink_step_distils_into_fewer_units_and_exports(tmp_path):
     assert [r.step for r in report.records] == ["train", "shrink 50%", "export model dynamic"]
     notes = {r.step: r.notes for r in report.records}
     assert notes["shrink 50%"].startswith("embedding 16->8, lstm_0 8->4; ") and "criterion taylor; distilled from the model before" in notes["shrink 50%"]
+    assert " M multiply-adds; " in notes["shrink 50%"]
     values = {r.step: r.value for r in report.records}
     assert values["export model dynamic"] > 0.85  # the keywords decide the label
     shapes = {tuple(w["shape"]) for w in export.file_weights(tmp_path / "out" / "model.tflite", min_size=1)}

@@ -220,7 +220,10 @@ def test_multiply_adds_count_the_matrix_products(keras):
     assert pruning.multiply_adds(model) == expected
     half = pruning.shrink(model, units=0.5)
     assert pruning.multiply_adds(half) == LEN * 3 * 8 + 2 * (2 * LEN * 4 * 4 * (8 + 4)) + 8 * 2
+    report = half.tfcompress_shrink_report
+    assert (report["multiply_adds_before"], report["multiply_adds_after"]) == (expected, pruning.multiply_adds(half))
     free = models.lstm_classifier(VOCAB, embedding_dim=16, units=8)
     with pytest.raises(ValueError, match=r"layer 'lstm_0' reads sequences of any length. Fix: pass length="):
         pruning.multiply_adds(free)
     assert pruning.multiply_adds(free, length=LEN) == LEN * 4 * 8 * (16 + 8) + 8 * 2
+    assert pruning.shrink(free, units=0.5).tfcompress_shrink_report["multiply_adds_after"] is None

@@ -406,7 +406,8 @@ def shrink(model, data=None, units=0.5, criterion="l2", loss=None, samples=1024,
         A new tf_keras model (not compiled: compile and fine-tune it), with the
         same inputs, outputs and layer names. Its `tfcompress_shrink_report`
         gives, per layer, the units before and after, the layers skipped and
-        why, the criterion, and the parameters before and after.
+        why, the criterion, and the parameters and multiply-adds per example
+        (`multiply_adds`; None for inputs of any length) before and after.
 
     Raises:
         ValueError: a layer named in `units` that cannot lose units (with the
@@ -509,6 +510,8 @@ def shrink(model, data=None, units=0.5, criterion="l2", loss=None, samples=1024,
         "skipped": skipped,
         "params_before": model.count_params(),
         "params_after": new.count_params(),
+        "multiply_adds_before": _multiply_adds_or_none(model),
+        "multiply_adds_after": _multiply_adds_or_none(new),
     }
     log.info(
         "shrink: %s; %d -> %d parameters",
@@ -517,6 +520,13 @@ def shrink(model, data=None, units=0.5, criterion="l2", loss=None, samples=1024,
         new.count_params(),
     )
     return new
+
+
+def _multiply_adds_or_none(model):
+    try:
+        return multiply_adds(model)
+    except ValueError:  # any sequence length: not a number without one
+        return None
 
 
 def multiply_adds(model, length=None):

@@ -72,7 +72,9 @@ class Shrink(Step):
                 small = ctx.fit(small, {**args, "learning_rate": lr}, default_lr=1e-3)
         widths = ", ".join(f"{name} {r['before']}->{r['after']}" for name, r in report["layers"].items())
         notes = (
-            f"{widths}; {report['params_before']:,} -> {report['params_after']:,} parameters; criterion {args['criterion']}"
+            f"{widths}; {report['params_before']:,} -> {report['params_after']:,} parameters"
+            + (f", {report['multiply_adds_before'] / 1e6:,.2f} -> {report['multiply_adds_after'] / 1e6:,.2f} M multiply-adds" if report["multiply_adds_before"] else "")
+            + f"; criterion {args['criterion']}"
             + (f"; distilled from the model before (alpha {args['alpha']}, T {args['temperature']})" if args["distill"] else "")
         )
         units = args["units"]
