@@ -57,7 +57,8 @@ def _kill(layer, rng, keep_fraction=0.5, same_in_both_directions=False):
 
 def _classifier():
     return models.lstm_classifier(
-        VOCAB, max_len=LEN, embedding_dim=16, units=8, num_layers=2, bidirectional=True, embedding_rank=6, embedding_vocab_size=120
+        VOCAB, max_len=LEN, embedding_dim=16, units=8, num_layers=2, bidirectional=True, embedding_rank=6, embedding_vocab_size=120,
+        mask_zero=True,
     )
 
 
@@ -87,6 +88,7 @@ def test_removing_dead_units_keeps_the_answers_whatever_the_criterion(keras):
     model = _classifier()
     kept = _kill_all(model, ["embedding", "embedding_projection", "bidirectional_0", "bidirectional_1"])
     x = _ids()
+    x[:, :3] = 0  # padding, masked
     y = np.random.default_rng(2).integers(0, 2, len(x))
     expected = model(x, training=False).numpy()
     for criterion in ("l2", "activation", "taylor"):  # a dead unit scores 0 by each of them
@@ -97,6 +99,7 @@ def test_removing_dead_units_keeps_the_answers_whatever_the_criterion(keras):
         assert small.get_layer("bidirectional_0").forward_layer.units == 4
         assert small.get_layer("embedding_projection").kernel.shape == (3, 8)
         assert report["params_after"] == small.count_params() < report["params_before"] == model.count_params()
+        assert small.get_layer("embedding").mask_zero
         np.testing.assert_allclose(small(x, training=False).numpy(), expected, atol=1e-5, err_msg=criterion)
 
 
