@@ -20,7 +20,7 @@ import tempfile
 
 import numpy as np
 
-from common import accuracy, emit, interleaved_latency, parser, sst2, table, train_classifier
+from common import accuracy, char_data, emit, interleaved_latency, parser, sst2_ids, table, train_classifier
 
 FORMS = {"stateless": "auto", "fused": "fused"}
 
@@ -69,9 +69,8 @@ def main():
     args = parser(__doc__).parse_args()
     from tfcompress import export, keras, models, pruning, quantization, text
 
-    train, dev = sst2(limit=6000 if args.quick else None)
-    encoder, x_train = text.TextEncoder.fit_transform(train.texts, max_len=64)
-    x_dev, y_dev = encoder(dev.texts), dev.labels
+    train, dev, encoder, x_train, x_dev = sst2_ids(limit=6000 if args.quick else None)
+    y_dev = dev.labels
     y_train = train.labels
     epochs = 1 if args.quick else 2
     dense, _ = train_classifier(x_train, y_train, len(encoder.vocabulary), seed=0, epochs=epochs)
@@ -131,12 +130,7 @@ def main():
                 length_keys.append(key)
                 print(length, mode, form, f.get("accuracy", "refused"), flush=True)
         # 3. The demo's character language model (its architecture, trained briefly here).
-        corpus = text.builtin_corpus()[: 60_000 if args.quick else 400_000]
-        vocab = text.Vocabulary.build([corpus])
-        ids = vocab.char_ids(corpus)
-        cut = int(len(ids) * 0.95)
-        cx, cy = text.char_windows(ids[:cut], 40, 3)
-        cdx, cdy = text.char_windows(ids[cut:], 40, 7)
+        vocab, (cx, cy), (cdx, cdy), corpus_chars = char_data(60_000 if args.quick else 400_000)
         keras.utils.set_random_seed(0)
         lm = models.char_lstm_lm(len(vocab), window=40, embedding_dim=24, units=96, num_layers=2, dropout=0.0, learning_rate=0.004)
         lm.fit(cx, cy, batch_size=64, epochs=1, verbose=0)
@@ -280,7 +274,7 @@ verification sample from the training data: {auto_note.split(": ", 1)[1]}.
 {table(["length", "mode", "form", "KiB", "gzip KiB", "dev accuracy", "agreement", "latency ms"], length_rows)}
 
 **Character language model** (the demo's architecture: Embedding 24, 2 × LSTM(96), window 40; trained one
-epoch on 95% of the first {len(corpus):,} characters of the built-in corpus, scored on windows of the last 5%):
+epoch on 95% of the first {corpus_chars:,} characters of the built-in corpus, scored on windows of the last 5%):
 bits/char (lower is better), agreement of the most likely next character.
 
 {table(["mode", "form", "KiB", "gzip KiB", "bits/char", "agreement", "latency ms"], char_rows)}

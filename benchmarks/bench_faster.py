@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from common import accuracy, emit, fit_best, interleaved_latency, mean_spread, parser, sst2, table, train_classifier
+from common import accuracy, char_data, emit, fit_best, interleaved_latency, mean_spread, parser, sst2_ids, table, train_classifier
 
 KEEPS = (0.75, 0.5, 0.25)
 FORMS = (("stateless", "auto"), ("unrolled", "unrolled"), ("fused", "fused"))
@@ -78,11 +78,10 @@ def main():
     p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=3)
     args = p.parse_args()
-    from tfcompress import distillation, export, keras, models, pruning, text
+    from tfcompress import distillation, export, keras, models, pruning
 
-    train, dev = sst2(limit=6000 if args.quick else None)
-    encoder, x_train = text.TextEncoder.fit_transform(train.texts, max_len=64)
-    y_train, x_dev, y_dev = train.labels, encoder(dev.texts), dev.labels
+    train, dev, encoder, x_train, x_dev = sst2_ids(limit=6000 if args.quick else None)
+    y_train, y_dev = train.labels, dev.labels
     vocab = len(encoder.vocabulary)
     seeds, epochs = (1, 1) if args.quick else (args.seeds, 2)
     steps = int(np.ceil(len(x_train) * 0.95 / 128))
@@ -141,7 +140,7 @@ def main():
                 callables[name, form] = runtime.invoke
                 print(name, form, f"{result.gzip_bytes / 1024:.0f} KiB gzip, agreement {agree:.4f}", flush=True)
         latency = interleaved_latency(callables, x_dev, runs=600, rounds=6)
-        char = _char_model(args, export, keras, models, pruning, distillation, text, tmp)
+        char = _char_model(args, export, keras, models, pruning, distillation, tmp)
     for key, (median, p90) in latency.items():
         files[key]["latency"], files[key]["p90"] = median, p90
     macs = {n: pruning.multiply_adds(kept[n]) for n in timed}
@@ -202,17 +201,13 @@ def _widths(model):
     return {"embedding_dim": model.get_layer("embedding").output_dim, "units": model.get_layer("lstm_0").units}
 
 
-def _char_model(args, export, keras, models, pruning, distillation, text, tmp):
-    corpus = text.builtin_corpus()[: 60_000 if args.quick else 200_000]
-    vocab = text.Vocabulary.build([corpus])
-    ids = vocab.char_ids(corpus)
-    cut = int(len(ids) * 0.95)
-    cx, cy = text.char_windows(ids[:cut], 40, 3)
-    cdx, cdy = text.char_windows(ids[cut:], 40, 7)
+def _char_model(args, export, keras, models, pruning, distillation, tmp):
+    from tfcompress import metrics
+
+    vocab, (cx, cy), (cdx, cdy), _ = char_data(60_000 if args.quick else 200_000)
 
     def bits(model):
-        probs = model.predict(cdx, batch_size=256, verbose=0)
-        return float(-np.log2(np.clip(probs[np.arange(len(cdy)), cdy], 1e-9, 1)).mean())
+        return metrics.bits_per_char(model.predict(cdx, batch_size=256, verbose=0), cdy)
 
     def fit(model, lr):
         model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy")

@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from common import accuracy, emit, mean_spread, parser, sst2, table, train_classifier
+from common import accuracy, emit, mean_spread, parser, sst2_ids, table, train_classifier
 
 FINE_TUNE_LR = 1e-3
 
@@ -40,11 +40,9 @@ def main():
     p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=3)
     args = p.parse_args()
-    from tfcompress import keras, pruning, quantization, text
+    from tfcompress import keras, pruning, quantization
 
-    train, dev = sst2(limit=6000 if args.quick else None)
-    encoder, x_train = text.TextEncoder.fit_transform(train.texts, max_len=64)
-    x_dev = encoder(dev.texts)
+    train, dev, encoder, x_train, x_dev = sst2_ids(limit=6000 if args.quick else None)
     y_train, y_dev = train.labels, dev.labels
     epochs = 1 if args.quick else 2
     batch = 128

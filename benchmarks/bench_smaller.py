@@ -29,7 +29,7 @@ import tempfile
 
 import numpy as np
 
-from common import emit, interleaved_latency, mean_spread, parser, sst2, table, train_classifier
+from common import emit, interleaved_latency, mean_spread, parser, sst2_ids, table, train_classifier
 
 RANK = 16
 LR_PRUNE = 1e-3
@@ -40,11 +40,10 @@ def main():
     p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=3)
     args = p.parse_args()
-    from tfcompress import clustering, embeddings, export, keras, pruning, quantization, text
+    from tfcompress import clustering, embeddings, export, keras, pruning, quantization
 
-    train, dev = sst2(limit=6000 if args.quick else None)
-    encoder, x_train = text.TextEncoder.fit_transform(train.texts, max_len=64)
-    x_dev, y_dev = encoder(dev.texts), dev.labels
+    train, dev, encoder, x_train, x_dev = sst2_ids(limit=6000 if args.quick else None)
+    y_dev = dev.labels
     y_train = train.labels
     epochs = 1 if args.quick else 2
     seeds = 1 if args.quick else args.seeds

@@ -46,6 +46,29 @@ def sst2(limit=None):
     return train, dev
 
 
+def sst2_ids(limit=None, max_len=64):
+    """SST-2 encoded as every SST-2 benchmark encodes it (a `TextEncoder`
+    fitted on train): `(train, dev, encoder, x_train, x_dev)`."""
+    from tfcompress import text
+
+    train, dev = sst2(limit)
+    encoder, x_train = text.TextEncoder.fit_transform(train.texts, max_len=max_len)
+    return train, dev, encoder, x_train, encoder(dev.texts)
+
+
+def char_data(chars, window=40):
+    """The demo's character data: the first `chars` characters of the built-in
+    corpus, 95% as training windows (stride 3), the rest held out (stride 7):
+    `(vocab, (x, y), (x_held, y_held))`."""
+    from tfcompress import text
+
+    corpus = text.builtin_corpus()[:chars]
+    vocab = text.Vocabulary.build([corpus])
+    ids = vocab.char_ids(corpus)
+    cut = int(len(ids) * 0.95)
+    return vocab, text.char_windows(ids[:cut], window, 3), text.char_windows(ids[cut:], window, 7), len(corpus)
+
+
 class Timer:
     def __enter__(self):
         self.start = time.perf_counter()
