@@ -299,6 +299,54 @@ def _pos(table, layer, kind, setting):
 # --------------------------------------------------------------- search
 
 
+class _Rounds:
+    """What `search` and `search_units` share: the budget's checks, the
+    unchanged model's value, each round's verification, and the choice."""
+
+    def __init__(self, evaluate, max_loss, rounds, metric, unit, log):
+        if not (isinstance(max_loss, (int, float)) and not isinstance(max_loss, bool) and max_loss >= 0):
+            raise ValueError(f"max_loss must be a number >= 0 (points of accuracy, or bits/char). Received: max_loss={max_loss!r}.")
+        if not (isinstance(rounds, int) and rounds >= 1):
+            raise ValueError(f"rounds must be an integer >= 1. Received: rounds={rounds!r}.")
+        self.evaluate, self.max_loss, self.metric, self.unit, self.log = evaluate, max_loss, metric, unit, log
+        self.candidates = []
+
+    def start(self, model):
+        """Measures the unchanged model (after the caller's own checks)."""
+        self.baseline, self.baseline_scores = self._measure(model)
+
+    def _measure(self, m):
+        scores = np.asarray(self.evaluate(m), np.float64)
+        return (float(scores), None) if scores.ndim == 0 else (float(scores.mean()), scores)
+
+    def verify(self, r, plan, compressed):
+        """Round `r`'s fine-tuned model measured against the budget: a `Candidate`."""
+        value, scores = self._measure(compressed)
+        loss = loss_between(self.baseline, value, self.metric)
+        se = None if scores is None else paired_standard_error(self.baseline_scores, scores, self.metric)
+        c = Candidate(r, plan, value, loss, loss <= self.max_loss + 1e-9, compressed, se)
+        self.candidates.append(c)
+        self.log(f"[auto] round {r}: loss {c.loss_text(self.unit)} on the selection split: {'within' if c.within_budget else 'over'} the budget")
+        return c
+
+    def result(self, cost, front, table, objective="size"):
+        """The candidate within budget with the least `cost(plan)` (ties: less
+        loss), else the one that lost least; only its model is kept."""
+        passing = [c for c in self.candidates if c.within_budget]
+        if passing:
+            chosen = min(passing, key=lambda c: (cost(c.plan), c.loss))
+        else:
+            chosen = min(self.candidates, key=lambda c: c.loss)
+        for c in self.candidates:
+            if c is not chosen:
+                c.model = None  # keep only the chosen model in memory
+        examples = 0 if self.baseline_scores is None else len(self.baseline_scores)
+        return SearchResult(
+            chosen.model, chosen, self.candidates, chosen.within_budget, self.baseline, front, table, self.max_loss, self.unit, examples,
+            objective, self.metric,
+        )
+
+
 def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_sparsity=0.8, recovery=None, clusters=(None, 16, 8), log=None):
     """Finds the smallest plan whose fine-tuned model keeps `max_loss`.
 
@@ -328,21 +376,14 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
     Returns:
         `SearchResult`.
     """
-    if not (isinstance(max_loss, (int, float)) and not isinstance(max_loss, bool) and max_loss >= 0):
-        raise ValueError(f"max_loss must be a number >= 0 (points of accuracy, or bits/char). Received: max_loss={max_loss!r}.")
-    if not (isinstance(rounds, int) and rounds >= 1):
-        raise ValueError(f"rounds must be an integer >= 1. Received: rounds={rounds!r}.")
+    log = log or (lambda line: None)
+    rounds_ = _Rounds(evaluate, max_loss, rounds, table.metric, table.unit, log)
     if recovery is not None and not (isinstance(recovery, (int, float)) and not isinstance(recovery, bool) and recovery > 0):
         raise ValueError(f"recovery must be a number > 0 (or None, to start from start_sparsity). Received: recovery={recovery!r}.")
     if recovery is None and not (isinstance(start_sparsity, (int, float)) and not isinstance(start_sparsity, bool) and 0 <= start_sparsity < 1):
         raise ValueError(f"start_sparsity must be a number in [0, 1). Received: start_sparsity={start_sparsity!r}.")
-    log = log or (lambda line: None)
     higher = table.metric == "accuracy"
-    def measure(m):
-        scores = np.asarray(evaluate(m), np.float64)
-        return (float(scores), None) if scores.ndim == 0 else (float(scores.mean()), scores)
-
-    baseline, baseline_scores = measure(model)
+    rounds_.start(model)
     front = plan_front(model, table, clusters)
     budget_scale = max(max_loss, 0.05 if higher else 0.005)  # a zero budget still ranks the plans
 
@@ -363,19 +404,12 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
         first = next((p for p in front if p.estimated_bytes >= size), front[-1])
         factor = max(first.predicted_loss, budget_scale) / budget_scale  # round 1 then picks `first` (or one as small, predicted no worse)
         log(f"[auto] start: every layer pruned {start_sparsity:.0%} is about {size / 1024:,.1f} KiB; the front's plan of that size is predicted to lose {format_loss(first.predicted_loss, table.unit)} one shot")
-    candidates = []
     for r in range(1, rounds + 1):
         plan = plan_for(factor * budget_scale)
         if plan is None:
             break  # no plan left between one within budget and a larger one over it
         log(f"[auto] round {r}: {plan.describe()} (predicted one-shot loss {format_loss(plan.predicted_loss, table.unit)}, about {plan.estimated_bytes / 1024:,.1f} KiB)")
-        compressed = fine_tune(plan)
-        value, scores = measure(compressed)
-        loss = loss_between(baseline, value, table.metric)
-        se = None if scores is None else paired_standard_error(baseline_scores, scores, table.metric)
-        c = Candidate(r, plan, value, loss, loss <= max_loss + 1e-9, compressed, se)
-        candidates.append(c)
-        log(f"[auto] round {r}: loss {c.loss_text(table.unit)} on the selection split: {'within' if c.within_budget else 'over'} the budget")
+        c = rounds_.verify(r, plan, fine_tune(plan))
         if c.within_budget:
             below = plan.estimated_bytes
             low = factor
@@ -384,16 +418,7 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
             above = plan.estimated_bytes
             high = factor
             factor = factor / 4 if low == 0 else math.sqrt(low * high)
-    passing = [c for c in candidates if c.within_budget]
-    if passing:
-        chosen = min(passing, key=lambda c: (c.plan.estimated_bytes, c.loss))
-    else:
-        chosen = min(candidates, key=lambda c: c.loss)
-    for c in candidates:
-        if c is not chosen:
-            c.model = None  # keep only the chosen model in memory
-    examples = 0 if baseline_scores is None else len(baseline_scores)
-    return SearchResult(chosen.model, chosen, candidates, chosen.within_budget, baseline, front, table, max_loss, table.unit, examples)
+    return rounds_.result(lambda plan: plan.estimated_bytes, front, table)
 
 
 def _model_bytes(model):
@@ -421,23 +446,13 @@ def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rou
     """
     from tfcompress import pruning
 
-    if not (isinstance(max_loss, (int, float)) and not isinstance(max_loss, bool) and max_loss >= 0):
-        raise ValueError(f"max_loss must be a number >= 0 (points of accuracy, or bits/char). Received: max_loss={max_loss!r}.")
-    if not (isinstance(rounds, int) and rounds >= 1):
-        raise ValueError(f"rounds must be an integer >= 1. Received: rounds={rounds!r}.")
+    log = log or (lambda line: None)
+    rounds_ = _Rounds(evaluate, max_loss, rounds, metric, "points" if metric == "accuracy" else "bits/char", log)
     if not (isinstance(start_units, float) and 0 < start_units < 1):
         raise ValueError(f"start_units must be a fraction in (0, 1) of the units to keep. Received: start_units={start_units!r}.")
-    log = log or (lambda line: None)
-    unit = "points" if metric == "accuracy" else "bits/char"
-
-    def measure(m):
-        scores = np.asarray(evaluate(m), np.float64)
-        return (float(scores), None) if scores.ndim == 0 else (float(scores.mean()), scores)
-
-    baseline, baseline_scores = measure(model)
+    rounds_.start(model)
     log(f"[auto] fewest multiply-adds within the budget: the model computes {pruning.multiply_adds(model) / 1e6:,.3f} M per example")
     within_at, over_at, keep, tried = 1.0, 0.0, start_units, set()
-    candidates = []
     for r in range(1, rounds + 1):
         small = pruning.shrink(model, units=keep)
         widths = tuple(v["after"] for v in small.tfcompress_shrink_report["layers"].values())
@@ -446,25 +461,13 @@ def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rou
         tried.add(widths)
         plan = Plan({}, None, 0.0, _model_bytes(small), units=keep, multiply_adds=pruning.multiply_adds(small))
         log(f"[auto] round {r}: {plan.describe()} ({plan.multiply_adds / 1e6:,.3f} M multiply-adds)")
-        compressed = fine_tune(plan)
-        value, scores = measure(compressed)
-        loss = loss_between(baseline, value, metric)
-        se = None if scores is None else paired_standard_error(baseline_scores, scores, metric)
-        c = Candidate(r, plan, value, loss, loss <= max_loss + 1e-9, compressed, se)
-        candidates.append(c)
-        log(f"[auto] round {r}: loss {c.loss_text(unit)} on the selection split: {'within' if c.within_budget else 'over'} the budget")
+        c = rounds_.verify(r, plan, fine_tune(plan))
         if c.within_budget:
             within_at = keep
         else:
             over_at = keep
         keep = (within_at + over_at) / 2
-    passing = [c for c in candidates if c.within_budget]
-    chosen = min(passing, key=lambda c: (c.plan.multiply_adds, c.loss)) if passing else min(candidates, key=lambda c: c.loss)
-    for c in candidates:
-        if c is not chosen:
-            c.model = None
-    examples = 0 if baseline_scores is None else len(baseline_scores)
-    return SearchResult(chosen.model, chosen, candidates, chosen.within_budget, baseline, [], None, max_loss, unit, examples, "latency", metric)
+    return rounds_.result(lambda plan: plan.multiply_adds, [], None, "latency")
 
 
 # --------------------------------------------------------------- the whole path
