@@ -47,7 +47,19 @@ def test_teacher_is_frozen_bit_for_bit(teacher):
     distiller.fit(x, y, epochs=2, batch_size=32, verbose=0, validation_data=_data(64, seed=4))
     after = teacher.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
-    assert not teacher.trainable
+    # Frozen by the training step, not by a flag: the user's model is left trainable (a model
+    # shrunk or fine-tuned after serving as a teacher used to be silently frozen).
+    assert teacher.trainable and all(layer.trainable for layer in teacher.layers)
+    assert len(teacher.trainable_weights) == len(teacher.weights)
+
+
+def test_a_model_that_taught_can_be_shrunk_and_trained_afterwards(teacher):
+    Distiller(teacher, _student())  # distilling from it must not freeze the user's model
+    small = pruning.shrink(teacher, units=0.5)
+    small.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    before = [w.copy() for w in small.get_weights()]
+    small.fit(*_data(64), epochs=1, batch_size=64, verbose=0)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, small.get_weights())), "every weight of the shrunk model trains"
 
 
 def test_alpha_one_updates_the_student_exactly_like_plain_training(teacher):

@@ -18,8 +18,10 @@ your compiled metrics, all on the student.
 - Models may output logits or probabilities (softmax, or a 1-unit sigmoid):
   probabilities are turned into log-probabilities, which give exactly the same
   softened distribution (they differ from logits by a constant).
-- The teacher is frozen (`teacher.trainable = False`) and runs in inference
-  mode; its weights are never touched.
+- The teacher runs in inference mode and its weights are never touched: the
+  training step differentiates the student's weights only. Its `trainable`
+  flag is left as you set it, so the teacher can go on training, or be
+  shrunk (`pruning.shrink` keeps each layer's flag), after distilling.
 - The teacher's forward pass is the expensive part. With array inputs,
   `Distiller(..., cache_teacher=True)` computes the teacher's outputs once per
   `fit` call and reuses them every epoch; for a `tf.data` pipeline,

@@ -80,8 +80,7 @@ class Distiller(keras.Model):
         t_kinds = [resolve_kind(t, teacher_output, "teacher_output") for t in teachers]
         s_kind = resolve_kind(student, student_output, "student_output")
         for t, kind in zip(teachers, t_kinds):
-            _check_pair(t, student, kind, s_kind)
-            t.trainable = False
+            _check_pair(t, student, kind, s_kind)  # the teacher's `trainable` is left as given: train_step updates the student only
         teacher, t_kind = teachers[0], t_kinds[0]
         self._teachers, self._t_kinds = _Untracked(teachers), t_kinds
         self.teacher = teachers if ensemble else teacher
@@ -184,7 +183,8 @@ class Distiller(keras.Model):
         variables = self.student.trainable_variables + [
             v for p in self._projections if p is not None for v in p.trainable_variables
         ]
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:  # the teacher's variables are read, never recorded
+            tape.watch(variables)
             student_out, total, student_loss, distill, feature = self._distill_losses(
                 x, y, student_weight, sample_weight, teacher_logits, training=True
             )
