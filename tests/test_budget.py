@@ -50,13 +50,14 @@ def _one_shot(model):
     return apply
 
 
+@pytest.mark.parametrize("backoff", ["local", "front"])
 @pytest.mark.parametrize("max_loss", [0.0, 2.0, 50.0])
-def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, max_loss):  # noqa: F811
+def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, max_loss, backoff):  # noqa: F811
     model, x, y = trained
     log = []
     result = budget.search(
         model, table, _one_shot(model), lambda m: metrics.accuracy(m.predict(x, verbose=0), y), max_loss,
-        rounds=4, clusters=(None,), log=log.append,
+        rounds=4, clusters=(None,), backoff=backoff, log=log.append,
     )
     cands = result.candidates
     assert 1 <= len(cands) <= 4 and len({c.plan.describe() for c in cands}) == len(cands)
@@ -72,6 +73,11 @@ def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, ma
             assert after.plan.estimated_bytes < c.plan.estimated_bytes  # kept it: try smaller
         else:
             assert after.plan.estimated_bytes > c.plan.estimated_bytes  # over: back off
+            local = any(line.startswith(f"[auto] round {after.round}: local back-off") for line in log)
+            assert local == (backoff == "local" and after.plan == budget.relax(c.plan, model, table, clusters=(None,)))
+            if local:  # one layer pruned one step less, the rest kept
+                changed = [n for n in c.plan.sparsity if after.plan.sparsity[n] != c.plan.sparsity[n]]
+                assert len(changed) == 1 and after.plan.sparsity[changed[0]] < c.plan.sparsity[changed[0]]
     for c in cands:
         assert c.within_budget == (c.loss <= max_loss + 1e-9)
         assert c.loss == pytest.approx((result.baseline - c.value) * 100)
@@ -88,6 +94,28 @@ def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, ma
         assert result.within_budget and cands[0].within_budget
 
 
+def test_a_local_back_off_makes_the_costliest_change_milder_and_keeps_the_rest(trained, table):  # noqa: F811
+    model, _, _ = trained
+    names = list(table.layers)
+    plan = budget.plan_front(model, table, clusters=(None,))[0]  # the smallest: most layers pruned hard
+    assert len(plan.prunes) >= 2
+    def one_shot(n, s):  # as the plans count it: noise below zero is no loss
+        return max(0.0, table.loss(n, "prune", s)) if s else 0.0
+
+    costliest = max(plan.prunes, key=lambda n: one_shot(n, plan.prunes[n]))
+    milder = budget.relax(plan, model, table, clusters=(None, 8))
+    lower = max([0.0] + [s for s in table.settings("prune") if s < plan.sparsity[costliest]])
+    assert milder.sparsity == {**plan.sparsity, costliest: lower} and milder.clusters is None
+    assert milder.estimated_bytes > plan.estimated_bytes
+    s = plan.sparsity[costliest]
+    assert milder.predicted_loss == pytest.approx(plan.predicted_loss - one_shot(costliest, s) + one_shot(costliest, lower))
+    # A plan whose only change beyond int8 is clustering relaxes its clusters: 8 -> the next larger number, or none.
+    dense = budget.Plan({n: 0.0 for n in names}, 8)
+    assert budget.relax(dense, model, table, clusters=(None, 8)).clusters is None
+    assert budget.relax(dense, model, table, clusters=(None, 8)).sparsity == dense.sparsity
+    assert budget.relax(budget.Plan({n: 0.0 for n in names}, None), model, table) is None  # nothing left to relax
+
+
 def test_bad_budgets_are_refused(trained, table):  # noqa: F811
     model, x, y = trained
     with pytest.raises(ValueError, match=r"max_loss must be a number >= 0 .* Received: max_loss=-1"):
@@ -98,6 +126,8 @@ def test_bad_budgets_are_refused(trained, table):  # noqa: F811
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, start_sparsity=1)
     with pytest.raises(ValueError, match=r"recovery must be a number > 0"):
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, recovery=0)
+    with pytest.raises(ValueError, match=r'backoff must be "local" or "front". Received: backoff=\'near\''):
+        budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, backoff="near")
 
 
 def _auto_config(tmp_path, **auto):

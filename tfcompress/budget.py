@@ -20,10 +20,11 @@ the smallest compressed model it verified within that budget:
    fine-tuned), so the first round starts from what is known to recover:
    the front's plan as small as pruning every layer to `start_sparsity`
    (80%, what `compress` does without a budget), arranged by the table. A
-   plan within budget sends the next round to a smaller one, a plan over it
-   backs off to a larger one (less compression where the table found the
-   model most sensitive), halving the gap (in log scale of the predicted
-   loss) each time; at most `rounds` rounds.
+   plan within budget sends the next round to a smaller one on the front,
+   halving the gap (in log scale of the predicted loss) each time; a plan
+   over it backs off locally: the same plan with its change of largest
+   one-shot loss made milder (`relax`: that layer pruned one step less, or
+   fewer clusters), the rest kept. At most `rounds` rounds.
 
 The result is the smallest verified plan within budget. When no plan is,
 `within_budget` is False and the model is the one that lost least: callers
@@ -39,7 +40,7 @@ import numpy as np
 
 from tfcompress.sensitivity import format_loss, loss_between, paired_standard_error, per_example
 
-__all__ = ["Plan", "Candidate", "SearchResult", "plan_front", "uniform_bytes", "search", "search_units", "fine_tuner", "compress"]
+__all__ = ["Plan", "Candidate", "SearchResult", "plan_front", "relax", "uniform_bytes", "search", "search_units", "fine_tuner", "compress"]
 
 
 @dataclasses.dataclass
@@ -255,15 +256,11 @@ def plan_front(model, table, clusters=(None, 16, 8)):
     for c in clusters:
         if c is not None and float(c) not in measured:
             raise ValueError(f"clusters={c} was not measured by the sensitivity table (it has {measured}). Fix: analyze with clusters including {c}.")
-    quant = {n: _pos(table, n, "quantize", 8) for n in names}
     weights = _layer_arrays(model, names, "budget.plan_front")
     front = []
     for c in clusters:
         # per layer and sparsity: (KiB, predicted loss)
-        cost = {}
-        for n in names:
-            extra = quant[n] + (_pos(table, n, "cluster", c) if c else 0.0)
-            cost[n] = [(_weight_bytes(weights[n], s, c) / 1024, (_pos(table, n, "prune", s) if s else 0.0) + extra) for s in sparsities]
+        cost = {n: [_layer_cost(weights[n], table, n, s, c) for s in sparsities] for n in names}
         seen = set()
         for lam in np.logspace(-4, 5, 160):  # bytes traded for loss at rate lam: the lower convex hull
             pick = {n: min(range(len(sparsities)), key=lambda i: cost[n][i][0] + lam * cost[n][i][1]) for n in names}
@@ -286,6 +283,51 @@ def plan_front(model, table, clusters=(None, 16, 8)):
             pareto.append(p)
             best = p.predicted_loss
     return pareto
+
+
+def _layer_cost(arrays, table, layer, sparsity, clusters):
+    """(estimated KiB, predicted one-shot loss) of one layer pruned to
+    `sparsity`, clustered to `clusters` (None: not) and rounded to int8."""
+    loss = _pos(table, layer, "quantize", 8) + (_pos(table, layer, "cluster", clusters) if clusters else 0.0)
+    loss += _pos(table, layer, "prune", sparsity) if sparsity else 0.0
+    return _weight_bytes(arrays, sparsity, clusters) / 1024, loss
+
+
+def _plan(weights, table, sparsity, clusters):
+    """The `Plan` of per-layer `sparsity` and `clusters`, sized and predicted as `plan_front` does."""
+    cost = [_layer_cost(weights[n], table, n, sparsity[n], clusters) for n in sparsity]
+    return Plan(dict(sparsity), clusters, float(sum(c[1] for c in cost)), int(sum(c[0] for c in cost) * 1024))
+
+
+def relax(plan, model, table, clusters=(None, 16, 8)):
+    """A local back-off from `plan`, which lost too much: the one change in
+    it with the largest one-shot loss is made milder (that layer's sparsity
+    to the next lower one the table measured, or 0; or the clusters to the
+    next larger number in `clusters`, or none) and the rest is kept.
+
+    Args:
+        plan: a `Plan` of `model` (from `plan_front`, or one `relax` made).
+        model: the uncompressed model the plan compresses.
+        table: the `SensitivityTable` behind the plan.
+        clusters: the numbers of clusters the search may use.
+
+    Returns:
+        The milder `Plan`, sized and predicted like the front's; None when
+        `plan` changes nothing but the int8 rounding.
+    """
+    steps = {}  # change -> (its one-shot loss, the plan with it made milder)
+    sparsities = [0.0] + table.settings("prune")
+    for n, s in plan.prunes.items():
+        lower = max((t for t in sparsities if t < s - 1e-9), default=0.0)
+        steps[n] = (_pos(table, n, "prune", s), {**plan.sparsity, n: lower}, plan.clusters)
+    if plan.clusters:
+        larger = [c for c in clusters if c is not None and c > plan.clusters]
+        milder = min(larger) if larger else None
+        steps["clusters"] = (sum(_pos(table, n, "cluster", plan.clusters) for n in plan.sparsity), plan.sparsity, milder)
+    if not steps:
+        return None
+    _, sparsity, c = max(steps.values(), key=lambda v: v[0])
+    return _plan(_layer_arrays(model, list(sparsity), "budget.relax"), table, sparsity, c)
 
 
 def _pos(table, layer, kind, setting):
@@ -347,7 +389,7 @@ class _Rounds:
         )
 
 
-def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_sparsity=0.8, recovery=None, clusters=(None, 16, 8), log=None):
+def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_sparsity=0.8, recovery=None, clusters=(None, 16, 8), backoff="local", log=None):
     """Finds the smallest plan whose fine-tuned model keeps `max_loss`.
 
     Args:
@@ -371,6 +413,13 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
             smallest plan predicted (one shot) to lose at most
             `recovery * max_loss`.
         clusters: see `plan_front`.
+        backoff: after a plan over budget, `"local"` tries that plan with
+            its change of largest one-shot loss made milder (`relax`: one
+            layer's sparsity one step down, or fewer clusters), the rest
+            kept; `"front"` moves along the front to a plan predicted to
+            lose less (which may change every layer). Either way the next
+            plan within budget sends the search along the front to smaller
+            plans.
         log: a function taking progress lines.
 
     Returns:
@@ -382,6 +431,8 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
         raise ValueError(f"recovery must be a number > 0 (or None, to start from start_sparsity). Received: recovery={recovery!r}.")
     if recovery is None and not (isinstance(start_sparsity, (int, float)) and not isinstance(start_sparsity, bool) and 0 <= start_sparsity < 1):
         raise ValueError(f"start_sparsity must be a number in [0, 1). Received: start_sparsity={start_sparsity!r}.")
+    if backoff not in ("local", "front"):
+        raise ValueError(f'backoff must be "local" or "front". Received: backoff={backoff!r}.')
     higher = table.metric == "accuracy"
     rounds_.start(model)
     front = plan_front(model, table, clusters)
@@ -404,20 +455,27 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
         first = next((p for p in front if p.estimated_bytes >= size), front[-1])
         factor = max(first.predicted_loss, budget_scale) / budget_scale  # round 1 then picks `first` (or one as small, predicted no worse)
         log(f"[auto] start: every layer pruned {start_sparsity:.0%} is about {size / 1024:,.1f} KiB; the front's plan of that size is predicted to lose {format_loss(first.predicted_loss, table.unit)} one shot")
+    milder, tried = None, []
     for r in range(1, rounds + 1):
-        plan = plan_for(factor * budget_scale)
+        plan, how = (milder, "local back-off: ") if milder is not None else (plan_for(factor * budget_scale), "")
         if plan is None:
             break  # no plan left between one within budget and a larger one over it
-        log(f"[auto] round {r}: {plan.describe()} (predicted one-shot loss {format_loss(plan.predicted_loss, table.unit)}, about {plan.estimated_bytes / 1024:,.1f} KiB)")
+        log(f"[auto] round {r}: {how}{plan.describe()} (predicted one-shot loss {format_loss(plan.predicted_loss, table.unit)}, about {plan.estimated_bytes / 1024:,.1f} KiB)")
+        tried.append((plan.sparsity, plan.clusters))
         c = rounds_.verify(r, plan, fine_tune(plan))
+        milder = None
         if c.within_budget:
-            below = plan.estimated_bytes
+            below = plan.estimated_bytes if below is None else min(below, plan.estimated_bytes)
             low = factor
             factor = factor * 4 if high is None else math.sqrt(low * high)
         else:
-            above = plan.estimated_bytes
+            above = plan.estimated_bytes if above is None else max(above, plan.estimated_bytes)
             high = factor
             factor = factor / 4 if low == 0 else math.sqrt(low * high)
+            if backoff == "local":
+                milder = relax(plan, model, table, clusters)
+                if milder is not None and ((milder.sparsity, milder.clusters) in tried or (below is not None and milder.estimated_bytes >= below)):
+                    milder = None  # tried already, or no smaller than a plan known to keep the budget: along the front instead
     return rounds_.result(lambda plan: plan.estimated_bytes, front, table)
 
 
@@ -498,7 +556,7 @@ def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=
     return fine_tune
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, start_sparsity=0.8, recovery=None, objective="size", shrink_epochs=2, start_units=0.5, log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, start_sparsity=0.8, recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `objective="latency"`, the one with the fewest multiply-adds
@@ -542,4 +600,4 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
     if objective == "latency":
         return search_units(model, tune, evaluate, max_loss, metric=metric, rounds=rounds, start_units=start_units, log=log)
     table = sensitivity.analyze(model, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
-    return search(model, table, tune, evaluate, max_loss, rounds=rounds, start_sparsity=start_sparsity, recovery=recovery, clusters=clusters, log=log)
+    return search(model, table, tune, evaluate, max_loss, rounds=rounds, start_sparsity=start_sparsity, recovery=recovery, clusters=clusters, backoff=backoff, log=log)

@@ -43,6 +43,7 @@ class Auto(Step):
         "objective": (schema.choice("size", "latency"), "size"),
         "start_units": (schema.open_fraction, 0.5),
         "shrink_epochs": (schema.positive_int, 2),
+        "backoff": (schema.choice("local", "front"), "local"),
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
@@ -95,7 +96,7 @@ class Auto(Step):
         else:
             result = budget.search(
                 model, table, fine_tune, evaluate, args["max_loss"], rounds=args["rounds"], start_sparsity=args["start_sparsity"], recovery=args["recovery"],
-                clusters=args["clusters"], log=ctx.log,
+                clusters=args["clusters"], backoff=args["backoff"], log=ctx.log,
             )
         plot = f"auto-{ctx.index}.png"
         result.plot(os.path.join(ctx.out, plot))
