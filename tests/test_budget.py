@@ -265,3 +265,15 @@ def test_the_auto_step_with_the_latency_objective_hands_on_fewer_units(tmp_path)
     assert (tmp_path / "out" / "model.tflite").exists()
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["compress"].format_help()
     assert "--objective" in help_text
+
+
+def test_the_latency_objective_exports_the_unrolled_form_unless_told_otherwise():
+    parser = cli.build_parser()
+
+    def recurrent(*flags):
+        config = cli._command_config(parser.parse_args(["compress", "train.tsv", "--max-loss", "1", *flags]), parser)
+        return next(s["export"] for s in config["steps"] if "export" in s)["recurrent"]
+
+    assert recurrent("--objective", "latency") == "unrolled"  # the loop's fixed cost per step would hide the fewer units
+    assert recurrent("--objective", "latency", "--recurrent", "fused") == "fused"  # an explicit choice stands
+    assert recurrent() == recurrent("--objective", "size") == "auto"

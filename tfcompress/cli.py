@@ -206,6 +206,46 @@ def _column(value):
     return int(value) if value is not None and value.isdigit() else value
 
 
+def _command_config(args, parser):
+    """The recipe (as a dict) that `compress DATA --flags` runs."""
+    from tfcompress import recipe
+
+    if not args.data:
+        parser.error("give the training DATA file or folder, or --recipe FILE")
+    default = recipe.BUDGET_STEPS if args.max_loss is not None else recipe.COMPRESS_STEPS
+    default = [n for n in default if not (args.model and n == "train")]
+    steps = args.steps.split(",") if args.steps else default
+    unknown = [s for s in steps if recipe.get_step(s) is None]
+    if unknown:
+        parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(recipe.step_names())}")
+    if args.max_loss is not None and "auto" not in steps:
+        parser.error("--max-loss is the budget of the auto step: leave --steps out, or include auto (e.g. --steps train,auto,export)")
+    step_args = {}
+    for name in steps:
+        given = {f.key: getattr(args, _dest(f.flag)) for f in recipe.get_step(name).flags}
+        step_args[name] = {f.key: given[f.key] if given[f.key] is not None else f.default for f in recipe.get_step(name).flags}
+    if "auto" in step_args:
+        step_args["auto"]["best_effort"] = args.best_effort
+        if step_args["auto"]["objective"] == "latency" and "export" in step_args and args.recurrent is None:
+            # a faster model wants the faster stateless form: the default loop pays a fixed cost per
+            # time step that fewer units do not remove (BENCHMARKS.md, "Faster: whole units removed")
+            step_args["export"]["recurrent"] = "unrolled"
+    config = {
+        "data": {
+            "train": args.data,
+            "dev": args.dev,
+            "format": args.format,
+            "text_column": _column(args.text_column),
+            "label_column": _column(args.label_column),
+            "labels": args.labels.split(",") if args.labels else None,
+        },
+        "text": {"max_len": args.max_len, "tokenizer": args.tokenizer, "padding": args.padding, "truncating": args.truncating},
+        "model": {"load": args.model, "trust_code": args.trust_model_code} if args.model else {},
+        "steps": [{s: dict(step_args[s])} for s in steps],
+    }
+    return config
+
+
 def _cmd_compress(args, parser):
     from tfcompress import recipe
 
@@ -214,36 +254,7 @@ def _cmd_compress(args, parser):
             parser.error("give either DATA or --recipe (the recipe names its data)")
         plan = recipe.Recipe.load(args.recipe)
     else:
-        if not args.data:
-            parser.error("give the training DATA file or folder, or --recipe FILE")
-        default = recipe.BUDGET_STEPS if args.max_loss is not None else recipe.COMPRESS_STEPS
-        default = [n for n in default if not (args.model and n == "train")]
-        steps = args.steps.split(",") if args.steps else default
-        unknown = [s for s in steps if recipe.get_step(s) is None]
-        if unknown:
-            parser.error(f"unknown step(s) {', '.join(unknown)}; choose from {', '.join(recipe.step_names())}")
-        if args.max_loss is not None and "auto" not in steps:
-            parser.error("--max-loss is the budget of the auto step: leave --steps out, or include auto (e.g. --steps train,auto,export)")
-        step_args = {}
-        for name in steps:
-            given = {f.key: getattr(args, _dest(f.flag)) for f in recipe.get_step(name).flags}
-            step_args[name] = {f.key: given[f.key] if given[f.key] is not None else f.default for f in recipe.get_step(name).flags}
-        if "auto" in step_args:
-            step_args["auto"]["best_effort"] = args.best_effort
-        config = {
-            "data": {
-                "train": args.data,
-                "dev": args.dev,
-                "format": args.format,
-                "text_column": _column(args.text_column),
-                "label_column": _column(args.label_column),
-                "labels": args.labels.split(",") if args.labels else None,
-            },
-            "text": {"max_len": args.max_len, "tokenizer": args.tokenizer, "padding": args.padding, "truncating": args.truncating},
-            "model": {"load": args.model, "trust_code": args.trust_model_code} if args.model else {},
-            "steps": [{s: dict(step_args[s])} for s in steps],
-        }
-        plan = recipe.Recipe.from_dict(config, source="command line", base_dir=".")
+        plan = recipe.Recipe.from_dict(_command_config(args, parser), source="command line", base_dir=".")
     log = (lambda *_: None) if args.quiet else print
     report = recipe.run(plan, args.out, restart=args.restart, log=log, verbose=0 if args.quiet else None, tensorboard=args.tensorboard)
     if report.meta.get("budget met") is False and not (args.best_effort or report.meta.get("best effort")):

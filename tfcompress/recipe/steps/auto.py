@@ -49,7 +49,7 @@ class Auto(Step):
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
         Flag("--rounds", "rounds", int, 3, "fine-tuned candidates the auto step tries at most (default: 3)"),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
-             "or latency (multiply-adds: whole units removed, for a faster model)"),
+             "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )
     chooses = True
 
