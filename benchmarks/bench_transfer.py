@@ -189,7 +189,8 @@ def main():
             + ("\n\n" + table(["paired by seed (points)", "per seed", "mean"], pairs) if pairs else "")
             + "\n\nSST-2 has one labelled dev set; no choice here looks at it." + partial
         )
-        emit(args, "Distillation on a transfer set (issue 18)", body)
+        title = "Distillation on a transfer set" + (": more teachers, and the same updates without it" if "scratch" not in chosen else "")
+        emit(args, f"{title} (issue 18)", body)
 
     for seed in range(seeds):
         for row in chosen:
