@@ -13,7 +13,7 @@ def test_quick_demo_runs_learns_and_writes_everything(tmp_path):
     env = dict(os.environ)
     env.pop("NLTK_DATA", None)  # the demo needs no NLTK data and no network
     proc = subprocess.run(
-        [sys.executable, "-m", "tfcompress", "demo", "--quick", "--minutes", "2", "--out", str(tmp_path / "demo")],
+        [sys.executable, "-m", "tfcompress", "demo", "--quick", "--minutes", "3", "--out", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -21,11 +21,12 @@ def test_quick_demo_runs_learns_and_writes_everything(tmp_path):
     out = tmp_path / "demo"
     for name in ("compressed.tflite", "compressed.json", "student.tflite", "compressed.vocab.txt", "student.vocab.txt", "report.json", "report.md", "report.png", "samples.txt"):
         assert (out / name).exists(), name
-    for phrase in ("time budget 2 min: one training update takes", "[6/6 export] done", "original (Keras, float32):", "compressed (TFLite):", "student (TFLite):", "bits/char"):
+    for phrase in ("time budget 3 min: one training update takes", "[6/6 export] done", "original (Keras, float32):", "compressed (TFLite):", "student (TFLite):", "bits/char"):
         assert phrase in proc.stdout
     records = {r["step"]: r for r in json.loads((out / "report.json").read_text())["records"]}
-    # How far it gets depends on how many updates the machine fits into the budget: 3.5 bits/char
-    # alone on a 2-core AMD EPYC, 4.47 (1.5 minutes) in a CI run with another test training beside it. Any model
+    # How far it gets depends on how many updates the machine fits into the budget: with 2 minutes,
+    # 3.5 bits/char alone on a 2-core AMD EPYC, 4.47 in a CI run with another test training beside it, and
+    # 5.14-5.15 (twice) when a benchmark shared the cores as well, hence 3 minutes. Any model
     # below the unigram bound has learned more than the characters' frequencies (an untrained one
     # scores log2(102) = 6.7).
     unigram_bits = 4.6  # of the built-in corpus' characters
