@@ -153,6 +153,7 @@ def main():
     passes = round(len(x_all) / len(x))
     names = {r: ROWS[r].format(k=args.ensemble) for r in chosen}
     results, seconds = {r: [] for r in chosen}, {r: [] for r in chosen}
+
     def report(done):  # written after every seed, so a run cut short still leaves its figures
         partial = "" if done == seeds else f" **Partial: {done} of {seeds} seeds done.**"
         rows = [["teacher (BiLSTM 128, emb 128)", f"{teacher.count_params():,}", "1", f"{teacher_acc:.4f}", "—", f"{teacher_seconds / 60:.1f}"]]

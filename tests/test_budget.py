@@ -99,6 +99,7 @@ def test_a_local_back_off_makes_the_costliest_change_milder_and_keeps_the_rest(t
     names = list(table.layers)
     plan = budget.plan_front(model, table, clusters=(None,))[0]  # the smallest: most layers pruned hard
     assert len(plan.prunes) >= 2
+
     def one_shot(n, s):  # as the plans count it: noise below zero is no loss
         return max(0.0, table.loss(n, "prune", s)) if s else 0.0
 

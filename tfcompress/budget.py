@@ -455,13 +455,12 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
         first = next((p for p in front if p.estimated_bytes >= size), front[-1])
         factor = max(first.predicted_loss, budget_scale) / budget_scale  # round 1 then picks `first` (or one as small, predicted no worse)
         log(f"[auto] start: every layer pruned {start_sparsity:.0%} is about {size / 1024:,.1f} KiB; the front's plan of that size is predicted to lose {format_loss(first.predicted_loss, table.unit)} one shot")
-    milder, tried = None, []
+    milder = None
     for r in range(1, rounds + 1):
         plan, how = (milder, "local back-off: ") if milder is not None else (plan_for(factor * budget_scale), "")
         if plan is None:
             break  # no plan left between one within budget and a larger one over it
         log(f"[auto] round {r}: {how}{plan.describe()} (predicted one-shot loss {format_loss(plan.predicted_loss, table.unit)}, about {plan.estimated_bytes / 1024:,.1f} KiB)")
-        tried.append((plan.sparsity, plan.clusters))
         c = rounds_.verify(r, plan, fine_tune(plan))
         milder = None
         if c.within_budget:
@@ -474,6 +473,7 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
             factor = factor / 4 if low == 0 else math.sqrt(low * high)
             if backoff == "local":
                 milder = relax(plan, model, table, clusters)
+                tried = [(t.plan.sparsity, t.plan.clusters) for t in rounds_.candidates]
                 if milder is not None and ((milder.sparsity, milder.clusters) in tried or (below is not None and milder.estimated_bytes >= below)):
                     milder = None  # tried already, or no smaller than a plan known to keep the budget: along the front instead
     return rounds_.result(lambda plan: plan.estimated_bytes, front, table)
