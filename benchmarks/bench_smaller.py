@@ -10,7 +10,13 @@ For each seed, in one process: train the default `lstm_classifier`
 - quantization-aware train the 8-cluster model with its clusters and zeros
   kept (PCQAT, 1 epoch);
 - factorise the dense model's embedding to rank 16 (SVD start), then prune it
-  to 80% (2 epochs), and cluster + PCQAT it as above: the combination.
+  to 80% (2 epochs), and cluster + PCQAT it as above: the combination;
+- (`--rows shrink`) remove whole units first (`pruning.shrink`, keeping 50%
+  and 25% of the embedding's and the LSTM's units, l2 scores, fine-tuned 2
+  epochs at 1e-3), then prune 80%, cluster to 8 and PCQAT as above.
+
+`--rows` picks the groups (today, factorised, shrink; default today and
+factorised); the dense rows, the 1x, are always run.
 
 Each model is exported (stateless form, the default) and the file itself is
 scored on SST-2 dev: accuracy, agreement with its Keras model, gzip -9 size,
@@ -23,6 +29,7 @@ SST-2 has one public dev set and no labelled test set, so these dev figures
 are the final ones.
 """
 
+import math
 import os
 import statistics
 import tempfile
@@ -32,6 +39,8 @@ import numpy as np
 from common import emit, interleaved_latency, mean_spread, parser, sst2_ids, table, train_classifier
 
 RANK = 16
+ROWS = ("today", "factorised", "shrink")
+KEEPS = (0.5, 0.25)
 LR_PRUNE = 1e-3
 LR_FINE = 1e-4
 
@@ -39,7 +48,13 @@ LR_FINE = 1e-4
 def main():
     p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--keep-refused", metavar="DIR", help="save each model whose export is refused there (.h5)")
+    p.add_argument("--rows", default="today,factorised", help=f"comma-separated, of: {', '.join(ROWS)}")
     args = p.parse_args()
+    chosen = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(chosen) - set(ROWS))
+    if unknown or not chosen:
+        p.error(f"--rows: unknown {unknown or 'empty'}; choose from {', '.join(ROWS)}")
     from tfcompress import clustering, embeddings, export, keras, pruning, quantization
 
     train, dev, encoder, x_train, x_dev = sst2_ids(limit=6000 if args.quick else None)
@@ -69,33 +84,55 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(seeds):
             dense, _ = train_classifier(x_train, y_train, len(encoder.vocabulary), seed=seed, epochs=epochs)
-            pruned = prune(dense)
-            c16, c8 = cluster(pruned, 16), cluster(pruned, 8)
-            q8 = pcqat(c8)
-            factorised = embeddings.factorize(dense, rank=RANK)
-            f_error = factorised.tfcompress_factorize_report["relative_error"]
-            f_pruned = prune(factorised)
-            f_c8 = cluster(f_pruned, 8)
-            f_q8 = pcqat(f_c8)
-            plan = [
-                ("dense", dense, "float32"),
-                ("dense", dense, "dynamic"),
-                ("80% pruned (today)", pruned, "dynamic"),
-                ("80% pruned + 16 clusters", c16, "dynamic"),
-                ("80% pruned + 8 clusters", c8, "dynamic"),
-                ("80% pruned + 8 clusters + PCQAT", q8, "dynamic"),
-                ("80% pruned + 8 clusters + PCQAT", q8, "int8"),
-                (f"rank-{RANK} embedding + 80% pruned", f_pruned, "dynamic"),
-                (f"rank-{RANK} embedding + 80% pruned + 8 clusters + PCQAT", f_q8, "dynamic"),
-                (f"rank-{RANK} embedding + 80% pruned + 8 clusters + PCQAT", f_q8, "int8"),
-            ]
+            plan = [("dense", dense, "float32"), ("dense", dense, "dynamic")]
+            if "today" in chosen:
+                pruned = prune(dense)
+                c16, c8 = cluster(pruned, 16), cluster(pruned, 8)
+                q8 = pcqat(c8)
+                plan += [
+                    ("80% pruned (today)", pruned, "dynamic"),
+                    ("80% pruned + 16 clusters", c16, "dynamic"),
+                    ("80% pruned + 8 clusters", c8, "dynamic"),
+                    ("80% pruned + 8 clusters + PCQAT", q8, "dynamic"),
+                    ("80% pruned + 8 clusters + PCQAT", q8, "int8"),
+                ]
+            if "factorised" in chosen:
+                factorised = embeddings.factorize(dense, rank=RANK)
+                f_error = factorised.tfcompress_factorize_report["relative_error"]
+                f_pruned = prune(factorised)
+                f_q8 = pcqat(cluster(f_pruned, 8))
+                plan += [
+                    (f"rank-{RANK} embedding + 80% pruned", f_pruned, "dynamic"),
+                    (f"rank-{RANK} embedding + 80% pruned + 8 clusters + PCQAT", f_q8, "dynamic"),
+                    (f"rank-{RANK} embedding + 80% pruned + 8 clusters + PCQAT", f_q8, "int8"),
+                ]
+            if "shrink" in chosen:
+                for keep in KEEPS:
+                    keras.utils.set_random_seed(seed)
+                    small = fit(pruning.shrink(dense, units={"embedding": keep, "lstm_0": keep}), epochs, LR_PRUNE)
+                    s_pruned = prune(small)
+                    s_q8 = pcqat(cluster(s_pruned, 8))
+                    name = f"shrink to {keep:.0%} of the units"
+                    plan += [
+                        (name, small, "dynamic"),
+                        (f"{name} + 80% pruned", s_pruned, "dynamic"),
+                        (f"{name} + 80% pruned + 8 clusters + PCQAT", s_q8, "dynamic"),
+                        (f"{name} + 80% pruned + 8 clusters + PCQAT", s_q8, "int8"),
+                    ]
             for name, model, mode in plan:
                 key = (name, mode)
                 if key not in rows:
                     rows[key] = []
                     order.append(key)
                 path = os.path.join(tmp, f"s{seed}_{len(rows)}_{mode}.tflite")
-                result = export.to_tflite(model, path, mode=mode, representative_data=x_train, verify=False, isolate=False)
+                try:
+                    result = export.to_tflite(model, path, mode=mode, representative_data=x_train, verify=False, isolate=False)
+                except export.TFLiteConversionError as e:  # a row the exporter refuses is reported, not dropped
+                    rows[key].append({"refused": str(e)})
+                    if args.keep_refused:
+                        model.save(os.path.join(args.keep_refused, f"refused_s{seed}_{len(rows)}_{mode}.h5"))
+                    print(seed, name, mode, "REFUSED", e, flush=True)
+                    continue
                 runtime = export.TFLiteModel(path, num_threads=1)
                 probs = runtime.predict(x_dev)
                 # An int8 file computes the QAT model (fake-quantized activations); the others its stripped copy.
@@ -119,13 +156,20 @@ def main():
 
     base_gzip = statistics.mean(f["gzip"] for f in rows["dense", "float32"])
     base_acc = [f["accuracy"] for f in rows["dense", "float32"]]
-    body_rows = []
+    body_rows, refused = [], []
     for key in order:
-        figs = rows[key]
+        if any("refused" in f for f in rows[key]):
+            seeds_refused = [i for i, f in enumerate(rows[key]) if "refused" in f]
+            refused.append(f"- {key[0]}, {key[1]}: the export refused the file of seed(s) {seeds_refused}: {rows[key][seeds_refused[0]]['refused']}")
+        pairs = [(f, b) for f, b in zip(rows[key], base_acc) if "refused" not in f]
+        if not pairs:
+            body_rows.append([key[0], key[1], "refused", "—", "—", "—", "—", "—", "—"])
+            continue
+        figs, base_kept = [f for f, _ in pairs], [b for _, b in pairs]
         gz = statistics.mean(f["gzip"] for f in figs)
-        delta = statistics.mean(100 * (f["accuracy"] - b) for f, b in zip(figs, base_acc))
-        worst = min(100 * (f["accuracy"] - b) for f, b in zip(figs, base_acc))
-        med, p90 = latency[key]
+        delta = statistics.mean(100 * (f["accuracy"] - b) for f, b in zip(figs, base_kept))
+        worst = min(100 * (f["accuracy"] - b) for f, b in zip(figs, base_kept))
+        med, p90 = latency.get(key, (math.nan, math.nan))
         body_rows.append(
             [
                 key[0],
@@ -139,19 +183,25 @@ def main():
                 f"{med:.3f} / {p90:.3f}",
             ]
         )
-    errors = [f["svd_error"] for f in rows[order[-1]]]
+    errors = [f["svd_error"] for key in order for f in rows[key] if "svd_error" in f]
     body = (
         f"{seeds} seed(s); every file in the stateless form (the default). Accuracy: the `.tflite` file on SST-2 dev "
         "(mean ± sd over seeds); Δ: points against the same seed's dense float32 file; agreement: the file's class vs its "
         "own Keras model's; values: the most distinct values any weight matrix holds in the file (per quantization "
         "channel for int8 weights); latency: one example, median / p90 ms, seed 0, interleaved rounds, 1 thread. "
-        f"Rank-{RANK} SVD start: relative reconstruction error of the trained table {statistics.mean(errors):.3f}.\n\n"
+        + (f"Rank-{RANK} SVD start: relative reconstruction error of the trained table {statistics.mean(errors):.3f}." if errors else "")
+        + ("Shrink: `pruning.shrink` keeps that fraction of the embedding's and the LSTM's units (l2 scores), fine-tuned 2 epochs at 1e-3 before pruning." if "shrink" in chosen else "")
+        + "\n\n"
         + table(
             ["model", "mode", "dev accuracy", "Δ points", "agreement", "gzip KiB", "smaller", "values", "latency ms"],
             body_rows,
         )
+        + ("\n\nRefused by the exporter (no file written; those seeds are left out of the row):\n\n" + "\n".join(refused) if refused else "")
     )
-    emit(args, "Smaller: clustering, factorised embedding, PCQAT (issue 16)", body)
+    title = "Smaller: clustering, factorised embedding, PCQAT (issue 16)"
+    if chosen == ["shrink"]:
+        title = "Smaller: whole units removed, then pruned, clustered and PCQAT (issue 16)"
+    emit(args, title, body)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ BENCHMARKS = [
     "bench_pruning_qat",
     "bench_export",
     "bench_smaller",
+    "bench_smaller_shrink",
     "bench_faster",
     "probe_low_bits",
     "bench_auto_epochs",
@@ -45,6 +46,7 @@ BENCHMARKS = [
 
 # Sections made by another benchmark's script with other arguments: name -> (script, arguments).
 VARIANTS = {
+    "bench_smaller_shrink": ("bench_smaller", ["--rows", "shrink"]),
     "bench_transfer_ensemble": ("bench_transfer", ["--seeds", "3", "--size", "3x", "--ensemble", "2", "--rows", "transfer,ensemble,updates"]),
 }
 
