@@ -145,6 +145,32 @@ def test_pruned_away_output_channels_still_give_a_full_int8_file(trained, tmp_pa
     np.testing.assert_allclose(got, model.predict(x[:64], verbose=0), atol=TOLERANCE["int8"])
 
 
+def test_a_zero_hidden_state_over_padding_still_gives_a_full_int8_file(tmp_path):
+    """A zero (pruned) padding row and zero gate biases keep the LSTM's state
+    exactly zero over leading padding. TF's legacy int8 quantizer then gives
+    the recurrent weights an infinite scale, which the runtime refuses; the
+    export converts again with the MLIR quantizer, says so, and the file
+    agrees with the model."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12,), dtype="int32")
+    h = keras.layers.Embedding(50, 8, name="embedding")(inp)
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(keras.layers.LSTM(8, name="lstm")(h)))
+    rows = model.get_layer("embedding").get_weights()[0]
+    rows[0] = 0.0
+    model.get_layer("embedding").set_weights([rows])
+    kernel, recurrent, bias = model.get_layer("lstm").get_weights()
+    bias[:] = 0.0
+    bias[8:16] = 1.0  # the forget gate, as Keras initialises it
+    model.get_layer("lstm").set_weights([kernel, recurrent, bias])
+    x = np.random.default_rng(7).integers(1, 50, (64, 12)).astype("int32")
+    x[:, :3] = 0  # leading padding in every example, calibration included
+    result = export.to_tflite(model, tmp_path / "m.tflite", mode="int8", representative_data=x, isolate=False)
+    assert any("non-finite scale" in note and "MLIR quantizer" in note for note in result.notes)
+    assert result.verification["agreement"] >= 0.98
+    got = export.TFLiteModel(result.path).predict(x)
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=TOLERANCE["int8"])
+
+
 def _every_recurrent_layer():
     """One model holding LSTM, GRU, SimpleRNN and a Bidirectional LSTM over a
     stacked LSTM, trained a little so its answers are not ties."""

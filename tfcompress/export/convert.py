@@ -238,7 +238,7 @@ def to_tflite(
         return _convert_in_process(model, concrete, opts, calibration)
 
     with _empty_channels_filled(model, mode, notes):
-        flat, used_sparse = _convert_smallest(model, convert, options, sparse, notes)
+        flat, used_sparse = _convert_smallest(model, convert, options, sparse, notes, fallback=form != "fused")
     stateful = forms.keeps_state(TFLiteModel(flat), flat)
     if stateful and form != "fused":
         raise TFLiteConversionError(
@@ -731,9 +731,18 @@ def _convert_isolated(model, concrete, options, calibration, timeout):
             return f.read()
 
 
-def _convert_smallest(model, convert, options, sparse, notes):
+def _convert_smallest(model, convert, options, sparse, notes, fallback=False):
     """Converts dense and/or with the sparse weight encoding, as `sparse`
-    asks, and keeps the smaller file that runs: (flat, used_sparse)."""
+    asks, and keeps the smaller file that runs: (flat, used_sparse).
+
+    With `fallback`, a full-int8 file from the legacy quantizer that the
+    runtime refuses because a weight got a non-finite scale is converted
+    again with the MLIR quantizer (not for the fused LSTM, which MLIR
+    corrupts). The legacy quantizer gives a weight an infinite scale when it
+    widens the weight's scale to fit a bias into int32 for an input it
+    calibrated to a zero range: an LSTM's hidden state over padding steps
+    is exactly zero when the padding id's embedding row is zero (pruned)
+    and the cell input's bias is zero."""
     flat = convert(options) if sparse is not True else None
     used_sparse = False
     zeros = metrics.zero_fraction(w.numpy() for w in model.weights if len(w.shape) >= 2)
@@ -753,6 +762,14 @@ def _convert_smallest(model, convert, options, sparse, notes):
         else:
             notes.append(f"sparse encoding tried and dropped: {len(sparse_flat):,} bytes vs {len(flat):,} dense")
     problem = _runtime_problem(flat)
+    if problem and fallback and options["mode"] == "int8" and options.get("quantizer", "legacy") == "legacy":
+        bad = _nonfinite_scales(flat)
+        if bad:
+            notes.append(
+                f"int8: the legacy quantizer gave {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} a non-finite scale, "
+                f"which the runtime refuses ({problem[:120]}); converted again with the MLIR quantizer"
+            )
+            return _convert_smallest(model, convert, {**options, "quantizer": "mlir"}, sparse, notes)
     if problem:
         raise TFLiteConversionError(
             f"to_tflite: the converted file of model {model.name!r} (mode {options['mode']!r}) does not run on "
@@ -760,6 +777,20 @@ def _convert_smallest(model, convert, options, sparse, notes):
             "layers."
         )
     return flat, used_sparse
+
+
+def _nonfinite_scales(flat):
+    """Names of the tensors of `flat` whose quantization scales are not all finite."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flat))
+    bad = []
+    for tensor in (t for graph in model.subgraphs for t in graph.tensors):
+        q = tensor.quantization
+        if q is not None and q.scale is not None and not np.isfinite(np.asarray(q.scale, np.float64)).all():
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+            bad.append(name)
+    return bad
 
 
 def _metadata(model, path, flat, mode, used_sparse, labels, vocabulary, grid, notes, form, stateful, verification):
