@@ -94,6 +94,47 @@ def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, ma
         assert result.within_budget and cands[0].within_budget
 
 
+@pytest.mark.parametrize("max_loss", [0.0, 100.0])
+def test_shrinking_first_is_kept_only_within_its_share_of_the_budget(trained, max_loss):  # noqa: F811
+    from tfcompress import pruning
+
+    model, x, y = trained
+    log, analyzed = [], []
+
+    def analyze(m):
+        analyzed.append(m)
+        return sensitivity.analyze(m, x, y, sparsities=[0.5, 0.8], bits=[8], clusters=[8])
+
+    def evaluate(m):
+        return sensitivity.per_example(m.predict(x, verbose=0), y, "accuracy")
+
+    result = budget.search_shrunk(
+        model, lambda units: pruning.shrink(model, units=units), analyze, _one_shot, evaluate, max_loss, rounds=3, clusters=(None,), log=log.append,
+    )
+    probe, cands = result.shrink, result.candidates
+    assert probe.units == 0.5 and probe.widths == {"embedding": (8, 4), "lstm": (8, 4)} and probe.standard_error is not None
+    assert probe.kept == (probe.loss <= 0.5 * max_loss + 1e-9)
+    if max_loss == 100.0:
+        assert probe.kept
+    base = analyzed[0]
+    assert len(analyzed) == 1 and (base is not model) == probe.kept  # the plans compress the shrunk model only when it was kept
+    assert (base.get_layer("lstm").units == 4) == probe.kept
+    assert 1 <= len(cands) <= 2 and [c.round for c in cands] == list(range(2, 2 + len(cands)))
+    for c in cands:  # every loss is against the unchanged model, not the shrunk one
+        assert c.loss == pytest.approx((result.baseline - c.value) * 100)
+        assert c.plan.describe().startswith("shrink to 50% of the units; ") == probe.kept and c.plan.units is None
+        assert c.model is None or c.model.get_layer("lstm").units == base.get_layer("lstm").units
+    assert result.baseline == pytest.approx(float(np.mean(evaluate(model))))
+    markdown = result.to_markdown()
+    assert "Round 1 shrank first: 50% of the units kept (embedding 8→4, lstm 8→4)" in markdown
+    assert ("so the plans below compress the shrunk model" in markdown) == probe.kept
+    assert log[0].startswith("[auto] round 1: shrink to 50% of the units")
+    one = budget.search_shrunk(model, None, analyze, _one_shot, evaluate, max_loss, rounds=1, clusters=(None,), log=log.append)
+    assert one.shrink is None and "[auto] one round: nothing is shrunk first" in log and one.candidates[0].round == 1
+    with pytest.raises(ValueError, match=r"share must be a fraction in \(0, 1\] of the budget. Received: share=0"):
+        budget.search_shrunk(model, None, analyze, _one_shot, evaluate, 1.0, share=0)
+
+
 def test_a_local_back_off_makes_the_costliest_change_milder_and_keeps_the_rest(trained, table):  # noqa: F811
     model, _, _ = trained
     names = list(table.layers)
@@ -148,21 +189,24 @@ def _auto_config(tmp_path, **auto):
 
 @pytest.mark.slow
 def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_path):
-    config = _auto_config(tmp_path)
+    config = _auto_config(tmp_path, rounds=2, shrink_epochs=1)  # round 1 shrinks (the default), round 2 prunes what is left
     lines = []
     report = recipe.run(config, tmp_path / "out", log=lines.append)
     assert report.meta["selection examples"] == 60 and "step 2 auto chose on a split" in report.meta["selection"]
     section = report.sections["Accuracy budget (step 2)"]
-    rounds = [line for line in section.splitlines() if line.startswith("| 1 ")]
+    assert "Round 1 shrank first: 50% of the units kept (embedding 8→4, lstm_0 8→4)" in section
+    rounds = [line for line in section.splitlines() if line.startswith("| 2 ")]
     assert len(rounds) == 1 and "within (chosen)" in rounds[0] and "![candidates against the budget](auto-2.png)" in section
     assert (tmp_path / "out" / "auto-2.png").stat().st_size > 1000
     row = next(r for r in report.records if r.step == "auto (max loss 100)")
     assert report.meta["budget met"] and not row.notes.startswith("BUDGET NOT MET")  # (the rounds' logic is tested above)
     state = json.loads((tmp_path / "out" / ".run" / "02-auto" / "done.json").read_text())
     assert state["meta"]["budget met"] == report.meta["budget met"]
-    chosen = row.notes.split(";")[0]  # "prune embedding 80%, lstm_0 95%, ...": the smallest plan, as the budget allows anything
+    shrunk, chosen = row.notes.split(";")[:2]  # "shrink to 50% ...; prune embedding 80%, lstm_0 95%, ...": the smallest plan, as the budget allows anything
+    assert shrunk == "shrink to 50% of the units"
     model = quantization.strip(tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras"))
-    for name, share in (p.rsplit(" ", 1) for p in chosen.removeprefix("prune ").split(", ")):
+    assert model.get_layer("lstm_0").units == 4 and model.get_layer("embedding").output_dim == 4
+    for name, share in (p.rsplit(" ", 1) for p in chosen.strip().removeprefix("prune ").split(", ")):
         zeros = [np.mean(w.numpy() == 0) for w in prunable_weights(model.get_layer(name))]
         assert np.mean(zeros) == pytest.approx(float(share.rstrip("%")) / 100, abs=0.03), name  # each layer at its own target
     exported = next(r for r in report.records if r.kind == "tflite")
@@ -192,6 +236,8 @@ def test_max_loss_is_required_and_auto_comes_first(tmp_path):
     config = _auto_config(tmp_path, max_loss=None)
     with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.max_loss': the auto step needs a budget"):
         recipe.Recipe.from_dict(config)
+    with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.shrink_first': 1.0 is not valid here. Fix: give a fraction in \(0, 1\) of the units, or null"):
+        recipe.Recipe.from_dict(_auto_config(tmp_path, shrink_first=1.0))
     config = _auto_config(tmp_path)
     config["steps"].insert(1, {"prune": {}})
     with pytest.raises(recipe.RecipeError, match="auto compresses a trained float model, so it cannot follow prune"):

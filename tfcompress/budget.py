@@ -40,7 +40,7 @@ import numpy as np
 
 from tfcompress.sensitivity import format_loss, loss_between, paired_standard_error, per_example
 
-__all__ = ["Plan", "Candidate", "SearchResult", "plan_front", "relax", "uniform_bytes", "search", "search_units", "fine_tuner", "compress"]
+__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "compress"]
 
 
 @dataclasses.dataclass
@@ -54,11 +54,13 @@ class Plan:
     estimated_bytes: int = 0
     units: float = None
     multiply_adds: int = None
+    shrunk: float = None  # the plan compresses a model already shrunk to this fraction of its units (`search_shrunk`)
 
     def describe(self):
-        head = f"shrink to {self.units:.0%} of the units; " if self.units else ""
+        kept = self.units or self.shrunk
+        head = f"shrink to {kept:.0%} of the units; " if kept else ""
         tail = (f"; {self.clusters} clusters" if self.clusters else "") + "; int8"
-        if self.units and not self.prunes:
+        if kept and not self.prunes:
             return head + tail.lstrip("; ")
         parts = ", ".join(f"{name} {s:.0%}" for name, s in self.sparsity.items())
         return f"{head}prune {parts}{tail}"
@@ -111,6 +113,7 @@ class SearchResult:
     examples: int = 0  # selection examples behind each loss (0: `evaluate` gave one number)
     objective: str = "size"  # "latency": `search_units`, the fewest multiply-adds within budget
     metric: str = None  # the selection metric, when there is no table
+    shrink: "ShrinkProbe" = None  # `search_shrunk`: the model shrunk first, and whether the plans build on it
 
     def _metric(self):
         return self.table.metric if self.table is not None else self.metric
@@ -149,6 +152,10 @@ class SearchResult:
             f"Budget: lose at most {format_loss(self.max_loss, self.unit)} on the selection split "
             f"(unchanged model: {self._metric()} {self.baseline:.4f}). {how[0].upper() + how[1:]}.",
             "",
+        ]
+        if self.shrink is not None:
+            lines += [self.shrink.describe(self.unit, self.max_loss), ""]
+        lines += [
             "| round | plan | M multiply-adds | estimated gzip KiB | verified loss (± 1 s.e.) | budget |"
             if latency
             else "| round | plan | estimated gzip KiB | predicted (one shot) | verified loss (± 1 s.e.) | budget |",
@@ -202,6 +209,33 @@ class SearchResult:
         from tfcompress import _io
 
         _io.write_figure(self.figure(), path)
+
+
+@dataclasses.dataclass
+class ShrinkProbe:
+    """Round 1 of `search_shrunk`: the model with whole units removed and
+    fine-tuned (float), measured against the budget."""
+
+    units: float
+    widths: dict  # layer -> (units before, after)
+    loss: float
+    standard_error: float
+    share: float
+    kept: bool
+
+    def describe(self, unit, max_loss):
+        widths = ", ".join(f"{n} {a}→{b}" for n, (a, b) in self.widths.items())
+        se = "" if self.standard_error is None else f" ± {self.standard_error:.{2 if unit == 'points' else 4}f}"
+        limit = format_loss(self.share * max_loss, unit)
+        verdict = (
+            f"within {limit} ({self.share:.0%} of the budget), so the plans below compress the shrunk model"
+            if self.kept
+            else f"over {limit} ({self.share:.0%} of the budget), so the plans below compress the model as it was"
+        )
+        return (
+            f"Round 1 shrank first: {self.units:.0%} of the units kept ({widths}), fine-tuned, float: loss "
+            f"{format_loss(self.loss, unit)}{se} on the selection split, {verdict}."
+        )
 
 
 # --------------------------------------------------------------- plans
@@ -352,6 +386,8 @@ class _Rounds:
             raise ValueError(f"rounds must be an integer >= 1. Received: rounds={rounds!r}.")
         self.evaluate, self.max_loss, self.metric, self.unit, self.log = evaluate, max_loss, metric, unit, log
         self.candidates = []
+        self.first_round = 1  # `search_shrunk` spends round 1 on shrinking
+        self.shrunk = None  # the fraction of units the plans' model kept (display only)
 
     def start(self, model):
         """Measures the unchanged model (after the caller's own checks)."""
@@ -389,7 +425,7 @@ class _Rounds:
         )
 
 
-def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_sparsity=0.8, recovery=None, clusters=(None, 16, 8), backoff="local", log=None):
+def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_sparsity=0.8, recovery=None, clusters=(None, 16, 8), backoff="local", log=None, _state=None):
     """Finds the smallest plan whose fine-tuned model keeps `max_loss`.
 
     Args:
@@ -426,7 +462,7 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
         `SearchResult`.
     """
     log = log or (lambda line: None)
-    rounds_ = _Rounds(evaluate, max_loss, rounds, table.metric, table.unit, log)
+    rounds_ = _state or _Rounds(evaluate, max_loss, rounds, table.metric, table.unit, log)
     if recovery is not None and not (isinstance(recovery, (int, float)) and not isinstance(recovery, bool) and recovery > 0):
         raise ValueError(f"recovery must be a number > 0 (or None, to start from start_sparsity). Received: recovery={recovery!r}.")
     if recovery is None and not (isinstance(start_sparsity, (int, float)) and not isinstance(start_sparsity, bool) and 0 <= start_sparsity < 1):
@@ -434,8 +470,11 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
     if backoff not in ("local", "front"):
         raise ValueError(f'backoff must be "local" or "front". Received: backoff={backoff!r}.')
     higher = table.metric == "accuracy"
-    rounds_.start(model)
+    if _state is None:
+        rounds_.start(model)
     front = plan_front(model, table, clusters)
+    for p in front:
+        p.shrunk = rounds_.shrunk
     budget_scale = max(max_loss, 0.05 if higher else 0.005)  # a zero budget still ranks the plans
 
     above = below = None  # bytes of the largest plan over budget and of the smallest within it
@@ -456,7 +495,7 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
         factor = max(first.predicted_loss, budget_scale) / budget_scale  # round 1 then picks `first` (or one as small, predicted no worse)
         log(f"[auto] start: every layer pruned {start_sparsity:.0%} is about {size / 1024:,.1f} KiB; the front's plan of that size is predicted to lose {format_loss(first.predicted_loss, table.unit)} one shot")
     milder = None
-    for r in range(1, rounds + 1):
+    for r in range(rounds_.first_round, rounds_.first_round + rounds):
         plan, how = (milder, "local back-off: ") if milder is not None else (plan_for(factor * budget_scale), "")
         if plan is None:
             break  # no plan left between one within budget and a larger one over it
@@ -473,10 +512,69 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
             factor = factor / 4 if low == 0 else math.sqrt(low * high)
             if backoff == "local":
                 milder = relax(plan, model, table, clusters)
+                if milder is not None:
+                    milder.shrunk = rounds_.shrunk
                 tried = [(t.plan.sparsity, t.plan.clusters) for t in rounds_.candidates]
                 if milder is not None and ((milder.sparsity, milder.clusters) in tried or (below is not None and milder.estimated_bytes >= below)):
                     milder = None  # tried already, or no smaller than a plan known to keep the budget: along the front instead
     return rounds_.result(lambda plan: plan.estimated_bytes, front, table)
+
+
+def search_shrunk(model, shrink_tune, analyze, tuner_for, evaluate, max_loss, *, units=0.5, share=0.5, metric="accuracy", rounds=3, log=None, **search_args):
+    """`search`, with whole units removed first when that is cheap enough.
+
+    Round 1 keeps `units` of the units of every layer that can lose them
+    (`pruning.shrink`) and fine-tunes the result (`shrink_tune(units)`,
+    float). When its loss on the selection split is at most `share` of the
+    budget, the other rounds search the plans (pruning, clusters, int8) of
+    that shrunk model, with its own sensitivity table; otherwise of `model`
+    as it was. Every loss is against `model`'s value, so the budget is the
+    whole path's. On an embedding-heavy text model, fewer units is the
+    larger lever: the embedding table loses columns, which pruning only
+    zeroes (BENCHMARKS.md, "Smaller").
+
+    Args:
+        model: the trained, uncompressed model.
+        shrink_tune: `units -> model`: `model` shrunk and fine-tuned.
+        analyze: `model -> SensitivityTable` on the selection split.
+        tuner_for: `model -> fine_tune`, as `search` takes (`fine_tuner`).
+        evaluate, max_loss, rounds, log, search_args: see `search`; `rounds`
+            counts round 1. With `rounds=1` nothing is shrunk.
+        units: the fraction of units round 1 keeps.
+        share: the part of the budget the shrinking may use.
+        metric: the selection metric ("accuracy" or "bits/char").
+
+    Returns:
+        `SearchResult`, with `shrink` saying what round 1 measured.
+    """
+    from tfcompress import pruning
+
+    log = log or (lambda line: None)
+    if not (isinstance(units, float) and 0 < units < 1):
+        raise ValueError(f"units must be a fraction in (0, 1) of the units to keep. Received: units={units!r}.")
+    if not (isinstance(share, (int, float)) and not isinstance(share, bool) and 0 < share <= 1):
+        raise ValueError(f"share must be a fraction in (0, 1] of the budget. Received: share={share!r}.")
+    rounds_ = _Rounds(evaluate, max_loss, rounds, metric, "points" if metric == "accuracy" else "bits/char", log)
+    if rounds == 1:
+        log("[auto] one round: nothing is shrunk first")
+        return search(model, analyze(model), tuner_for(model), evaluate, max_loss, rounds=1, log=log, **search_args)
+    widths = {n: (v["before"], v["after"]) for n, v in pruning.shrink(model, units=units).tfcompress_shrink_report["layers"].items() if v["after"] < v["before"]}
+    if not widths:
+        log(f"[auto] no layer loses units at {units:.0%}: nothing is shrunk first")
+        return search(model, analyze(model), tuner_for(model), evaluate, max_loss, rounds=rounds, log=log, **search_args)
+    rounds_.start(model)
+    log(f"[auto] round 1: shrink to {units:.0%} of the units ({', '.join(f'{n} {a}→{b}' for n, (a, b) in widths.items())}), fine-tuned")
+    small = shrink_tune(units)
+    value, scores = rounds_._measure(small)
+    loss = loss_between(rounds_.baseline, value, metric)
+    se = None if scores is None else paired_standard_error(rounds_.baseline_scores, scores, metric)
+    probe = ShrinkProbe(units, widths, loss, se, share, loss <= share * max_loss + 1e-9)
+    log(f"[auto] round 1: loss {format_loss(loss, rounds_.unit)} on the selection split: {'kept' if probe.kept else 'not kept'} (at most {format_loss(share * max_loss, rounds_.unit)} may go to shrinking)")
+    base = small if probe.kept else model
+    rounds_.first_round, rounds_.shrunk = 2, units if probe.kept else None
+    result = search(base, analyze(base), tuner_for(base), evaluate, max_loss, rounds=rounds - 1, log=log, _state=rounds_, **search_args)
+    result.shrink = probe
+    return result
 
 
 def _model_bytes(model):
@@ -556,11 +654,13 @@ def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=
     return fine_tune
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, start_sparsity=0.8, recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, start_sparsity=0.8, recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
-    With `objective="latency"`, the one with the fewest multiply-adds
-    (`search_units`: whole units removed, then QAT), without a table.
+    With `shrink_first` (a fraction of units; None: not), round 1 removes
+    whole units first (`search_shrunk`). With `objective="latency"`, the one
+    with the fewest multiply-adds (`search_units`: whole units removed, then
+    QAT), without a table.
 
     Args:
         model: a trained float classifier (or character model), tf_keras or
@@ -576,7 +676,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         (`export.to_tflite`), `result.within_budget` says whether it kept
         the budget.
     """
-    from tfcompress import keras, sensitivity
+    from tfcompress import keras, pruning, sensitivity
     from tfcompress._keras import ensure_tf_keras, predict
 
     if objective not in ("size", "latency"):
@@ -593,11 +693,22 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
     def evaluate(m):
         return per_example(predict(m, xs, batch_size=512), ys, metric)
 
+    steps = int(np.ceil(len(x) / batch_size))
     tune = fine_tuner(
         model, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs,
-        steps_per_epoch=int(np.ceil(len(x) / batch_size)), shrink_epochs=shrink_epochs,
+        steps_per_epoch=steps, shrink_epochs=shrink_epochs,
     )
     if objective == "latency":
         return search_units(model, tune, evaluate, max_loss, metric=metric, rounds=rounds, start_units=start_units, log=log)
-    table = sensitivity.analyze(model, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
-    return search(model, table, tune, evaluate, max_loss, rounds=rounds, start_sparsity=start_sparsity, recovery=recovery, clusters=clusters, backoff=backoff, log=log)
+
+    def analyze(m):
+        return sensitivity.analyze(m, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
+
+    args = {"start_sparsity": start_sparsity, "recovery": recovery, "clusters": clusters, "backoff": backoff}
+    if shrink_first is None:
+        return search(model, analyze(model), tune, evaluate, max_loss, rounds=rounds, log=log, **args)
+    return search_shrunk(
+        model, lambda units: fit(pruning.shrink(model, units=units), shrink_epochs, 1e-3), analyze,
+        lambda base: fine_tuner(base, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs, steps_per_epoch=steps),
+        evaluate, max_loss, units=shrink_first, share=shrink_share, metric=metric, rounds=rounds, log=log, **args,
+    )

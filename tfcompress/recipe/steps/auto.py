@@ -1,4 +1,5 @@
 """`auto`: the smallest model within an accuracy budget (`tfcompress.budget`):
+whole units removed first when that leaves room in the budget, then
 sensitivity, per-layer plans, each fine-tuned and verified on the selection
 split, backing off when over budget."""
 
@@ -23,7 +24,8 @@ def _nonneg_number(v):
 class Auto(Step):
     name = "auto"
     summary = (
-        "the smallest model within --max-loss: per-layer sparsity and clusters from a sensitivity table, fine-tuned (prune, cluster, QAT) "
+        "the smallest model within --max-loss: whole units removed first when that costs at most shrink_share of the budget, then per-layer "
+        "sparsity and clusters from a sensitivity table, fine-tuned (prune, cluster, QAT) "
         "and verified on the selection split; with --objective latency, the one with the fewest multiply-adds (whole units removed)"
     )
     schema = {
@@ -44,6 +46,8 @@ class Auto(Step):
         "start_units": (schema.open_fraction, 0.5),
         "shrink_epochs": (schema.positive_int, 2),
         "backoff": (schema.choice("local", "front"), "local"),
+        "shrink_first": (schema.optional(schema.open_fraction, "a fraction in (0, 1) of the units, or null (no shrinking first)"), 0.5),
+        "shrink_share": (schema.expects("a number in (0, 1]")(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1), 0.5),
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
@@ -61,43 +65,58 @@ class Auto(Step):
         return args
 
     def run(self, ctx, args):
-        from tfcompress import budget, precision, sensitivity
+        from tfcompress import budget, precision, pruning, sensitivity
         from tfcompress._keras import predict
 
         model = ctx.require_model()
         x, y, metric = ctx.selection(args["max_examples"])
         latency = args["objective"] == "latency"
-        table = None
-        if not latency:
+
+        def analyze(m):
             clusters = [c for c in args["clusters"] if c is not None]
-            table = sensitivity.analyze(model, x, y, sparsities=args["sparsities"], bits=[8], clusters=clusters, metric=metric)
+            table = sensitivity.analyze(m, x, y, sparsities=args["sparsities"], bits=[8], clusters=clusters, metric=metric)
             ctx.log(f"[auto] sensitivity: {table.summary()}")
+            return table
+
         train_args = {**{k: d for k, (_, d) in schema.TRAINING.items()}, "batch_size": args["batch_size"], "max_steps": args["max_steps"]}
 
         def fit(m, epochs, learning_rate):
             return ctx.fit(m, {**train_args, "epochs": epochs, "learning_rate": learning_rate}, default_lr=learning_rate)
 
-        tune = budget.fine_tuner(
-            model, fit, prune_epochs=args["prune_epochs"], cluster_epochs=args["cluster_epochs"], quantize_epochs=args["quantize_epochs"],
-            steps_per_epoch=int(np.ceil(ctx.train_count(train_args) / args["batch_size"])), shrink_epochs=args["shrink_epochs"],
-        )
+        steps = int(np.ceil(ctx.train_count(train_args) / args["batch_size"]))
 
-        def fine_tune(plan):
+        def tuner_for(base):
+            tune = budget.fine_tuner(
+                base, fit, prune_epochs=args["prune_epochs"], cluster_epochs=args["cluster_epochs"], quantize_epochs=args["quantize_epochs"],
+                steps_per_epoch=steps, shrink_epochs=args["shrink_epochs"],
+            )
+
+            def fine_tune(plan):
+                with precision.policy_scope("float32"), ctx.strategy.scope():
+                    return tune(plan)
+
+            return fine_tune
+
+        def shrink_tune(units):
             with precision.policy_scope("float32"), ctx.strategy.scope():
-                return tune(plan)
+                return fit(pruning.shrink(model, units=units), args["shrink_epochs"], 1e-3)
 
         def evaluate(m):
             return sensitivity.per_example(predict(m, x, batch_size=512), y, metric)
 
+        search_args = {"start_sparsity": args["start_sparsity"], "recovery": args["recovery"], "clusters": args["clusters"], "backoff": args["backoff"]}
         if latency:
             result = budget.search_units(
-                model, fine_tune, evaluate, args["max_loss"], metric=metric, rounds=args["rounds"], start_units=float(args["start_units"]), log=ctx.log
+                model, tuner_for(model), evaluate, args["max_loss"], metric=metric, rounds=args["rounds"], start_units=float(args["start_units"]), log=ctx.log
             )
+        elif args["shrink_first"] is None:
+            result = budget.search(model, analyze(model), tuner_for(model), evaluate, args["max_loss"], rounds=args["rounds"], log=ctx.log, **search_args)
         else:
-            result = budget.search(
-                model, table, fine_tune, evaluate, args["max_loss"], rounds=args["rounds"], start_sparsity=args["start_sparsity"], recovery=args["recovery"],
-                clusters=args["clusters"], backoff=args["backoff"], log=ctx.log,
+            result = budget.search_shrunk(
+                model, shrink_tune, analyze, tuner_for, evaluate, args["max_loss"], units=float(args["shrink_first"]), share=args["shrink_share"],
+                metric=metric, rounds=args["rounds"], log=ctx.log, **search_args,
             )
+        table = result.table
         plot = f"auto-{ctx.index}.png"
         result.plot(os.path.join(ctx.out, plot))
         chosen = result.chosen
