@@ -99,6 +99,7 @@ class SearchResult:
         baseline: the uncompressed model's value on the selection split.
         front: the `Plan`s the rounds chose from (smallest first).
         table: the `SensitivityTable` the plans came from.
+        shrink: with `search_shrunk`, the `ShrinkProbe` of round 1 (else None).
     """
 
     model: object
