@@ -33,6 +33,7 @@ BENCHMARKS = [
     "bench_faster",
     "probe_low_bits",
     "bench_auto_epochs",
+    "bench_auto_epochs_accuracy",
     "bench_sensitivity",
     "bench_budget",
     "bench_distillation",
@@ -46,6 +47,7 @@ BENCHMARKS = [
 
 # Sections made by another benchmark's script with other arguments: name -> (script, arguments).
 VARIANTS = {
+    "bench_auto_epochs_accuracy": ("bench_auto_epochs", ["--monitor", "accuracy"]),
     "bench_smaller_shrink": ("bench_smaller", ["--rows", "shrink"]),
     "bench_transfer_ensemble": ("bench_transfer", ["--seeds", "3", "--size", "3x", "--ensemble", "2", "--rows", "transfer,ensemble,updates"]),
 }
