@@ -146,6 +146,9 @@ def to_tflite(
             delegate in the app).
         quantizer: for `mode="int8"`, `"legacy"` (default) or `"mlir"`, TF's
             default, which corrupts fused LSTMs in full int8 (BENCHMARKS.md).
+            A stateless-form file the legacy quantizer leaves with a
+            non-finite weight scale (the runtime refuses it) is converted
+            again with `"mlir"`, and the notes say so.
         isolate: convert in a child process, which survives converter crashes
             and costs a few seconds. `"auto"` (default) isolates the
             conversions seen to crash (`mode="int8"`, `keep_qat=True`) and
