@@ -96,8 +96,6 @@ def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, ma
 
 @pytest.mark.parametrize("max_loss", [0.0, 100.0])
 def test_shrinking_first_is_kept_only_within_its_share_of_the_budget(trained, max_loss):  # noqa: F811
-    from tfcompress import pruning
-
     model, x, y = trained
     log, analyzed = [], []
 
@@ -109,7 +107,7 @@ def test_shrinking_first_is_kept_only_within_its_share_of_the_budget(trained, ma
         return sensitivity.per_example(m.predict(x, verbose=0), y, "accuracy")
 
     result = budget.search_shrunk(
-        model, lambda units: pruning.shrink(model, units=units), analyze, _one_shot, evaluate, max_loss, rounds=3, clusters=(None,), log=log.append,
+        model, lambda small: small, analyze, _one_shot, evaluate, max_loss, rounds=3, clusters=(None,), log=log.append,
     )
     probe, cands = result.shrink, result.candidates
     assert probe.units == 0.5 and probe.widths == {"embedding": (8, 4), "lstm": (8, 4)} and probe.standard_error is not None

@@ -398,11 +398,17 @@ class _Rounds:
         scores = np.asarray(self.evaluate(m), np.float64)
         return (float(scores), None) if scores.ndim == 0 else (float(scores.mean()), scores)
 
+    def loss_of(self, model):
+        """`(value, loss, standard error)` of `model` against the unchanged
+        model on the selection split (the error None when `evaluate` gives
+        one number)."""
+        value, scores = self._measure(model)
+        loss = loss_between(self.baseline, value, self.metric)
+        return value, loss, None if scores is None else paired_standard_error(self.baseline_scores, scores, self.metric)
+
     def verify(self, r, plan, compressed):
         """Round `r`'s fine-tuned model measured against the budget: a `Candidate`."""
-        value, scores = self._measure(compressed)
-        loss = loss_between(self.baseline, value, self.metric)
-        se = None if scores is None else paired_standard_error(self.baseline_scores, scores, self.metric)
+        value, loss, se = self.loss_of(compressed)
         c = Candidate(r, plan, value, loss, loss <= self.max_loss + 1e-9, compressed, se)
         self.candidates.append(c)
         self.log(f"[auto] round {r}: loss {c.loss_text(self.unit)} on the selection split: {'within' if c.within_budget else 'over'} the budget")
@@ -521,12 +527,11 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
     return rounds_.result(lambda plan: plan.estimated_bytes, front, table)
 
 
-def search_shrunk(model, shrink_tune, analyze, tuner_for, evaluate, max_loss, *, units=0.5, share=0.5, metric="accuracy", rounds=3, log=None, **search_args):
+def search_shrunk(model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, *, units=0.5, share=0.5, metric="accuracy", rounds=3, log=None, **search_args):
     """`search`, with whole units removed first when that is cheap enough.
 
     Round 1 keeps `units` of the units of every layer that can lose them
-    (`pruning.shrink`) and fine-tunes the result (`shrink_tune(units)`,
-    float). When its loss on the selection split is at most `share` of the
+    (`pruning.shrink`) and fine-tunes the result (`tune_shrunk`, float). When its loss on the selection split is at most `share` of the
     budget, the other rounds search the plans (pruning, clusters, int8) of
     that shrunk model, with its own sensitivity table; otherwise of `model`
     as it was. Every loss is against `model`'s value, so the budget is the
@@ -536,7 +541,7 @@ def search_shrunk(model, shrink_tune, analyze, tuner_for, evaluate, max_loss, *,
 
     Args:
         model: the trained, uncompressed model.
-        shrink_tune: `units -> model`: `model` shrunk and fine-tuned.
+        tune_shrunk: `small -> model`: fine-tunes `small`, `model` shrunk.
         analyze: `model -> SensitivityTable` on the selection split.
         tuner_for: `model -> fine_tune`, as `search` takes (`fine_tuner`).
         evaluate, max_loss, rounds, log, search_args: see `search`; `rounds`
@@ -559,16 +564,15 @@ def search_shrunk(model, shrink_tune, analyze, tuner_for, evaluate, max_loss, *,
     if rounds == 1:
         log("[auto] one round: nothing is shrunk first")
         return search(model, analyze(model), tuner_for(model), evaluate, max_loss, rounds=1, log=log, **search_args)
-    widths = {n: (v["before"], v["after"]) for n, v in pruning.shrink(model, units=units).tfcompress_shrink_report["layers"].items() if v["after"] < v["before"]}
+    small = pruning.shrink(model, units=units)
+    widths = {n: (v["before"], v["after"]) for n, v in small.tfcompress_shrink_report["layers"].items() if v["after"] < v["before"]}
     if not widths:
         log(f"[auto] no layer loses units at {units:.0%}: nothing is shrunk first")
         return search(model, analyze(model), tuner_for(model), evaluate, max_loss, rounds=rounds, log=log, **search_args)
     rounds_.start(model)
     log(f"[auto] round 1: shrink to {units:.0%} of the units ({', '.join(f'{n} {a}→{b}' for n, (a, b) in widths.items())}), fine-tuned")
-    small = shrink_tune(units)
-    value, scores = rounds_._measure(small)
-    loss = loss_between(rounds_.baseline, value, metric)
-    se = None if scores is None else paired_standard_error(rounds_.baseline_scores, scores, metric)
+    small = tune_shrunk(small)
+    _, loss, se = rounds_.loss_of(small)
     probe = ShrinkProbe(units, widths, loss, se, share, loss <= share * max_loss + 1e-9)
     log(f"[auto] round 1: loss {format_loss(loss, rounds_.unit)} on the selection split: {'kept' if probe.kept else 'not kept'} (at most {format_loss(share * max_loss, rounds_.unit)} may go to shrinking)")
     base = small if probe.kept else model
@@ -677,7 +681,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         (`export.to_tflite`), `result.within_budget` says whether it kept
         the budget.
     """
-    from tfcompress import keras, pruning, sensitivity
+    from tfcompress import keras, sensitivity
     from tfcompress._keras import ensure_tf_keras, predict
 
     if objective not in ("size", "latency"):
@@ -709,7 +713,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
     if shrink_first is None:
         return search(model, analyze(model), tune, evaluate, max_loss, rounds=rounds, log=log, **args)
     return search_shrunk(
-        model, lambda units: fit(pruning.shrink(model, units=units), shrink_epochs, 1e-3), analyze,
+        model, lambda small: fit(small, shrink_epochs, 1e-3), analyze,
         lambda base: fine_tuner(base, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs, steps_per_epoch=steps),
         evaluate, max_loss, units=shrink_first, share=shrink_share, metric=metric, rounds=rounds, log=log, **args,
     )

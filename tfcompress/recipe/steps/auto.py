@@ -65,7 +65,7 @@ class Auto(Step):
         return args
 
     def run(self, ctx, args):
-        from tfcompress import budget, precision, pruning, sensitivity
+        from tfcompress import budget, precision, sensitivity
         from tfcompress._keras import predict
 
         model = ctx.require_model()
@@ -97,9 +97,9 @@ class Auto(Step):
 
             return fine_tune
 
-        def shrink_tune(units):
+        def tune_shrunk(small):
             with precision.policy_scope("float32"), ctx.strategy.scope():
-                return fit(pruning.shrink(model, units=units), args["shrink_epochs"], 1e-3)
+                return fit(small, args["shrink_epochs"], 1e-3)
 
         def evaluate(m):
             return sensitivity.per_example(predict(m, x, batch_size=512), y, metric)
@@ -113,7 +113,7 @@ class Auto(Step):
             result = budget.search(model, analyze(model), tuner_for(model), evaluate, args["max_loss"], rounds=args["rounds"], log=ctx.log, **search_args)
         else:
             result = budget.search_shrunk(
-                model, shrink_tune, analyze, tuner_for, evaluate, args["max_loss"], units=float(args["shrink_first"]), share=args["shrink_share"],
+                model, tune_shrunk, analyze, tuner_for, evaluate, args["max_loss"], units=float(args["shrink_first"]), share=args["shrink_share"],
                 metric=metric, rounds=args["rounds"], log=ctx.log, **search_args,
             )
         table = result.table
