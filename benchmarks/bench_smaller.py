@@ -36,7 +36,7 @@ import tempfile
 
 import numpy as np
 
-from common import emit, interleaved_latency, mean_spread, parser, sst2_ids, table, train_classifier
+from common import emit, interleaved_latency, mean_spread, parser, row_names, sst2_ids, table, train_classifier
 
 RANK = 16
 ROWS = ("today", "factorised", "shrink")
@@ -49,12 +49,9 @@ def main():
     p = parser(__doc__)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--keep-refused", metavar="DIR", help="save each model whose export is refused there (.h5)")
-    p.add_argument("--rows", default="today,factorised", help=f"comma-separated, of: {', '.join(ROWS)}")
+    p.add_argument("--rows", type=row_names(ROWS), default="today,factorised", help=f"comma-separated, of: {', '.join(ROWS)}")
     args = p.parse_args()
-    chosen = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = sorted(set(chosen) - set(ROWS))
-    if unknown or not chosen:
-        p.error(f"--rows: unknown {unknown or 'empty'}; choose from {', '.join(ROWS)}")
+    chosen = args.rows
     from tfcompress import clustering, embeddings, export, keras, pruning, quantization
 
     train, dev, encoder, x_train, x_dev = sst2_ids(limit=6000 if args.quick else None)
@@ -158,8 +155,8 @@ def main():
     base_acc = [f["accuracy"] for f in rows["dense", "float32"]]
     body_rows, refused = [], []
     for key in order:
-        if any("refused" in f for f in rows[key]):
-            seeds_refused = [i for i, f in enumerate(rows[key]) if "refused" in f]
+        seeds_refused = [i for i, f in enumerate(rows[key]) if "refused" in f]
+        if seeds_refused:
             refused.append(f"- {key[0]}, {key[1]}: the export refused the file of seed(s) {seeds_refused}: {rows[key][seeds_refused[0]]['refused']}")
         pairs = [(f, b) for f, b in zip(rows[key], base_acc) if "refused" not in f]
         if not pairs:
@@ -189,8 +186,10 @@ def main():
         "(mean ± sd over seeds); Δ: points against the same seed's dense float32 file; agreement: the file's class vs its "
         "own Keras model's; values: the most distinct values any weight matrix holds in the file (per quantization "
         "channel for int8 weights); latency: one example, median / p90 ms, seed 0, interleaved rounds, 1 thread. "
-        + (f"Rank-{RANK} SVD start: relative reconstruction error of the trained table {statistics.mean(errors):.3f}." if errors else "")
-        + ("Shrink: `pruning.shrink` keeps that fraction of the embedding's and the LSTM's units (l2 scores), fine-tuned 2 epochs at 1e-3 before pruning." if "shrink" in chosen else "")
+        + " ".join(
+            ([f"Rank-{RANK} SVD start: relative reconstruction error of the trained table {statistics.mean(errors):.3f}."] if errors else [])
+            + (["Shrink: `pruning.shrink` keeps that fraction of the embedding's and the LSTM's units (l2 scores), fine-tuned 2 epochs at 1e-3 before pruning."] if "shrink" in chosen else [])
+        )
         + "\n\n"
         + table(
             ["model", "mode", "dev accuracy", "Δ points", "agreement", "gzip KiB", "smaller", "values", "latency ms"],

@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from common import emit, mean_spread, parser, sst2, table
+from common import emit, mean_spread, parser, row_names, sst2, table
 from tfcompress.distillation.teacher import LABELED_KEY, TEACHER_KEY
 
 TEACHER = dict(embedding_dim=128, units=128, bidirectional=True, dropout=0.4)
@@ -79,12 +79,9 @@ def main():
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--ensemble", type=int, default=1, help="with K > 1, a row distilled + transfer from K teachers (seeds 0..K-1) combined")
-    p.add_argument("--rows", default="scratch,distilled,transfer,ensemble", help=f"comma-separated, of: {', '.join(ROWS)}")
+    p.add_argument("--rows", type=row_names(ROWS), default="scratch,distilled,transfer,ensemble", help=f"comma-separated, of: {', '.join(ROWS)}")
     args = p.parse_args()
-    chosen = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in chosen if r not in ROWS]
-    if unknown:
-        p.error(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
+    chosen = args.rows
     if args.ensemble < 2:
         chosen = [r for r in chosen if r != "ensemble"]
     from tfcompress import distillation, keras, models, text

@@ -29,6 +29,20 @@ def parser(description):
     return p
 
 
+def row_names(choices):
+    """An argparse `type` for `--rows`: comma-separated names, at least one,
+    each one of `choices`; gives the list."""
+
+    def parse(text):
+        chosen = [r.strip() for r in text.split(",") if r.strip()]
+        unknown = [r for r in chosen if r not in choices]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"unknown {unknown or 'empty list'}; choose from {', '.join(choices)}")
+        return chosen
+
+    return parse
+
+
 def require_shared():
     if not (DATA / "sst2" / "train.tsv").exists():
         sys.exit(f"This benchmark needs ../shared/data beside the repository ({DATA} not found).")
