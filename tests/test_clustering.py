@@ -241,3 +241,141 @@ def test_every_export_mode_keeps_the_clusters_and_zeros_in_the_file(pcqat_bidire
         # whose shares differ, so this is counted over all of them).
         zeros = sum(w["zeros"] for w in weights) / sum(w["size"] for w in weights)
         assert abs(zeros - 0.5) <= 0.01, zeros
+
+
+# --------------------------------------------------------------------------
+# Per-channel clustering (every clusterable layer; TFMOT does Conv2D only)
+# --------------------------------------------------------------------------
+
+
+def most_per_channel(values):
+    """The fewest "most distinct values in one channel" over the axes of a
+    weight in a file: a weight clustered per channel holds at most `clusters`
+    values along its channel axis, wherever the converter put that axis."""
+    values = np.asarray(values)
+    return min(max(len(np.unique(np.take(values, i, axis=a))) for i in range(values.shape[a])) for a in range(values.ndim))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "conv"])  # Bidirectional: the PCQAT fixture below
+def test_per_channel_clustering_keeps_the_cluster_count_in_each_channel(keras, kind):
+    model = _fit(text_model(kind))
+    # At the start, each channel's own 4 centroids, spaced over its own range,
+    # fit its values better than 4 spaced over the whole weight's (squared
+    # error 0.46-0.56 times as large for the LSTMs, 0.79-0.83 for the conv
+    # model, whose embedding table dominates; measured on 3 models each).
+    error = {}
+    for per_channel in (False, True):
+        start = clustering.strip(clustering.cluster(model, clusters=4, per_channel=per_channel, init="linear"))
+        error[per_channel] = sum(
+            float(np.sum((a.numpy() - b.numpy()) ** 2))
+            for layer in model.layers
+            for a, b in zip(clustering.clusterable_weights(layer), clustering.clusterable_weights(start.get_layer(layer.name)))
+        )
+    assert error[True] < 0.9 * error[False], error
+
+    clustered = clustering.cluster(model, clusters=4, per_channel=True)
+    assert clustered.tfcompress_clustering_report["per_channel"] is True
+    _fit(clustered)
+    stripped = clustering.strip(clustered)
+    rows = clustering.cluster_report(stripped)
+    assert len(rows) == {"lstm": 5, "conv": 4}[kind]
+    for row in rows:
+        assert row["distinct_per_channel"] <= 4, row
+        assert row["distinct"] > 4, row  # the channels do not share centroids
+    x, _ = _data(64, seed=5)
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), clustered.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def pcqat_per_channel():
+    """The Bidirectional classifier pruned to 50%, clustered to 8 values per
+    channel and trained, then sparsity-and-cluster-preserving QAT."""
+    keras.backend.clear_session()
+    dense = _fit(text_model("bidirectional", norm=False), epochs=3, lr=3e-3, n=2048)
+    pruned = pruning.strip(_fit(pruning.prune(dense, target_sparsity=0.5, schedule="constant"), n=2048))
+    clustered = _fit(clustering.cluster(pruned, clusters=8, per_channel=True), n=2048)
+    return clustered, _fit(quantization.quantize(clustering.strip(clustered)), n=2048, epochs=2)
+
+
+def test_per_channel_clusters_and_zeros_survive_training_and_qat(pcqat_per_channel):
+    clustered, qat = pcqat_per_channel
+    report = clustered.tfcompress_clustering_report
+    assert report["preserve_sparsity"] is True and report["per_channel"] is True
+    assert set(qat.tfcompress_quantization_report["clusters_kept"]) == {"embedding", "bilstm", "hidden", "out"}
+    for model in (clustered, quantization.strip(qat)):
+        for row in clustering.cluster_report(model):
+            assert row["distinct_per_channel"] <= 8, row
+            assert abs(row["zeros"] / row["size"] - 0.5) <= max(0.01, 1 / row["size"]), row
+    # More values than one weight-wide set of 8 could give, so the QAT kept each channel's own.
+    assert max(r["distinct"] for r in clustering.cluster_report(quantization.strip(qat))) > 8
+
+
+@pytest.mark.parametrize("mode", ["float32", "dynamic", "int8"])
+def test_per_channel_clusters_reach_the_file(pcqat_per_channel, tmp_path, mode):
+    """Counted in the file's weights: every dense (not sparse-encoded) weight
+    matrix holds at most 8 values in each channel, along whichever axis the
+    converter made the channel axis; half of all of them are zeros."""
+    from tfcompress import export
+    from tfcompress.export.weights import file_weights
+
+    _, qat = pcqat_per_channel
+    x, _ = _data(64, seed=3)
+    result = export.to_tflite(qat, tmp_path / "m.tflite", mode=mode, representative_data=x, isolate=False)
+    assert result.verification["agreement"] >= 0.98
+    weights = [w for w in file_weights(result.path) if len(w["shape"]) == 2]
+    assert len(weights) >= 6, [(w["name"], w["shape"]) for w in weights]
+    dense = [w for w in weights if not w["sparse"]]
+    assert dense, "every matrix was sparse-encoded"
+    for w in dense:
+        assert most_per_channel(w["values"]) <= 8, (w["name"], w["type"])
+    zeros = sum(w["zeros"] for w in weights) / sum(w["size"] for w in weights)
+    assert abs(zeros - 0.5) <= 0.01, zeros
+
+
+def test_per_channel_clustering_under_mirrored_strategy_keeps_zeros(keras, mirrored):
+    pruned = pruning.strip(_fit(pruning.prune(_fit(text_model()), target_sparsity=0.5, schedule="constant")))
+    with mirrored.scope():
+        clustered = clustering.cluster(pruned, clusters=8, per_channel=True)
+        clustered.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    x, y = _data()
+    clustered.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    for row in clustering.cluster_report(clustered):
+        assert row["distinct_per_channel"] <= 8, row
+        assert row["zeros"] >= row["size"] // 2 - 1, row
+
+
+def test_per_channel_needs_more_entries_per_channel_than_clusters(keras):
+    model = text_model()
+    with pytest.raises(ValueError, match=r"per_channel must be True or False"):
+        clustering.cluster(model, per_channel="yes")
+    # The output layer's kernel (16, 2) has 16 entries per channel: not more than 16 clusters.
+    clustered = clustering.cluster(model, clusters=16, per_channel=True)
+    assert dict(clustered.tfcompress_clustering_report["skipped"]) == {
+        "out": "a weight of shape (16, 2) has no more entries per channel (16) than clusters=16",
+        "hidden": "a weight of shape (16, 16) has no more entries per channel (16) than clusters=16",
+        "lstm": "a weight of shape (16, 64) has no more entries per channel (16) than clusters=16",
+    }
+    with pytest.raises(ValueError, match=r"layer 'out' \(Dense\) was chosen for clustering, but a weight of shape \(16, 2\) has no more entries per channel \(16\) than clusters=16.*Fix: fewer clusters, per_channel=False, or leave it out of layers="):
+        clustering.cluster(model, clusters=16, per_channel=True, layers=["out"])
+
+
+@pytest.mark.parametrize("init", ["linear", "density"])
+@pytest.mark.parametrize("preserve_sparsity", [False, True])
+def test_per_channel_starting_centroids_are_tfmots_for_each_channel(init, preserve_sparsity):
+    """Linear and density starts are computed in NumPy (TFMOT's eager ones
+    take seconds per channel); they equal TFMOT's run on each channel."""
+    import tensorflow as tf
+    from tensorflow_model_optimization.python.core.clustering.keras import clustering_centroids
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(40, 12)).astype("float32")
+    weight[np.abs(weight) < 0.7] = 0  # about half zeros
+    weight[:, 3] = 0  # a channel with nothing to cluster
+    kind = clustering.INITS[init]
+    centroids, _ = clustering.per_channel_centroids(weight, 6, kind, preserve_sparsity)
+    assert centroids.shape == (12, 6)
+    start = clustering_centroids.CentroidsInitializerFactory.get_centroid_initializer(kind)
+    for channel in range(12):
+        theirs = np.asarray(start(tf.constant(weight[:, channel]), 6, False, "channels_last", preserve_sparsity).get_cluster_centroids())
+        np.testing.assert_allclose(centroids[channel, : theirs.size], theirs.reshape(-1), atol=1e-6)
+        assert not centroids[channel, theirs.size :].any()  # padded with zeros (channel 3 with sparsity kept)

@@ -126,11 +126,12 @@ def test_load_model_errors(tmp_path):
         tfcompress.load_model(junk)
 
 
-@pytest.fixture(scope="module")
-def clustered():
+@pytest.fixture(scope="module", params=[False, True], ids=["per_tensor", "per_channel"])
+def clustered(request):
     keras.backend.clear_session()
     base = pruning.strip(_train(pruning.prune(_model(), target_sparsity=0.5, schedule="constant")))
-    return base, _train(clustering.cluster(base, clusters=6, init="density", gradient_aggregation="average"))
+    model = clustering.cluster(base, clusters=6, init="density", gradient_aggregation="average", per_channel=request.param)
+    return base, _train(model)
 
 
 # .keras and .h5: the two config-based formats. SavedModel revives wrappers from the same configs
@@ -149,10 +150,12 @@ def test_clustered_model_round_trip(clustered, tmp_path, fmt):
         assert (wrapper.number_of_clusters, wrapper.preserve_sparsity) == (6, True)
         assert wrapper.cluster_centroids_init == clustering.INITS["density"]
         assert wrapper.cluster_gradient_aggregation == clustering.AGGREGATIONS["average"]
+        assert wrapper.per_channel == clustered.tfcompress_clustering_report["per_channel"]
+    per = "distinct_per_channel" if clustered.tfcompress_clustering_report["per_channel"] else "distinct"
     pruned_away = [w == 0 for w in base.get_weights()]
     _train(loaded)  # training continues after loading; the clusters and the zeros hold
     for row in clustering.cluster_report(loaded):
-        assert row["distinct"] <= 6, row
+        assert row[per] <= 6, row
     for was_zero, now in zip(pruned_away, clustering.strip(loaded).get_weights()):
         assert (now[was_zero] == 0).all()  # every pruned weight stays zero (weights near zero may join them)
     if fmt != "model.keras":
@@ -165,4 +168,4 @@ def test_clustered_model_round_trip(clustered, tmp_path, fmt):
     back = tfcompress.load_model(_save(qat, tmp_path / "q", "model.h5"))
     np.testing.assert_allclose(back.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
     _train(back)
-    assert clustering.cluster_report(quantization.strip(back)).max_distinct() <= 6
+    assert clustering.cluster_report(quantization.strip(back)).max_distinct(per_channel=per != "distinct") <= 6

@@ -16,6 +16,9 @@ What tfcompress adds to TFMOT's `cluster_weights`:
   are wrapped, chosen by type, name or predicate (`layers=`); a report says
   what was clustered and what was skipped and why (TFMOT raises on the first
   layer it does not know, e.g. `LayerNormalization`).
+- **Per-channel clustering** for every one of those layers
+  (`per_channel=True`: each output channel has its own centroids; TFMOT
+  offers it for Conv2D only).
 - **Sparsity kept**: `preserve_sparsity="auto"` turns on TFMOT's
   sparsity-preserving clustering when a tenth or more of the weights are
   exact zeros (a pruned model), so zeros stay zero; a model with pruning
@@ -40,10 +43,13 @@ import tensorflow as tf
 from tensorflow_model_optimization.python.core.clustering.keras import (
     cluster_config,
     cluster_wrapper,
+    clustering_algorithm,
+    clustering_centroids,
     clustering_registry,
 )
 
 from tfcompress import metrics
+from tfcompress.pruning.layers import PRUNABLE_TYPES
 from tfcompress._keras import (
     clone_with,
     ensure_tf_keras,
@@ -99,25 +105,188 @@ class _SavedSparsity:
             )
 
 
-@keras.saving.register_keras_serializable(package="tfcompress")
-class ClusterWeights(_SavedSparsity, cluster_wrapper.ClusterWeights):
-    """TFMOT's `ClusterWeights`, with its sparsity masks saved (see `cluster`)."""
+class PerChannelAlgorithm(clustering_algorithm.ClusteringAlgorithm):
+    """Clusters each channel of a weight of any rank on its own.
+
+    The channel is the last axis (a Dense or LSTM kernel's output units, an
+    embedding table's dimensions, a Conv1D kernel's filters); the centroids
+    have shape `(channels, clusters)`. TFMOT's own per-channel algorithm
+    indexes 4-D Conv2D kernels only, one channel at a time; this one gathers
+    every channel in one op.
+    """
+
+    def get_pulling_indices(self, weight, centroids=None):
+        centroids = self.cluster_centroids if centroids is None else centroids
+        flat = tf.reshape(weight, [-1, weight.shape[-1]])  # (entries, channels)
+        distance = tf.abs(flat[:, :, None] - centroids[None, :, :])
+        return tf.reshape(tf.argmin(distance, axis=-1), tf.shape(weight))
+
+    def get_clustered_weight(self, pulling_indices, original_weight):
+        channels, clusters = self.cluster_centroids.shape
+        indices = tf.transpose(tf.reshape(pulling_indices, [-1, channels]))  # (channels, entries)
+        centroids = self.cluster_centroids
+        if self.cluster_gradient_aggregation == cluster_config.GradientAggregation.AVG:
+            sizes = tf.reduce_sum(tf.one_hot(indices, clusters, dtype=centroids.dtype), axis=1)
+            centroids = self.average_centroids_gradient_by_cluster_size(centroids, tf.stop_gradient(sizes))
+        elif self.cluster_gradient_aggregation != cluster_config.GradientAggregation.SUM:
+            raise ValueError(f"cluster_gradient_aggregation={self.cluster_gradient_aggregation} is not implemented.")
+        clustered = tf.gather(centroids, indices, batch_dims=1)  # (channels, entries)
+        clustered = tf.reshape(tf.transpose(clustered), tf.shape(original_weight))
+        return self.add_gradient_to_original_weight(clustered, tf.identity(original_weight))
+
+
+def per_channel_centroids(value, clusters, init, preserve_sparsity):
+    """Starting centroids, shape `(channels, clusters)`: TFMOT's initialiser
+    (`init`, a `CentroidInitialization`) run on each channel's values (the
+    last axis). A channel too small for k-means++ starts linear; a channel
+    with no non-zero value to keep gets zero centroids. Returns the centroids
+    and how many channels started linear instead of k-means++."""
+    kinds = cluster_config.CentroidInitialization
+    columns = np.asarray(value).reshape(-1, np.shape(value)[-1]).T
+    factory = clustering_centroids.CentroidsInitializerFactory.get_centroid_initializer
+    rows, linear = [], 0
+    for column in columns:
+        method = init
+        if init == kinds.KMEANS_PLUS_PLUS and not _enough_values(column, clusters, preserve_sparsity):
+            method, linear = kinds.LINEAR, linear + 1
+        if method in (kinds.LINEAR, kinds.DENSITY_BASED):
+            # TFMOT's, in NumPy: its eager version takes seconds per channel.
+            centroids = _spaced_centroids(column, clusters, method == kinds.DENSITY_BASED, preserve_sparsity)
+        else:
+            start = factory(method)(tf.constant(column), clusters, False, "channels_last", preserve_sparsity)
+            centroids = np.asarray(start.get_cluster_centroids()).reshape(-1)
+        rows.append(np.pad(centroids.astype(columns.dtype), (0, clusters - centroids.size)))  # an all-zero channel has one
+    return np.stack(rows), linear
+
+
+def _spaced_centroids(values, clusters, density, preserve_sparsity):
+    """TFMOT's linear and density-based starting centroids for one channel
+    (`clustering_centroids.LinearCentroidsInitialisation` and
+    `DensityBasedCentroidsInitialisation`), zero-centroid split included."""
+    if not preserve_sparsity:
+        return _interval_centroids(values, clusters, density, False)
+    negative, positive = values[values < 0], values[values > 0]
+    if negative.size + positive.size == 0:
+        return np.zeros(1, values.dtype)
+    on_negative = int(np.round((clusters - 1) * negative.size / (negative.size + positive.size)))
+    return np.concatenate(
+        [
+            _interval_centroids(negative, on_negative, density, True),
+            np.zeros(1, values.dtype),
+            _interval_centroids(positive, clusters - 1 - on_negative, density, True),
+        ]
+    )
+
+
+def _interval_centroids(values, count, density, preserve_sparsity):
+    if count <= 0:
+        return np.zeros(0, values.dtype)
+    low, high = float(values.min()), float(values.max())
+    if not density:
+        return np.linspace(low, high, count)
+    gap = min(0.01, min(abs(low), abs(high)) / 2) if preserve_sparsity else 0.01
+    grid = np.linspace(low - gap, high + gap, 30)
+    cdf = np.searchsorted(np.sort(values), grid, side="right") / values.size
+    found = np.searchsorted(cdf, np.linspace(0.01, 1, count), side="right")
+    centroids = []
+    for i in np.minimum(found, grid.size - 1):
+        before = max(0, i - 1)
+        x1, x2, y1, y2 = grid[i], grid[before], cdf[i], cdf[before]
+        if y1 == y2:
+            centroids.append(x1)
+        else:
+            slope = (y2 - y1) / max(x2 - x1, 0.001)
+            centroids.append((y1 - (y1 - x1 * slope)) / slope)
+    return np.asarray(centroids)
+
+
+class _PerChannel:
+    """Per-channel clustering for the wrapped layer's weights of any rank
+    (TFMOT's wrapper clusters per channel only for Conv2D): each channel has
+    `number_of_clusters` centroids of its own, sparsity kept per channel."""
+
+    def __init__(self, layer, *args, per_channel=False, **kwargs):
+        super().__init__(layer, *args, **kwargs)
+        self.per_channel = bool(per_channel)
+        self.linear_channels = 0
+
+    def build(self, input_shape):
+        if not self.per_channel:
+            return super().build(input_shape)
+        # TFMOT's build, with the per-channel centroids and algorithm.
+        keras.layers.Wrapper.build(self, input_shape)
+        self.build_input_shape = input_shape
+        for name, weight in self.layer.get_clusterable_weights():
+            original = self.get_weight_from_layer(name)
+            self.original_clusterable_weights[name] = original
+            setattr(self, "original_weight_" + name, original)
+            position = next(i for i, w in enumerate(self.layer.weights) if w is original)
+            self.position_original_weights[position] = name
+            centroids, linear = per_channel_centroids(
+                weight.numpy(), self.number_of_clusters, self.cluster_centroids_init, self.preserve_sparsity
+            )
+            self.linear_channels += linear
+            self.cluster_centroids[name] = self.add_weight(
+                f"cluster_centroids_{name}",
+                shape=centroids.shape,
+                dtype=weight.dtype,
+                trainable=True,
+                initializer=keras.initializers.Constant(centroids),
+            )
+            algorithm = PerChannelAlgorithm(
+                clusters_centroids=self.cluster_centroids[name],
+                cluster_gradient_aggregation=self.cluster_gradient_aggregation,
+                data_format=self.data_format,
+            )
+            self.clustering_algorithms[name] = algorithm
+            indices = algorithm.get_pulling_indices(weight)
+            self.pulling_indices[name] = self.add_weight(
+                f"pulling_indices_{name}",
+                shape=indices.shape,
+                dtype=tf.int64,
+                trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                initializer=keras.initializers.Constant(indices.numpy()),
+            )
+            if self.preserve_sparsity:
+                clustered = algorithm.get_clustered_weight(indices, original)
+                self.sparsity_masks[name] = tf.cast(tf.not_equal(clustered, 0), tf.float32)
+                self.zero_idx[name] = tf.argmin(tf.abs(self.cluster_centroids[name]), axis=-1)  # one per channel
+        return None
+
+    def update_clustered_weights_associations(self):
+        if not self.per_channel:
+            return super().update_clustered_weights_associations()
+        for name, original in self.original_clusterable_weights.items():
+            if self.preserve_sparsity:
+                centroids = self.cluster_centroids[name]
+                zero = tf.one_hot(self.zero_idx[name], centroids.shape[-1], dtype=centroids.dtype)
+                centroids.assign(centroids * (1 - zero))  # each channel's zero centroid stays zero
+                original = original * self.sparsity_masks[name]  # and so do its zeros
+            algorithm = self.clustering_algorithms[name]
+            indices = algorithm.get_pulling_indices(original)
+            self.pulling_indices[name].assign(indices)
+            self.set_weight_to_layer(name, algorithm.get_clustered_weight(indices, original))
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "per_channel": self.per_channel}
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
-class ClusterWeightsRNN(_SavedSparsity, cluster_wrapper.ClusterWeightsRNN):
+class ClusterWeights(_SavedSparsity, _PerChannel, cluster_wrapper.ClusterWeights):
+    """TFMOT's `ClusterWeights`, with its sparsity masks saved and per-channel
+    clustering for any layer (see `cluster`)."""
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class ClusterWeightsRNN(_SavedSparsity, _PerChannel, cluster_wrapper.ClusterWeightsRNN):
     """TFMOT's `ClusterWeightsRNN` (LSTM, GRU, SimpleRNN, Bidirectional), with
-    its sparsity masks saved (see `cluster`)."""
+    its sparsity masks saved and per-channel clustering (see `cluster`)."""
 
-CLUSTERABLE_TYPES = (
-    keras.layers.Embedding,
-    keras.layers.Dense,
-    keras.layers.Conv1D,
-    keras.layers.LSTM,
-    keras.layers.GRU,
-    keras.layers.SimpleRNN,
-    keras.layers.Bidirectional,
-)
+# The text layers pruning takes are the ones clustering takes.
+CLUSTERABLE_TYPES = PRUNABLE_TYPES
 
 INITS = {
     "kmeans++": cluster_config.CentroidInitialization.KMEANS_PLUS_PLUS,
@@ -164,7 +333,7 @@ def clusterable_weights(layer):
     return []
 
 
-def _unsupported_reason(layer, clusters):
+def _unsupported_reason(layer, clusters, per_channel=False):
     if isinstance(layer, keras.layers.Bidirectional) and not isinstance(layer.forward_layer, _RNN):
         return f"Bidirectional({type(layer.forward_layer).__name__}) wraps no LSTM/GRU/SimpleRNN"
     if not isinstance(layer, CLUSTERABLE_TYPES) or not clustering_registry.ClusteringRegistry.supports(layer):
@@ -172,10 +341,17 @@ def _unsupported_reason(layer, clusters):
     small = [w for w in clusterable_weights(layer) if int(np.prod(w.shape)) <= clusters]
     if small:
         return f"a weight of shape {tuple(small[0].shape)} has no more entries than clusters={clusters}"
+    if per_channel:
+        small = [w for w in clusterable_weights(layer) if int(np.prod(w.shape[:-1])) <= clusters]
+        if small:
+            return (
+                f"a weight of shape {tuple(small[0].shape)} has no more entries per channel "
+                f"({int(np.prod(small[0].shape[:-1]))}) than clusters={clusters}"
+            )
     return None
 
 
-def _check_arguments(clusters, init, preserve_sparsity, gradient_aggregation):
+def _check_arguments(clusters, init, preserve_sparsity, gradient_aggregation, per_channel):
     if not isinstance(clusters, int) or isinstance(clusters, bool) or not 2 <= clusters <= 256:
         raise ValueError(
             "clusters must be an integer in [2, 256] (the distinct values each weight keeps; "
@@ -187,13 +363,17 @@ def _check_arguments(clusters, init, preserve_sparsity, gradient_aggregation):
         raise ValueError(
             f"preserve_sparsity must be 'auto', True or False. Received: preserve_sparsity={preserve_sparsity!r}."
         )
+    if not isinstance(per_channel, bool):
+        raise ValueError(f"per_channel must be True or False. Received: per_channel={per_channel!r}.")
     if gradient_aggregation not in AGGREGATIONS:
         raise ValueError(
             f"gradient_aggregation must be 'sum' or 'average'. Received: gradient_aggregation={gradient_aggregation!r}."
         )
 
 
-def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity="auto", gradient_aggregation="sum"):
+def cluster(
+    model, clusters=16, init="kmeans++", layers=None, preserve_sparsity="auto", gradient_aggregation="sum", per_channel=False
+):
     """Returns a copy of `model` whose chosen weights are clustered.
 
     Compile and `fit` the result as usual (it is not compiled): each clustered
@@ -204,8 +384,9 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
     Args:
         model: a trained tf_keras or Keras 3 Sequential/Functional model. A
             model with pruning wrappers is stripped first.
-        clusters: distinct values per weight tensor, 2..256 (with sparsity
-            preserved, zero is one of them). 16 means 4 bits per weight.
+        clusters: distinct values per weight tensor (per channel with
+            `per_channel`), 2..256 (with sparsity preserved, zero is one of
+            them). 16 means 4 bits per weight.
         init: how the centroids start: `"kmeans++"` (TFMOT's k-means++ on the
             weight's values; the most accurate start), `"linear"` (evenly
             spaced between the weight's minimum and maximum), `"density"`
@@ -218,6 +399,14 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
             10% of the clusterable weights are exact zeros.
         gradient_aggregation: how a centroid's gradient is formed from its
             weights' gradients, `"sum"` (TFMOT's default) or `"average"`.
+        per_channel: give each channel (a weight's last axis: a kernel's
+            output units, an embedding table's dimensions) its own `clusters`
+            centroids, for every clusterable layer (TFMOT does this for
+            Conv2D only). More accurate, since a channel's values no longer
+            share a grid with channels of another scale; the file compresses
+            less, because the weight as a whole holds up to `clusters` ×
+            channels distinct values (each channel still needs
+            log2(clusters) bits per entry plus its own table).
 
     Returns:
         A new tf_keras model with TFMOT clustering wrappers. Its
@@ -231,7 +420,7 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
     """
     from tfcompress import pruning
 
-    _check_arguments(clusters, init, preserve_sparsity, gradient_aggregation)
+    _check_arguments(clusters, init, preserve_sparsity, gradient_aggregation, per_channel)
     model = ensure_tf_keras(model, caller="cluster")
     require_graph_model(model, "cluster")
     if is_clustered(model):
@@ -262,6 +451,7 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
         "skipped": [],
         "clusters": clusters,
         "init": init,
+        "per_channel": per_channel,
         "preserve_sparsity": bool(preserve_sparsity),
         "zero_fraction": zero_fraction,
     }
@@ -274,13 +464,15 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
             if isinstance(layer, CLUSTERABLE_TYPES):
                 report["skipped"].append((layer.name, "not chosen by layers="))
             return fresh
-        reason = _unsupported_reason(layer, clusters)
+        reason = _unsupported_reason(layer, clusters, per_channel)
         if reason is not None:
             if explicit:
                 raise ValueError(
                     f"layer {layer.name!r} ({type(layer).__name__}) was chosen for clustering, but "
                     f"{reason}. Clusterable: Embedding, Dense, Conv1D, LSTM, GRU, SimpleRNN, "
-                    "Bidirectional(LSTM/GRU/SimpleRNN). Fix: leave it out of layers=."
+                    "Bidirectional(LSTM/GRU/SimpleRNN). Fix: "
+                    + ("fewer clusters, per_channel=False, or " if "per channel" in reason else "")
+                    + "leave it out of layers=."
                 )
             report["skipped"].append((layer.name, reason))
             return fresh
@@ -294,19 +486,18 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
         cls = ClusterWeightsRNN if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)) else ClusterWeights
         report["clustered"].append(layer.name)
         layer_init = init
-        if init == "kmeans++" and not _enough_for_kmeans(layer, clusters, preserve_sparsity):
-            # TFMOT's k-means++ start fails ("Expected num_to_sample <=
-            # points.rows()") when a weight (or, with sparsity kept, its
-            # positive or negative part) has fewer entries than centroids.
+        if init == "kmeans++" and not per_channel and not _enough_for_kmeans(layer, clusters, preserve_sparsity):
             layer_init = "linear"
             report.setdefault("init_per_layer", {})[layer.name] = "linear (too few weights for kmeans++)"
-        return cls(
+        wrapper = cls(
             fresh,
             number_of_clusters=clusters,
             cluster_centroids_init=INITS[layer_init],
             preserve_sparsity=bool(preserve_sparsity),
             cluster_gradient_aggregation=AGGREGATIONS[gradient_aggregation],
+            per_channel=per_channel,
         )
+        return wrapper
 
     # Wrappers are named "cluster_<layer>", so clone_with copies the weights
     # of the other layers only; each wrapper already holds its layer's.
@@ -316,12 +507,18 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
             f"cluster(): no layer of model {model.name!r} was chosen and clusterable "
             f"(skipped: {report['skipped'] or 'none'}). Fix: check layers=."
         )
+    for layer in clustered.layers:
+        if getattr(layer, "linear_channels", 0) and init == "kmeans++":
+            report.setdefault("init_per_layer", {})[layer.layer.name] = (
+                f"linear in {layer.linear_channels} channels (too few weights for kmeans++)"
+            )
     clustered.tfcompress_clustering_report = report
     log.info(
-        "clustering %s: %s into %d clusters (init %s, preserve_sparsity=%s)",
+        "clustering %s: %s into %d clusters%s (init %s, preserve_sparsity=%s)",
         model.name,
         ", ".join(report["clustered"]),
         clusters,
+        " per channel" if per_channel else "",
         init,
         bool(preserve_sparsity),
     )
@@ -329,12 +526,21 @@ def cluster(model, clusters=16, init="kmeans++", layers=None, preserve_sparsity=
 
 
 def _enough_for_kmeans(layer, clusters, preserve_sparsity):
-    for weight in clusterable_weights(layer):
-        value = weight.numpy().reshape(-1)
-        parts = (value[value > 0], value[value < 0]) if preserve_sparsity else (value,)
-        if any(part.size < clusters for part in parts):
-            return False
-    return True
+    return all(_enough_values(w.numpy().reshape(-1), clusters, preserve_sparsity) for w in clusterable_weights(layer))
+
+
+def _enough_values(value, clusters, preserve_sparsity):
+    # TFMOT's k-means++ start fails ("Expected num_to_sample <= points.rows()")
+    # when a weight has fewer entries than centroids; with sparsity kept, when
+    # its negative or positive part has fewer entries than the centroids TFMOT
+    # gives it (clusters - 1, shared in proportion to their sizes).
+    if not preserve_sparsity:
+        return value.size >= clusters
+    negative, positive = int(np.sum(value < 0)), int(np.sum(value > 0))
+    if negative + positive == 0:
+        return True  # TFMOT starts such a weight at the zero centroid alone
+    on_negative = int(np.round((clusters - 1) * negative / (negative + positive)))
+    return negative >= on_negative and positive >= clusters - 1 - on_negative
 
 
 def _input_shape(layer):
@@ -386,17 +592,20 @@ def distinct_values(array, per_channel=False):
 
 
 class ClusterReport(list):
-    """Rows of (layer, weight, shape, distinct, zeros, size), printable as a table."""
+    """Rows of (layer, weight, shape, distinct, distinct_per_channel, zeros,
+    size), printable as a table. `distinct_per_channel` is the most distinct
+    values any one channel (last axis) holds."""
 
-    def max_distinct(self):
-        return max((r["distinct"] for r in self), default=0)
+    def max_distinct(self, per_channel=False):
+        key = "distinct_per_channel" if per_channel else "distinct"
+        return max((r[key] for r in self), default=0)
 
     def __str__(self):
-        lines = [f"{'layer':<28} {'weight':<22} {'shape':<14} {'distinct':>8} {'zeros':>7}"]
+        lines = [f"{'layer':<28} {'weight':<22} {'shape':<14} {'distinct':>8} {'per channel':>11} {'zeros':>7}"]
         for r in self:
             lines.append(
                 f"{r['layer']:<28} {r['weight']:<22} {str(r['shape']):<14} {r['distinct']:>8} "
-                f"{r['zeros'] / max(r['size'], 1):>7.1%}"
+                f"{r['distinct_per_channel']:>11} {r['zeros'] / max(r['size'], 1):>7.1%}"
             )
         return "\n".join(lines)
 
@@ -429,6 +638,7 @@ def cluster_report(model):
                     "weight": _weight_label(layer, weight),
                     "shape": tuple(value.shape),
                     "distinct": distinct_values(value),
+                    "distinct_per_channel": distinct_values(value, per_channel=True),
                     "zeros": int(value.size - np.count_nonzero(value)),
                     "size": int(value.size),
                 }

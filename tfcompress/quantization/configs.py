@@ -43,7 +43,8 @@ class TextWeightQuantizer(tfmot_quant.quantizers.LastValueQuantizer):
             zeros get a zero gradient, so no optimizer moves them.
         preserve_clusters: replace each weight by the mean of its cluster
             (weights that were equal when QAT started share a cluster id,
-            stored in a `*_cluster_ids` variable), with a straight-through
+            stored in a `*_cluster_ids` variable; in the same channel only,
+            when the weight was clustered per channel), with a straight-through
             gradient: the weight takes at most as many distinct values as it
             had, each moving with the mean gradient of its members, and so
             does its quantized value. `init_clusters()` sets the ids.
@@ -82,26 +83,25 @@ class TextWeightQuantizer(tfmot_quant.quantizers.LastValueQuantizer):
 
     def init_clusters(self, weight, variables):
         """Sets the cluster ids from the weight's current values (equal values,
-        one cluster). Raises if it has more distinct values than a cluster id
-        can name."""
+        one cluster; per channel when it was clustered per channel). Raises if
+        it has more distinct values than a cluster id can name."""
         value = weight.numpy()
         if self.preserve_sparsity:
             value = value * (value != 0)
-        distinct, ids = np.unique(value, return_inverse=True)
-        if len(distinct) > MAX_CLUSTERS:
+        ids, reason = cluster_ids(value)
+        if ids is None:
             raise ValueError(
-                f"preserve_clusters: weight {weight.name!r} has {len(distinct)} distinct values, more than "
-                f"{MAX_CLUSTERS} clusters. Fix: cluster it first (tfcompress.clustering), or "
-                "preserve_clusters=False."
+                f"preserve_clusters: weight {weight.name!r} {reason}. Fix: cluster it first "
+                "(tfcompress.clustering), or preserve_clusters=False."
             )
-        variables["cluster_ids"].assign(ids.reshape(value.shape).astype(np.int32))
+        variables["cluster_ids"].assign(ids)
 
     def __call__(self, inputs, training, weights, **kwargs):
         if self.preserve_sparsity:
             inputs = inputs * tf.stop_gradient(tf.cast(tf.not_equal(inputs, 0), inputs.dtype))
         if self.preserve_clusters:
             ids = weights["cluster_ids"]
-            means = tf.math.unsorted_segment_mean(inputs, ids, MAX_CLUSTERS)
+            means = tf.math.unsorted_segment_mean(inputs, ids, MAX_CLUSTERS * inputs.shape[-1])
             inputs = inputs + tf.stop_gradient(tf.gather(means, ids) - inputs)
         rank = inputs.shape.rank
         if self.per_axis and rank not in (2, 4):
@@ -119,6 +119,46 @@ class TextWeightQuantizer(tfmot_quant.quantizers.LastValueQuantizer):
 
     def __eq__(self, other):
         return isinstance(other, TextWeightQuantizer) and self.get_config() == other.get_config()
+
+
+def cluster_ids(value):
+    """Cluster ids for a clustered weight: equal values share an id.
+
+    A weight with at most `MAX_CLUSTERS` distinct values gets one id per
+    value. One clustered per channel (each channel, the last axis, has at most
+    `MAX_CLUSTERS` values and some non-zero value shared by several entries)
+    gets `channel * MAX_CLUSTERS + ` its value's rank in the channel, so
+    equal values of two channels stay two clusters.
+
+    Returns:
+        `(ids, None)`: int32 ids in `value`'s shape, below `MAX_CLUSTERS *
+        channels`; or `(None, reason)` when the weight is not clustered
+        either way.
+    """
+    value = np.asarray(value)
+    distinct, ids = np.unique(value, return_inverse=True)
+    if len(distinct) <= MAX_CLUSTERS:
+        return ids.reshape(value.shape).astype(np.int32), None
+    flat = value.reshape(-1, value.shape[-1]) if value.ndim else value.reshape(1, 1)
+    ids = np.empty(flat.shape, np.int32)
+    shared = False
+    for channel in range(flat.shape[1]):
+        column = flat[:, channel]
+        values, ids[:, channel] = np.unique(column, return_inverse=True)
+        if len(values) > MAX_CLUSTERS:
+            return None, (
+                f"has {len(distinct)} distinct values, more than {MAX_CLUSTERS} clusters, "
+                f"and channel {channel} alone has {len(values)}"
+            )
+        nonzero = column[column != 0]
+        shared = shared or len(np.unique(nonzero)) < nonzero.size
+        ids[:, channel] += channel * MAX_CLUSTERS
+    if not shared:
+        return None, (
+            f"has {len(distinct)} distinct values, more than {MAX_CLUSTERS} clusters, and no channel "
+            "shares a value between entries (it is not clustered per channel either)"
+        )
+    return ids.reshape(value.shape), None
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")

@@ -19,10 +19,10 @@ from tfcompress._keras import (
     warn_mixed_once,
 )
 from tfcompress.quantization.configs import (
-    MAX_CLUSTERS,
     TextQuantizeConfig,
     TextRegistry,
     TextScheme,
+    cluster_ids,
     config_for,
     get_path,
     quantize_scope,
@@ -190,7 +190,8 @@ def quantize(model, skip=None, preserve_sparsity="auto", bits=8, activation_bits
 
 def _keeps_clusters(layer):
     """True if every weight the text config quantizes in `layer` is clustered:
-    at most `MAX_CLUSTERS` distinct values, and some non-zero value shared by
+    it has cluster ids (`configs.cluster_ids`: at most 256 distinct values,
+    per tensor or per channel), and some non-zero value shared by
     several entries (a trained weight, pruned or not, has as many non-zero
     values as non-zero entries)."""
     values = []
@@ -205,7 +206,7 @@ def _keeps_clusters(layer):
         return False
     for value in values:
         nonzero = value[value != 0]
-        if len(np.unique(value)) > MAX_CLUSTERS or (nonzero.size and len(np.unique(nonzero)) == nonzero.size):
+        if cluster_ids(value)[0] is None or (nonzero.size and len(np.unique(nonzero)) == nonzero.size):
             return False
     return True
 
