@@ -176,6 +176,19 @@ def test_factorize_and_cluster_steps_keep_their_structure_to_the_file(tmp_path):
     assert abs(zeros - 0.6) <= 0.02, zeros
 
 
+def test_the_cluster_step_clusters_per_channel(tmp_path):
+    config = small_recipe(
+        tmp_path,
+        steps=[{"train": {"epochs": 1, "batch_size": 32}}, {"cluster": {"clusters": 4, "per_channel": True, "epochs": 1, "batch_size": 32}}],
+    )
+    report = recipe.run(config, tmp_path / "out")
+    record = report.records[-1]
+    assert record.step == "cluster 4 per channel"
+    assert record.notes.startswith("3 layers, at most 4 values per channel"), record.notes
+    with pytest.raises(RecipeError, match=r"key 'steps\[1\].cluster.per_channel': 'yes' is not valid here"):
+        Recipe.from_dict({**config, "steps": ["train", {"cluster": {"per_channel": "yes"}}]})
+
+
 def test_factorize_and_cluster_steps_are_checked_and_have_flags(tmp_path):
     config = small_recipe(tmp_path)
     with pytest.raises(RecipeError, match=r"factorize needs exactly one of rank or max_error. Fix: give rank: 16"):

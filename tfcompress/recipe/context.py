@@ -1,5 +1,6 @@
 """What a step sees while it runs: `RunContext`."""
 
+import contextlib
 import dataclasses
 import gzip
 import os
@@ -158,6 +159,16 @@ class RunContext:
             keep = np.linspace(0, len(y) - 1, limit).astype(int)
             x, y = x[keep], y[keep]
         return x, y, "bits/char" if self.task == "language_model" else "accuracy"
+
+    @contextlib.contextmanager
+    def float32_scope(self):
+        """Where a compression step builds and trains its wrapped model: the
+        float32 policy (TFMOT's wrappers compute in float32; a mixed-precision
+        model is rebuilt in float32 by them) inside the run's strategy."""
+        from tfcompress import precision
+
+        with precision.policy_scope("float32"), self.strategy.scope():
+            yield
 
     @staticmethod
     def max_epochs(args):

@@ -65,7 +65,7 @@ class Auto(Step):
         return args
 
     def run(self, ctx, args):
-        from tfcompress import budget, precision, sensitivity
+        from tfcompress import budget, sensitivity
         from tfcompress._keras import predict
 
         model = ctx.require_model()
@@ -92,13 +92,13 @@ class Auto(Step):
             )
 
             def fine_tune(plan):
-                with precision.policy_scope("float32"), ctx.strategy.scope():
+                with ctx.float32_scope():
                     return tune(plan)
 
             return fine_tune
 
         def tune_shrunk(small):
-            with precision.policy_scope("float32"), ctx.strategy.scope():
+            with ctx.float32_scope():
                 return fit(small, args["shrink_epochs"], 1e-3)
 
         def evaluate(m):

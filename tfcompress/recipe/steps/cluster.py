@@ -18,6 +18,7 @@ class Cluster(Step):
         "clusters": (schema.expects("an integer in [2, 256]")(_clusters), 16),
         "init": (schema.choice("kmeans++", "linear", "density", "random"), "kmeans++"),
         "preserve_sparsity": (schema.choice("auto", True, False), "auto"),
+        "per_channel": (schema.choice(True, False), False),
         "layers": (schema.optional(schema.str_list, "a list of layer names or class names, or null"), None),
     }
     flags = (
@@ -33,20 +34,23 @@ class Cluster(Step):
         return args
 
     def run(self, ctx, args):
-        from tfcompress import clustering, precision
+        from tfcompress import clustering
 
         model = ctx.require_model()
-        with precision.policy_scope("float32"), ctx.strategy.scope():
+        with ctx.float32_scope():
             clustered = clustering.cluster(
                 model,
                 clusters=args["clusters"],
                 init=args["init"],
                 preserve_sparsity=args["preserve_sparsity"],
+                per_channel=args["per_channel"],
                 layers=_layer_selection(args["layers"]),
             )
             report = clustered.tfcompress_clustering_report
             clustered = ctx.fit(clustered, {**args, "learning_rate": args["learning_rate"] or 1e-4}, default_lr=1e-4)
         model = clustering.strip(clustered)
-        most = clustering.cluster_report(model).max_distinct()
-        notes = f"{len(report['clustered'])} layers, at most {most} values per weight" + (", zeros kept" if report["preserve_sparsity"] else "")
-        return StepResult(model, [ctx.keras_record(f"cluster {args['clusters']}", model, notes)])
+        most = clustering.cluster_report(model).max_distinct(per_channel=args["per_channel"])
+        where = "channel" if args["per_channel"] else "weight"
+        notes = f"{len(report['clustered'])} layers, at most {most} values per {where}" + (", zeros kept" if report["preserve_sparsity"] else "")
+        label = f"cluster {args['clusters']}" + (" per channel" if args["per_channel"] else "")
+        return StepResult(model, [ctx.keras_record(label, model, notes)])

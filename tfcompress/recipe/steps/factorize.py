@@ -27,10 +27,10 @@ class Factorize(Step):
         return args
 
     def run(self, ctx, args):
-        from tfcompress import embeddings, precision
+        from tfcompress import embeddings
 
         model = ctx.require_model()
-        with precision.policy_scope("float32"), ctx.strategy.scope():
+        with ctx.float32_scope():
             model = embeddings.factorize(model, rank=args["rank"], max_error=args["max_error"], layer=args["layer"])
             report = model.tfcompress_factorize_report
             model = ctx.fit(model, {**args, "learning_rate": args["learning_rate"] or 1e-3}, default_lr=1e-3)

@@ -42,14 +42,14 @@ class Prune(Step):
         return args
 
     def run(self, ctx, args):
-        from tfcompress import precision, pruning
+        from tfcompress import pruning
 
         model = ctx.require_model()
         steps_per_epoch = int(np.ceil(ctx.train_count(args) / args["batch_size"]))
         # epochs: auto ramps the sparsity up over the first RAMP_EPOCHS, then trains on at the target:
         # only those later epochs may be chosen as the best (an earlier, denser one would win).
         ramp = min(RAMP_EPOCHS, args["max_epochs"]) if args["epochs"] == "auto" else args["epochs"]
-        with precision.policy_scope("float32"), ctx.strategy.scope():
+        with ctx.float32_scope():
             pruned = pruning.prune(
                 model,
                 target_sparsity=args["target_sparsity"],

@@ -16,10 +16,10 @@ class Quantize(Step):
     flags = training_flags(1)
 
     def run(self, ctx, args):
-        from tfcompress import precision, quantization
+        from tfcompress import quantization
 
         model = ctx.require_model()
-        with precision.policy_scope("float32"), ctx.strategy.scope():
+        with ctx.float32_scope():
             model = quantization.quantize(model, skip=args["skip"] or None, preserve_sparsity=args["preserve_sparsity"])
             model = ctx.fit(model, {**args, "learning_rate": args["learning_rate"] or 5e-4}, default_lr=5e-4)
         kept = model.tfcompress_quantization_report["preserve_sparsity"]
