@@ -13,10 +13,13 @@ For each seed, in one process: train the default `lstm_classifier`
   to 80% (2 epochs), and cluster + PCQAT it as above: the combination;
 - (`--rows shrink`) remove whole units first (`pruning.shrink`, keeping 50%
   and 25% of the embedding's and the LSTM's units, l2 scores, fine-tuned 2
-  epochs at 1e-3), then prune 80%, cluster to 8 and PCQAT as above.
+  epochs at 1e-3), then prune 80%, cluster to 8 and PCQAT as above;
+- (`--rows per_channel`) cluster the 80%-pruned model per channel (each
+  output channel its own 8 or 4 values) and PCQAT it, beside the same
+  model clustered to 8 values per weight and PCQAT.
 
-`--rows` picks the groups (today, factorised, shrink; default today and
-factorised); the dense rows, the 1x, are always run.
+`--rows` picks the groups (today, factorised, shrink, per_channel; default
+today and factorised); the dense rows, the 1x, are always run.
 
 Each model is exported (stateless form, the default) and the file itself is
 scored on SST-2 dev: accuracy, agreement with its Keras model, gzip -9 size,
@@ -39,10 +42,29 @@ import numpy as np
 from common import emit, interleaved_latency, mean_spread, parser, row_names, sst2_ids, table, train_classifier
 
 RANK = 16
-ROWS = ("today", "factorised", "shrink")
+ROWS = ("today", "factorised", "shrink", "per_channel")
 KEEPS = (0.5, 0.25)
 LR_PRUNE = 1e-3
 LR_FINE = 1e-4
+
+
+def max_values(weights, per_channel):
+    """The most distinct values a weight matrix of the file holds: per
+    quantization channel for int8 weights (per tensor for float ones); for a
+    model clustered per channel, per channel along whichever axis the
+    converter made the channel axis (the axis with the fewest)."""
+    counts = []
+    for w in weights:
+        if len(w["shape"]) != 2:
+            continue
+        if w["sparse"]:
+            counts.append(w["distinct"])
+        elif per_channel:
+            v = w["values"]
+            counts.append(min(max(len(np.unique(np.take(v, i, axis=a))) for i in range(v.shape[a])) for a in range(2)))
+        else:
+            counts.append(w["distinct_per_channel"])
+    return max(counts)
 
 
 def main():
@@ -69,8 +91,8 @@ def main():
     def prune(model):
         return pruning.strip(fit(pruning.prune(model, target_sparsity=0.8, epochs=epochs, steps_per_epoch=steps), epochs, LR_PRUNE))
 
-    def cluster(model, k):
-        return clustering.strip(fit(clustering.cluster(model, clusters=k), 1, LR_FINE))
+    def cluster(model, k, per_channel=False):
+        return clustering.strip(fit(clustering.cluster(model, clusters=k, per_channel=per_channel), 1, LR_FINE))
 
     def pcqat(model):
         return fit(quantization.quantize(model), 1, LR_FINE)
@@ -116,6 +138,12 @@ def main():
                         (f"{name} + 80% pruned + 8 clusters + PCQAT", s_q8, "dynamic"),
                         (f"{name} + 80% pruned + 8 clusters + PCQAT", s_q8, "int8"),
                     ]
+            if "per_channel" in chosen:
+                pruned = pruned if "today" in chosen else prune(dense)
+                plan += [] if "today" in chosen else [("80% pruned + 8 clusters + PCQAT", pcqat(cluster(pruned, 8)), "dynamic")]
+                for k, modes in ((8, ("dynamic", "int8")), (4, ("dynamic",))):
+                    pc = pcqat(cluster(pruned, k, per_channel=True))
+                    plan += [(f"80% pruned + {k} clusters per channel + PCQAT", pc, mode) for mode in modes]
             for name, model, mode in plan:
                 key = (name, mode)
                 if key not in rows:
@@ -141,7 +169,7 @@ def main():
                     "agreement": float((probs.argmax(-1) == reference.argmax(-1)).mean()),
                     "gzip": result.gzip_bytes,
                     "bytes": result.bytes,
-                    "max_distinct": max(w["distinct"] if w["sparse"] else w["distinct_per_channel"] for w in export.weights.file_weights(path) if len(w["shape"]) == 2),
+                    "max_distinct": max_values(export.weights.file_weights(path), "per channel" in name),
                 }
                 if name.startswith("rank"):
                     figures["svd_error"] = f_error
@@ -200,6 +228,8 @@ def main():
     title = "Smaller: clustering, factorised embedding, PCQAT (issue 16)"
     if chosen == ["shrink"]:
         title = "Smaller: whole units removed, then pruned, clustered and PCQAT (issue 16)"
+    if chosen == ["per_channel"]:
+        title = "Smaller: clustering per channel (issue 16)"
     emit(args, title, body)
 
 

@@ -30,6 +30,7 @@ BENCHMARKS = [
     "bench_export",
     "bench_smaller",
     "bench_smaller_shrink",
+    "bench_smaller_per_channel",
     "bench_faster",
     "probe_low_bits",
     "bench_auto_epochs",
@@ -49,6 +50,7 @@ BENCHMARKS = [
 VARIANTS = {
     "bench_auto_epochs_accuracy": ("bench_auto_epochs", ["--monitor", "accuracy"]),
     "bench_smaller_shrink": ("bench_smaller", ["--rows", "shrink"]),
+    "bench_smaller_per_channel": ("bench_smaller", ["--rows", "per_channel"]),
     "bench_transfer_ensemble": ("bench_transfer", ["--seeds", "3", "--size", "3x", "--ensemble", "2", "--rows", "transfer,ensemble,updates"]),
 }
 
