@@ -22,12 +22,9 @@ seed per row; accuracy differences under ~1 point are within seed noise
 (BENCHMARKS.md, pruning section: ±0.8).
 """
 
-import gzip
 import json
-import os
 import re
 import tempfile
-import time
 
 import numpy as np
 
