@@ -33,7 +33,13 @@ def trained():
     y = (x[:, -3:] < 20).any(1).astype("int32")  # the class: a small id among the last three tokens
     keras.utils.set_random_seed(1)
     model = keras.Sequential(
-        [keras.Input((10,), dtype="int32"), keras.layers.Embedding(50, 8), keras.layers.LSTM(8), keras.layers.Dense(2, activation="softmax")]
+        [
+            keras.Input((10,), dtype="int32"),
+            # Named: automatic names depend on what the worker built before.
+            keras.layers.Embedding(50, 8, name="embedding"),
+            keras.layers.LSTM(8, name="lstm"),
+            keras.layers.Dense(2, activation="softmax", name="dense"),
+        ]
     )
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     model.fit(x[:1000], y[:1000], epochs=6, batch_size=32, verbose=0)
