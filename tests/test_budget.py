@@ -322,3 +322,25 @@ def test_the_latency_objective_exports_the_unrolled_form_unless_told_otherwise()
     assert recurrent("--objective", "latency") == "unrolled"  # the loop's fixed cost per step would hide the fewer units
     assert recurrent("--objective", "latency", "--recurrent", "fused") == "fused"  # an explicit choice stands
     assert recurrent() == recurrent("--objective", "size") == "auto"
+
+
+def test_the_auto_step_can_verify_on_each_sentence_with_its_phrases(tmp_path):
+    """`phrases: true`: each held-out sentence is scored as the mean over
+    itself and its phrases, and the report says what the ± is over."""
+    from test_text_groups import phrase_data
+
+    texts, sentence_of = phrase_data(n_sentences=100, seed=5)
+    rows = [f"{t}\t{'pos' if sentence_of[i] % 2 else 'neg'}" for i, t in enumerate(texts)]
+    (tmp_path / "train.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    config = {
+        "data": {"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "train.tsv"), "selection_fraction": 0.2},
+        "text": {"max_len": 10},
+        "model": {"build": {"embedding_dim": 4, "units": 4, "dropout": 0.0}},
+        "steps": [
+            {"train": {"epochs": 1, "batch_size": 64}},
+            {"auto": {"max_loss": 100.0, "rounds": 1, "prune_epochs": 1, "batch_size": 64, "clusters": [None], "shrink_first": None, "phrases": True}},
+        ],
+    }
+    report = recipe.run(config, tmp_path / "out")
+    assert report.meta["selection examples"] == 20  # 20 sentences held out with their 60 phrases
+    assert "± is the paired standard error of each loss over the 20 selection sentences, each the mean over itself and its phrases (80 examples)." in report.sections["Accuracy budget (step 2)"]

@@ -77,6 +77,18 @@ def test_the_selection_split_of_a_recipe_holds_whole_texts_only(tmp_path):
     carved, note = carve_selection(recipe, data, {"task": "classification"})
     assert len(carved["x_sel"]) == 10 and len(carved["x_train"]) == 200 - 40  # 10 sentences; their 30 phrases leave too
     assert "10 whole texts held out with the 30 phrases found inside them" in note
+    # The held-out sentences with their phrases, each example with its sentence's group (for `auto: {phrases: true}`).
+    x_parts, y_parts, group = carved["sel_parts"]
+    assert len(x_parts) == 40 and len(np.unique(group)) == 10
+    sentences = {tuple(r[r != 0]): g for r, g in zip(x_parts, group) if any(np.array_equal(r, s) for s in carved["x_sel"])}
+    assert len(sentences) == 10
+    for r, g in zip(x_parts, group):
+        whole = next(s for s, sg in sentences.items() if sg == g)
+        assert _inside(map(str, r[r != 0]), map(str, whole))  # a phrase of its own sentence
+    from tfcompress import sensitivity
+
+    means = sensitivity.group_means(np.arange(40.0), group)
+    assert means.shape == (10,) and means.mean() == pytest.approx(np.mean([np.arange(40.0)[group == g].mean() for g in np.unique(group)]))
     kept = [tuple(r[r != 0]) for r in carved["x_train"]]
     for r in carved["x_sel"]:
         held = tuple(r[r != 0])

@@ -115,6 +115,7 @@ class SearchResult:
     objective: str = "size"  # "latency": `search_units`, the fewest multiply-adds within budget
     metric: str = None  # the selection metric, when there is no table
     shrink: "ShrinkProbe" = None  # `search_shrunk`: the model shrunk first, and whether the plans build on it
+    examples_label: str = "selection examples"  # what `examples` counts
 
     def _metric(self):
         return self.table.metric if self.table is not None else self.metric
@@ -170,7 +171,7 @@ class SearchResult:
                 else f"{c.plan.estimated_bytes / 1024:,.1f} | {format_loss(c.plan.predicted_loss, self.unit)}"
             )
             lines.append(f"| {c.round} | {c.plan.describe()} | {middle} | {c.loss_text(self.unit)} | {mark} |")
-        lines += ["", f"± is the paired standard error of each loss over the {self.examples:,} selection examples."] if self.examples else []
+        lines += ["", f"± is the paired standard error of each loss over the {self.examples:,} {self.examples_label}."] if self.examples else []
         if self.unresolved():
             lines += ["", f"**Not settled:** {self.resolution_note()}."]
         return "\n".join(lines) + "\n"

@@ -344,6 +344,15 @@ def per_example(probs, y, metric):
     return values.astype(np.float64)
 
 
+def group_means(values, group):
+    """The mean of `values` within each group (`group`: one id per value),
+    in the order of the sorted ids: a sentence scored as the mean over
+    itself and its phrases. Their mean weighs every group alike, and
+    `paired_standard_error` over them is the error clustered by group."""
+    ids, index = np.unique(np.asarray(group), return_inverse=True)
+    return np.bincount(index, weights=np.asarray(values, np.float64), minlength=len(ids)) / np.bincount(index, minlength=len(ids))
+
+
 def paired_standard_error(baseline, values, metric):
     """The standard error of `loss_between` two models scored example by
     example on the same data (`per_example`): how far the measured loss may

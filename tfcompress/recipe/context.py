@@ -160,6 +160,21 @@ class RunContext:
             x, y = x[keep], y[keep]
         return x, y, "bits/char" if self.task == "language_model" else "accuracy"
 
+    def selection_groups(self, limit):
+        """`(x, y, group)`: every example of the selection split's held-out
+        groups (a sentence and the phrases cut from it), at most `limit`
+        groups, evenly spread; None for a language model. Without phrase
+        groups each example is its own group, and this is `selection`."""
+        parts = self.data.get("sel_parts")
+        if parts is None:
+            return None
+        x, y, group = parts
+        ids = np.unique(group)
+        if len(ids) > limit:
+            keep = np.isin(group, ids[np.linspace(0, len(ids) - 1, limit).astype(int)])
+            x, y, group = x[keep], y[keep], group[keep]
+        return x, y, group
+
     @contextlib.contextmanager
     def float32_scope(self):
         """Where a compression step builds and trains its wrapped model: the

@@ -145,6 +145,10 @@ def carve_selection(recipe, data, meta):
                 "that 'epochs: auto' stops on. Fix: give more training examples, or fixed epochs (epochs: 2)."
             )
         data["x_sel"], data["y_sel"] = data["x_train"][chosen], data["y_train"][chosen]
+        # Every example of the held-out groups (the sentences and their phrases), with its group:
+        # `auto` verifies on each sentence's mean over its phrases, a finer measure than the sentence alone.
+        parts = np.flatnonzero(np.isin(groups.group, chosen))
+        data["sel_parts"] = (data["x_train"][parts], data["y_train"][parts], groups.group[parts])
         data["x_train"], data["y_train"] = data["x_train"][rest], data["y_train"][rest]
         return data, _held_out_note(groups, n - len(rest), len(chosen), "selection split")
     # A language model: the end of the training corpus (before dev), at most DEV_MAX_CHARS of it.
