@@ -152,13 +152,18 @@ def test_mixed_precision_model_is_clustered_in_float32(keras):
 
 
 def test_clustering_under_mirrored_strategy_on_two_cpus(keras, mirrored):
+    """Per channel and with sparsity kept: the path where tfcompress, not
+    TFMOT, updates the centroids and masks inside the replicas' step."""
     assert mirrored.num_replicas_in_sync == 2
+    pruned = pruning.strip(_fit(pruning.prune(_fit(text_model()), target_sparsity=0.5, schedule="constant")))
     with mirrored.scope():
-        clustered = clustering.cluster(text_model(), clusters=8)
+        clustered = clustering.cluster(pruned, clusters=8, per_channel=True)
         clustered.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
     x, y = _data()
     clustered.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    assert clustering.cluster_report(clustered).max_distinct() <= 8
+    for row in clustering.cluster_report(clustered):
+        assert row["distinct_per_channel"] <= 8, row
+        assert row["zeros"] >= row["size"] // 2 - 1, row
 
 
 @pytest.mark.parametrize(
@@ -199,15 +204,20 @@ def test_already_clustered_and_subclassed_models_are_refused(keras):
 
 
 @pytest.fixture(scope="module")
-def pcqat_bidirectional():
-    """A Bidirectional classifier pruned to 50%, clustered to 8 values per
-    weight and cluster-and-sparsity-preserving quantization-aware trained."""
+def pruned_bidirectional():
+    """A Bidirectional classifier trained and pruned to 50%, stripped."""
     keras.backend.clear_session()
     # No LayerNormalization here: the converter folds its scale into the next
     # kernel, which multiplies each row by its own factor (the README says so).
     dense = _fit(text_model("bidirectional", norm=False), epochs=3, lr=3e-3, n=2048)
-    pruned = pruning.strip(_fit(pruning.prune(dense, target_sparsity=0.5, schedule="constant"), n=2048))
-    clustered = clustering.strip(_fit(clustering.cluster(pruned, clusters=8), n=2048))
+    return pruning.strip(_fit(pruning.prune(dense, target_sparsity=0.5, schedule="constant"), n=2048))
+
+
+@pytest.fixture(scope="module")
+def pcqat_bidirectional(pruned_bidirectional):
+    """The pruned classifier clustered to 8 values per weight and
+    cluster-and-sparsity-preserving quantization-aware trained."""
+    clustered = clustering.strip(_fit(clustering.cluster(pruned_bidirectional, clusters=8), n=2048))
     return clustered, _fit(quantization.quantize(clustered), n=2048)
 
 
@@ -287,13 +297,10 @@ def test_per_channel_clustering_keeps_the_cluster_count_in_each_channel(keras, k
 
 
 @pytest.fixture(scope="module")
-def pcqat_per_channel():
-    """The Bidirectional classifier pruned to 50%, clustered to 8 values per
-    channel and trained, then sparsity-and-cluster-preserving QAT."""
-    keras.backend.clear_session()
-    dense = _fit(text_model("bidirectional", norm=False), epochs=3, lr=3e-3, n=2048)
-    pruned = pruning.strip(_fit(pruning.prune(dense, target_sparsity=0.5, schedule="constant"), n=2048))
-    clustered = _fit(clustering.cluster(pruned, clusters=8, per_channel=True), n=2048)
+def pcqat_per_channel(pruned_bidirectional):
+    """The pruned classifier clustered to 8 values per channel and trained,
+    then sparsity-and-cluster-preserving QAT."""
+    clustered = _fit(clustering.cluster(pruned_bidirectional, clusters=8, per_channel=True), n=2048)
     return clustered, _fit(quantization.quantize(clustering.strip(clustered)), n=2048, epochs=2)
 
 
@@ -330,18 +337,6 @@ def test_per_channel_clusters_reach_the_file(pcqat_per_channel, tmp_path, mode):
         assert most_per_channel(w["values"]) <= 8, (w["name"], w["type"])
     zeros = sum(w["zeros"] for w in weights) / sum(w["size"] for w in weights)
     assert abs(zeros - 0.5) <= 0.01, zeros
-
-
-def test_per_channel_clustering_under_mirrored_strategy_keeps_zeros(keras, mirrored):
-    pruned = pruning.strip(_fit(pruning.prune(_fit(text_model()), target_sparsity=0.5, schedule="constant")))
-    with mirrored.scope():
-        clustered = clustering.cluster(pruned, clusters=8, per_channel=True)
-        clustered.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-    x, y = _data()
-    clustered.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    for row in clustering.cluster_report(clustered):
-        assert row["distinct_per_channel"] <= 8, row
-        assert row["zeros"] >= row["size"] // 2 - 1, row
 
 
 def test_per_channel_needs_more_entries_per_channel_than_clusters(keras):

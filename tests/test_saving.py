@@ -126,19 +126,28 @@ def test_load_model_errors(tmp_path):
         tfcompress.load_model(junk)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["per_tensor", "per_channel"])
-def clustered(request):
-    keras.backend.clear_session()
-    base = pruning.strip(_train(pruning.prune(_model(), target_sparsity=0.5, schedule="constant")))
-    model = clustering.cluster(base, clusters=6, init="density", gradient_aggregation="average", per_channel=request.param)
-    return base, _train(model)
+@pytest.fixture(scope="module")
+def clustered_models():
+    """`per_channel -> (pruned base, clustered and trained)`, made once each."""
+    made = {}
+
+    def get(per_channel):
+        if per_channel not in made:
+            keras.backend.clear_session()
+            base = pruning.strip(_train(pruning.prune(_model(), target_sparsity=0.5, schedule="constant")))
+            model = clustering.cluster(base, clusters=6, init="density", gradient_aggregation="average", per_channel=per_channel)
+            made[per_channel] = base, _train(model)
+        return made[per_channel]
+
+    return get
 
 
 # .keras and .h5: the two config-based formats. SavedModel revives wrappers from the same configs
-# and is covered for TFMOT wrappers by the pruned and QAT round trips.
-@pytest.mark.parametrize("fmt", ["model.keras", "model.h5"])
-def test_clustered_model_round_trip(clustered, tmp_path, fmt):
-    base, clustered = clustered
+# and is covered for TFMOT wrappers by the pruned and QAT round trips. Per channel: .keras, with the
+# QAT model's per-channel cluster ids (a per-channel wrapper's variables are named as a per-tensor one's).
+@pytest.mark.parametrize("per_channel, fmt", [(False, "model.keras"), (False, "model.h5"), (True, "model.keras")])
+def test_clustered_model_round_trip(clustered_models, tmp_path, per_channel, fmt):
+    base, clustered = clustered_models(per_channel)
     path = _save(clustered, tmp_path, fmt)
     x, _ = _data(32, seed=3)
     expected = clustered.predict(x, verbose=0)
