@@ -92,6 +92,9 @@ def main():
     p = parser(__doc__)
     p.add_argument("--rows", type=row_names(ROWS), default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)} (dense and the fixed recipe always run)")
     args = p.parse_args()
+    global TITLE
+    if args.rows != list(ROWS):
+        TITLE += f", rows {', '.join(args.rows)}"
     require_shared()
     from tfcompress import recipe as recipes
 

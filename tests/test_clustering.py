@@ -374,3 +374,21 @@ def test_per_channel_starting_centroids_are_tfmots_for_each_channel(init, preser
         theirs = np.asarray(start(tf.constant(weight[:, channel]), 6, False, "channels_last", preserve_sparsity).get_cluster_centroids())
         np.testing.assert_allclose(centroids[channel, : theirs.size], theirs.reshape(-1), atol=1e-6)
         assert not centroids[channel, theirs.size :].any()  # padded with zeros (channel 3 with sparsity kept)
+
+
+def test_per_channel_clustered_and_pcqat_models_round_trip(pcqat_per_channel, tmp_path):
+    """The per-channel wrapper (.keras) and the QAT model with per-channel
+    cluster ids (.h5, which names weights by path) load without custom
+    objects and answer the same. (Per-tensor: tests/test_saving.py.)"""
+    clustered, qat = pcqat_per_channel
+    x, _ = _data(32, seed=4)
+    clustered.save(tmp_path / "clustered.keras")
+    loaded = tfcompress.load_model(tmp_path / "clustered.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), clustered.predict(x, verbose=0), atol=1e-6)
+    wrapper = loaded.get_layer("cluster_bilstm")
+    assert isinstance(wrapper, clustering.ClusterWeightsRNN) and wrapper.per_channel and wrapper.preserve_sparsity
+    qat.save(tmp_path / "qat.h5")
+    back = tfcompress.load_model(tmp_path / "qat.h5")
+    np.testing.assert_allclose(back.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+    for row in clustering.cluster_report(quantization.strip(back)):
+        assert row["distinct_per_channel"] <= 8, row

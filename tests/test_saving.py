@@ -127,27 +127,17 @@ def test_load_model_errors(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def clustered_models():
-    """`per_channel -> (pruned base, clustered and trained)`, made once each."""
-    made = {}
-
-    def get(per_channel):
-        if per_channel not in made:
-            keras.backend.clear_session()
-            base = pruning.strip(_train(pruning.prune(_model(), target_sparsity=0.5, schedule="constant")))
-            model = clustering.cluster(base, clusters=6, init="density", gradient_aggregation="average", per_channel=per_channel)
-            made[per_channel] = base, _train(model)
-        return made[per_channel]
-
-    return get
+def clustered():
+    keras.backend.clear_session()
+    base = pruning.strip(_train(pruning.prune(_model(), target_sparsity=0.5, schedule="constant")))
+    return base, _train(clustering.cluster(base, clusters=6, init="density", gradient_aggregation="average"))
 
 
 # .keras and .h5: the two config-based formats. SavedModel revives wrappers from the same configs
-# and is covered for TFMOT wrappers by the pruned and QAT round trips. Per channel: .keras, with the
-# QAT model's per-channel cluster ids (a per-channel wrapper's variables are named as a per-tensor one's).
-@pytest.mark.parametrize("per_channel, fmt", [(False, "model.keras"), (False, "model.h5"), (True, "model.keras")])
-def test_clustered_model_round_trip(clustered_models, tmp_path, per_channel, fmt):
-    base, clustered = clustered_models(per_channel)
+# and is covered for TFMOT wrappers by the pruned and QAT round trips.
+@pytest.mark.parametrize("fmt", ["model.keras", "model.h5"])
+def test_clustered_model_round_trip(clustered, tmp_path, fmt):
+    base, clustered = clustered
     path = _save(clustered, tmp_path, fmt)
     x, _ = _data(32, seed=3)
     expected = clustered.predict(x, verbose=0)
@@ -159,12 +149,10 @@ def test_clustered_model_round_trip(clustered_models, tmp_path, per_channel, fmt
         assert (wrapper.number_of_clusters, wrapper.preserve_sparsity) == (6, True)
         assert wrapper.cluster_centroids_init == clustering.INITS["density"]
         assert wrapper.cluster_gradient_aggregation == clustering.AGGREGATIONS["average"]
-        assert wrapper.per_channel == clustered.tfcompress_clustering_report["per_channel"]
-    per = "distinct_per_channel" if clustered.tfcompress_clustering_report["per_channel"] else "distinct"
     pruned_away = [w == 0 for w in base.get_weights()]
     _train(loaded)  # training continues after loading; the clusters and the zeros hold
     for row in clustering.cluster_report(loaded):
-        assert row[per] <= 6, row
+        assert row["distinct"] <= 6, row
     for was_zero, now in zip(pruned_away, clustering.strip(loaded).get_weights()):
         assert (now[was_zero] == 0).all()  # every pruned weight stays zero (weights near zero may join them)
     if fmt != "model.keras":
@@ -177,4 +165,4 @@ def test_clustered_model_round_trip(clustered_models, tmp_path, per_channel, fmt
     back = tfcompress.load_model(_save(qat, tmp_path / "q", "model.h5"))
     np.testing.assert_allclose(back.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
     _train(back)
-    assert clustering.cluster_report(quantization.strip(back)).max_distinct(per_channel=per != "distinct") <= 6
+    assert clustering.cluster_report(quantization.strip(back)).max_distinct() <= 6
