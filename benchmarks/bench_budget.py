@@ -92,9 +92,7 @@ def main():
     p = parser(__doc__)
     p.add_argument("--rows", type=row_names(ROWS), default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)} (dense and the fixed recipe always run)")
     args = p.parse_args()
-    global TITLE
-    if args.rows != list(ROWS):
-        TITLE += f", rows {', '.join(args.rows)}"
+    title = TITLE + ("" if args.rows == list(ROWS) else f", rows {', '.join(args.rows)}")
     require_shared()
     from tfcompress import recipe as recipes
 
@@ -136,11 +134,11 @@ def main():
                              f"{report.meta['selection examples']:,} selection sentences set aside). {report.meta['budget']}.\n\n"
                              + report.sections[next(k for k in report.sections if k.startswith("Accuracy budget"))].split("![")[0].split("\n\n", 1)[1])
     if "tfidf" not in args.rows:
-        return emit(args, TITLE, body_of(rows, summaries))
+        return emit(args, title, body_of(rows, summaries))
     lr = _tfidf(train, dev, args.quick)
     rows.append(["TF-IDF 1-2-grams + logistic regression", f"{lr['accuracy']:.4f}", f"{(lr['accuracy'] - dense.value) * 100:+.2f}", f"{lr['gzip'] / 1024:,.1f}",
                  f"{reference.gzip_bytes / lr['gzip']:.1f}×", f"{lr['latency']:.3f}", f"{lr['seconds'] / 60:.1f}", lr["note"]])
-    emit(args, TITLE, body_of(rows, summaries))
+    emit(args, title, body_of(rows, summaries))
 
 
 def body_of(rows, summaries):

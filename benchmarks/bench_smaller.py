@@ -53,6 +53,8 @@ def max_values(weights, per_channel):
     quantization channel for int8 weights (per tensor for float ones); for a
     model clustered per channel, per channel along whichever axis the
     converter made the channel axis (the axis with the fewest)."""
+    from tfcompress.export.weights import fewest_per_channel
+
     counts = []
     for w in weights:
         if len(w["shape"]) != 2:
@@ -60,8 +62,7 @@ def max_values(weights, per_channel):
         if w["sparse"]:
             counts.append(w["distinct"])
         elif per_channel:
-            v = w["values"]
-            counts.append(min(max(len(np.unique(np.take(v, i, axis=a))) for i in range(v.shape[a])) for a in range(2)))
+            counts.append(fewest_per_channel(w["values"]))
         else:
             counts.append(w["distinct_per_channel"])
     return max(counts)
@@ -139,8 +140,9 @@ def main():
                         (f"{name} + 80% pruned + 8 clusters + PCQAT", s_q8, "int8"),
                     ]
             if "per_channel" in chosen:
-                pruned = pruned if "today" in chosen else prune(dense)
-                plan += [] if "today" in chosen else [("80% pruned + 8 clusters + PCQAT", pcqat(cluster(pruned, 8)), "dynamic")]
+                if "today" not in chosen:  # its pruned model and per-weight row are the comparison
+                    pruned = prune(dense)
+                    plan.append(("80% pruned + 8 clusters + PCQAT", pcqat(cluster(pruned, 8)), "dynamic"))
                 for k, modes in ((8, ("dynamic", "int8")), (4, ("dynamic",))):
                     pc = pcqat(cluster(pruned, k, per_channel=True))
                     plan += [(f"80% pruned + {k} clusters per channel + PCQAT", pc, mode) for mode in modes]

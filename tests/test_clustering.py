@@ -258,14 +258,6 @@ def test_every_export_mode_keeps_the_clusters_and_zeros_in_the_file(pcqat_bidire
 # --------------------------------------------------------------------------
 
 
-def most_per_channel(values):
-    """The fewest "most distinct values in one channel" over the axes of a
-    weight in a file: a weight clustered per channel holds at most `clusters`
-    values along its channel axis, wherever the converter put that axis."""
-    values = np.asarray(values)
-    return min(max(len(np.unique(np.take(values, i, axis=a))) for i in range(values.shape[a])) for a in range(values.ndim))
-
-
 @pytest.mark.parametrize("kind", ["lstm", "conv"])  # Bidirectional: the PCQAT fixture below
 def test_per_channel_clustering_keeps_the_cluster_count_in_each_channel(keras, kind):
     model = _fit(text_model(kind))
@@ -323,7 +315,7 @@ def test_per_channel_clusters_reach_the_file(pcqat_per_channel, tmp_path, mode):
     matrix holds at most 8 values in each channel, along whichever axis the
     converter made the channel axis; half of all of them are zeros."""
     from tfcompress import export
-    from tfcompress.export.weights import file_weights
+    from tfcompress.export.weights import fewest_per_channel, file_weights
 
     _, qat = pcqat_per_channel
     x, _ = _data(64, seed=3)
@@ -334,7 +326,7 @@ def test_per_channel_clusters_reach_the_file(pcqat_per_channel, tmp_path, mode):
     dense = [w for w in weights if not w["sparse"]]
     assert dense, "every matrix was sparse-encoded"
     for w in dense:
-        assert most_per_channel(w["values"]) <= 8, (w["name"], w["type"])
+        assert fewest_per_channel(w["values"]) <= 8, (w["name"], w["type"])
     zeros = sum(w["zeros"] for w in weights) / sum(w["size"] for w in weights)
     assert abs(zeros - 0.5) <= 0.01, zeros
 

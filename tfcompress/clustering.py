@@ -168,7 +168,7 @@ def _spaced_centroids(values, clusters, density, preserve_sparsity):
     negative, positive = values[values < 0], values[values > 0]
     if negative.size + positive.size == 0:
         return np.zeros(1, values.dtype)
-    on_negative = int(np.round((clusters - 1) * negative.size / (negative.size + positive.size)))
+    on_negative = _negative_share(negative.size, positive.size, clusters)
     return np.concatenate(
         [
             _interval_centroids(negative, on_negative, density, True),
@@ -188,16 +188,9 @@ def _interval_centroids(values, count, density, preserve_sparsity):
     grid = np.linspace(low - gap, high + gap, 30)
     cdf = np.searchsorted(np.sort(values), grid, side="right") / values.size
     found = np.searchsorted(cdf, np.linspace(0.01, 1, count), side="right")
-    centroids = []
-    for i in np.minimum(found, grid.size - 1):
-        before = max(0, i - 1)
-        x1, x2, y1, y2 = grid[i], grid[before], cdf[i], cdf[before]
-        if y1 == y2:
-            centroids.append(x1)
-        else:
-            slope = (y2 - y1) / max(x2 - x1, 0.001)
-            centroids.append((y1 - (y1 - x1 * slope)) / slope)
-    return np.asarray(centroids)
+    # TFMOT then solves the line through (grid[i], cdf[i]) and its neighbour
+    # for y = cdf[i], which is grid[i] itself.
+    return grid[np.minimum(found, grid.size - 1)]
 
 
 class _PerChannel:
@@ -402,10 +395,11 @@ def cluster(
         per_channel: give each channel (a weight's last axis: a kernel's
             output units, an embedding table's dimensions) its own `clusters`
             centroids, for every clusterable layer (TFMOT does this for
-            Conv2D only). More accurate, since a channel's values no longer
-            share a grid with channels of another scale; the file compresses
-            less, because the weight as a whole holds up to `clusters` ×
-            channels distinct values (each channel still needs
+            Conv2D only). It fits each channel's values more closely, since
+            they no longer share a grid with channels of another scale (on
+            SST-2 that bought no accuracy: BENCHMARKS.md); the file
+            compresses less, because the weight as a whole holds up to
+            `clusters` × channels distinct values (each channel still needs
             log2(clusters) bits per entry plus its own table).
 
     Returns:
@@ -489,7 +483,7 @@ def cluster(
         if init == "kmeans++" and not per_channel and not _enough_for_kmeans(layer, clusters, preserve_sparsity):
             layer_init = "linear"
             report.setdefault("init_per_layer", {})[layer.name] = "linear (too few weights for kmeans++)"
-        wrapper = cls(
+        return cls(
             fresh,
             number_of_clusters=clusters,
             cluster_centroids_init=INITS[layer_init],
@@ -497,7 +491,6 @@ def cluster(
             cluster_gradient_aggregation=AGGREGATIONS[gradient_aggregation],
             per_channel=per_channel,
         )
-        return wrapper
 
     # Wrappers are named "cluster_<layer>", so clone_with copies the weights
     # of the other layers only; each wrapper already holds its layer's.
@@ -508,7 +501,7 @@ def cluster(
             f"(skipped: {report['skipped'] or 'none'}). Fix: check layers=."
         )
     for layer in clustered.layers:
-        if getattr(layer, "linear_channels", 0) and init == "kmeans++":
+        if getattr(layer, "linear_channels", 0):  # counted only for a kmeans++ start
             report.setdefault("init_per_layer", {})[layer.layer.name] = (
                 f"linear in {layer.linear_channels} channels (too few weights for kmeans++)"
             )
@@ -539,8 +532,15 @@ def _enough_values(value, clusters, preserve_sparsity):
     negative, positive = int(np.sum(value < 0)), int(np.sum(value > 0))
     if negative + positive == 0:
         return True  # TFMOT starts such a weight at the zero centroid alone
-    on_negative = int(np.round((clusters - 1) * negative / (negative + positive)))
+    on_negative = _negative_share(negative, positive, clusters)
     return negative >= on_negative and positive >= clusters - 1 - on_negative
+
+
+def _negative_share(negative, positive, clusters):
+    """How many of the `clusters - 1` non-zero centroids TFMOT's
+    sparsity-preserving start gives the negative weights: a share in
+    proportion to their count (rounded half to even, as `tf.math.round`)."""
+    return int(np.round((clusters - 1) * negative / (negative + positive)))
 
 
 def _input_shape(layer):

@@ -101,3 +101,11 @@ def _per_channel(values, axis):
         return len(np.unique(values))
     moved = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
     return max(len(np.unique(row)) for row in moved)
+
+
+def fewest_per_channel(values):
+    """The most distinct values one channel holds, along the axis where that
+    is fewest: a weight clustered per channel keeps at most `clusters` values
+    along its channel axis, wherever the converter put that axis."""
+    values = np.asarray(values)
+    return min(_per_channel(values, axis) for axis in range(values.ndim))

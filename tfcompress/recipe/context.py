@@ -163,13 +163,15 @@ class RunContext:
     def selection_groups(self, limit):
         """`(x, y, group)`: every example of the selection split's held-out
         groups (a sentence and the phrases cut from it), at most `limit`
-        groups, evenly spread; None for a language model. Without phrase
-        groups each example is its own group, and this is `selection`."""
+        groups, evenly spread; None for a language model, or when no phrase
+        was found inside a held-out text (then `selection` is the same data)."""
         parts = self.data.get("sel_parts")
         if parts is None:
             return None
         x, y, group = parts
         ids = np.unique(group)
+        if len(ids) == len(group):
+            return None
         if len(ids) > limit:
             keep = np.isin(group, ids[np.linspace(0, len(ids) - 1, limit).astype(int)])
             x, y, group = x[keep], y[keep], group[keep]

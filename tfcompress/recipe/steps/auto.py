@@ -111,8 +111,6 @@ class Auto(Step):
         # sentence is scored as the mean over itself and its phrases: the same sentences weigh alike,
         # and the paired standard error over those means is the error clustered by sentence.
         grouped = ctx.selection_groups(args["max_examples"]) if args["phrases"] else None
-        if grouped is not None and len(np.unique(grouped[2])) == len(grouped[2]):
-            grouped = None  # no phrases were found inside the held-out texts: score them as they are
 
         def evaluate(m):
             if grouped is None:
