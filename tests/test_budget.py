@@ -97,11 +97,12 @@ def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, ma
 @pytest.mark.parametrize("max_loss", [0.0, 100.0])
 def test_shrinking_first_is_kept_only_within_its_share_of_the_budget(trained, max_loss):  # noqa: F811
     model, x, y = trained
-    log, analyzed = [], []
+    log, analyzed, tables = [], [], []
 
     def analyze(m):
         analyzed.append(m)
-        return sensitivity.analyze(m, x, y, sparsities=[0.5, 0.8], bits=[8], clusters=[8])
+        tables.append(sensitivity.analyze(m, x, y, sparsities=[0.5, 0.8], bits=[8], clusters=[8]))
+        return tables[-1]
 
     def evaluate(m):
         return sensitivity.per_example(m.predict(x, verbose=0), y, "accuracy")
@@ -127,10 +128,30 @@ def test_shrinking_first_is_kept_only_within_its_share_of_the_budget(trained, ma
     assert "Round 1 shrank first: 50% of the units kept (embedding 8→4, lstm 8→4)" in markdown
     assert ("so the plans below compress the shrunk model" in markdown) == probe.kept
     assert log[0].startswith("[auto] round 1: shrink to 50% of the units")
+    # The plans start at the size 80% everywhere gives the model as it came: a shrunk model gets there pruned less.
+    start = next(line for line in log if line.startswith("[auto] start:"))
+    assert ("(the model before shrinking)" in start) == probe.kept
+    assert f"about {budget.uniform_bytes(model, tables[0], 0.8) / 1024:,.1f} KiB" in start
     one = budget.search_shrunk(model, None, analyze, _one_shot, evaluate, max_loss, rounds=1, clusters=(None,), log=log.append)
     assert one.shrink is None and "[auto] one round: nothing is shrunk first" in log and one.candidates[0].round == 1
     with pytest.raises(ValueError, match=r"share must be a fraction in \(0, 1\] of the budget. Received: share=0"):
         budget.search_shrunk(model, None, analyze, _one_shot, evaluate, 1.0, share=0)
+
+
+@pytest.mark.parametrize("start_clusters", ["fewest", None, 8])
+def test_the_first_plan_is_as_large_as_80_percent_everywhere_and_the_fewest_clusters(trained, table, start_clusters):  # noqa: F811
+    model, x, y = trained
+    log = []
+    result = budget.search(
+        model, table, _one_shot(model), lambda m: metrics.accuracy(m.predict(x, verbose=0), y), 0.0,
+        rounds=1, clusters=(None, 8), start_clusters=start_clusters, log=log.append,
+    )
+    clustered = start_clusters is not None
+    size = budget.uniform_bytes(model, table, 0.8, 8 if clustered else None)
+    assert clustered == (size < budget.uniform_bytes(model, table, 0.8))  # clusters make that size smaller
+    anchor = next(p for p in result.front if p.estimated_bytes >= size)
+    assert result.candidates[0].plan is anchor  # a zero budget: no plan is predicted within it, so round 1 is the anchor
+    assert f"every layer pruned 80%{' and clustered to 8' if clustered else ''} is about {size / 1024:,.1f} KiB" in log[0]
 
 
 def test_a_local_back_off_makes_the_costliest_change_milder_and_keeps_the_rest(trained, table):  # noqa: F811
@@ -166,6 +187,8 @@ def test_bad_budgets_are_refused(trained, table):  # noqa: F811
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, start_sparsity=1)
     with pytest.raises(ValueError, match=r"recovery must be a number > 0"):
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, recovery=0)
+    with pytest.raises(ValueError, match=r"start_clusters must be one of clusters=\[None, 8\], None or 'fewest'. Received: start_clusters=16"):
+        budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, clusters=(None, 8), start_clusters=16)
     with pytest.raises(ValueError, match=r'backoff must be "local" or "front". Received: backoff=\'near\''):
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, backoff="near")
 
@@ -236,6 +259,8 @@ def test_max_loss_is_required_and_auto_comes_first(tmp_path):
         recipe.Recipe.from_dict(config)
     with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.shrink_first': 1.0 is not valid here. Fix: give a fraction in \(0, 1\) of the units, or null"):
         recipe.Recipe.from_dict(_auto_config(tmp_path, shrink_first=1.0))
+    with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.start_clusters': start_clusters 8 is not one of clusters \[None\]. Fix: add 8 to clusters"):
+        recipe.Recipe.from_dict(_auto_config(tmp_path, start_clusters=8))
     config = _auto_config(tmp_path)
     config["steps"].insert(1, {"prune": {}})
     with pytest.raises(recipe.RecipeError, match="auto compresses a trained float model, so it cannot follow prune"):

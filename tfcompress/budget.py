@@ -19,7 +19,8 @@ the smallest compressed model it verified within that budget:
    the embedding 80% costs 7 points one shot and about nothing once
    fine-tuned), so the first round starts from what is known to recover:
    the front's plan as small as pruning every layer to `start_sparsity`
-   (80%, what `compress` does without a budget), arranged by the table. A
+   (80%, what `compress` does without a budget) and clustering it to 8
+   values (`start_clusters`), arranged by the table. A
    plan within budget sends the next round to a smaller one on the front,
    halving the gap (in log scale of the predicted loss) each time; a plan
    over it backs off locally: the same plan with its change of largest
@@ -268,11 +269,24 @@ def _layer_arrays(model, names, caller):
     return {n: [v.numpy() for v in prunable_weights(by_name[n])] for n in names}
 
 
-def uniform_bytes(model, table, sparsity):
+def uniform_bytes(model, table, sparsity, clusters=None):
     """The estimated size (as `plan_front` estimates it) of pruning every
-    layer of `table` to `sparsity`, int8, no clusters."""
+    layer of `table` to `sparsity`, clustering it to `clusters` (None: not)
+    and rounding it to int8."""
     arrays = _layer_arrays(model, table.layers, "budget.uniform_bytes")
-    return sum(_weight_bytes(a, sparsity, None) for a in arrays.values())
+    return sum(_weight_bytes(a, sparsity, clusters) for a in arrays.values())
+
+
+def _start_clusters(start_clusters, clusters):
+    """`search`'s `start_clusters` resolved: "fewest" is the fewest in `clusters` (None when it has none)."""
+    if start_clusters == "fewest":
+        return min((c for c in clusters if c is not None), default=None)
+    if start_clusters is not None and start_clusters not in clusters:
+        raise ValueError(
+            f"start_clusters must be one of clusters={list(clusters)!r}, None or 'fewest'. Received: start_clusters={start_clusters!r}. "
+            "Fix: add it to clusters, or start without clusters (None)."
+        )
+    return start_clusters
 
 
 def plan_front(model, table, clusters=(None, 16, 8)):
@@ -433,7 +447,7 @@ class _Rounds:
         )
 
 
-def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_sparsity=0.8, recovery=None, clusters=(None, 16, 8), backoff="local", log=None, _state=None):
+def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, start_sparsity=0.8, start_clusters="fewest", recovery=None, clusters=(None, 16, 8), backoff="local", log=None, _state=None, _start_model=None):
     """Finds the smallest plan whose fine-tuned model keeps `max_loss`.
 
     Args:
@@ -452,7 +466,12 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
         rounds: plans fine-tuned at most.
         start_sparsity: the first round tries the smallest plan on the
             front at least as large (estimated) as every layer pruned to
-            this sparsity.
+            this sparsity and clustered to `start_clusters`: the fixed
+            recipe with clustering, which fine-tuning is known to recover
+            (SST-2, 3 seeds: 80% pruned and 8 clusters, +0.27 points on
+            dev, 20x smaller; BENCHMARKS.md, "Smaller").
+        start_clusters: the clusters of that first size: `"fewest"` (the
+            default) is the fewest in `clusters`, None not clustered.
         recovery: instead of `start_sparsity`, the first round tries the
             smallest plan predicted (one shot) to lose at most
             `recovery * max_loss`.
@@ -477,6 +496,7 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
         raise ValueError(f"start_sparsity must be a number in [0, 1). Received: start_sparsity={start_sparsity!r}.")
     if backoff not in ("local", "front"):
         raise ValueError(f'backoff must be "local" or "front". Received: backoff={backoff!r}.')
+    start_c = _start_clusters(start_clusters, clusters)
     higher = table.metric == "accuracy"
     if _state is None:
         rounds_.start(model)
@@ -498,10 +518,12 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
     if recovery is not None:
         factor = recovery
     else:
-        size = uniform_bytes(model, table, start_sparsity)
+        # `search_shrunk` aims at the size of the model as given: the shrunk one reaches it compressed less
+        size = uniform_bytes(model if _start_model is None else _start_model, table, start_sparsity, start_c)
         first = next((p for p in front if p.estimated_bytes >= size), front[-1])
         factor = max(first.predicted_loss, budget_scale) / budget_scale  # round 1 then picks `first` (or one as small, predicted no worse)
-        log(f"[auto] start: every layer pruned {start_sparsity:.0%} is about {size / 1024:,.1f} KiB; the front's plan of that size is predicted to lose {format_loss(first.predicted_loss, table.unit)} one shot")
+        what = f"every layer pruned {start_sparsity:.0%}" + (f" and clustered to {start_c}" if start_c else "") + (" (the model before shrinking)" if _start_model is not None else "")
+        log(f"[auto] start: {what} is about {size / 1024:,.1f} KiB; the front's plan of that size is predicted to lose {format_loss(first.predicted_loss, table.unit)} one shot")
     milder = None
     for r in range(rounds_.first_round, rounds_.first_round + rounds):
         plan, how = (milder, "local back-off: ") if milder is not None else (plan_for(factor * budget_scale), "")
@@ -528,14 +550,15 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, start_spars
     return rounds_.result(lambda plan: plan.estimated_bytes, front, table)
 
 
-def search_shrunk(model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, *, units=0.5, share=0.5, metric="accuracy", rounds=3, log=None, **search_args):
+def search_shrunk(model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, *, units=0.5, share=0.5, metric="accuracy", rounds=4, log=None, **search_args):
     """`search`, with whole units removed first when that is cheap enough.
 
     Round 1 keeps `units` of the units of every layer that can lose them
     (`pruning.shrink`) and fine-tunes the result (`tune_shrunk`, float). When its loss on the selection split is at most `share` of the
     budget, the other rounds search the plans (pruning, clusters, int8) of
-    that shrunk model, with its own sensitivity table; otherwise of `model`
-    as it was. Every loss is against `model`'s value, so the budget is the
+    that shrunk model, with its own sensitivity table, starting at the size
+    `search` would start `model` at (so the shrunk model gets there
+    compressed less); otherwise of `model` as it was. Every loss is against `model`'s value, so the budget is the
     whole path's. On an embedding-heavy text model, fewer units is the
     larger lever: the embedding table loses columns, which pruning only
     zeroes (BENCHMARKS.md, "Smaller").
@@ -578,7 +601,7 @@ def search_shrunk(model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, *,
     log(f"[auto] round 1: loss {format_loss(loss, rounds_.unit)} on the selection split: {'kept' if probe.kept else 'not kept'} (at most {format_loss(share * max_loss, rounds_.unit)} may go to shrinking)")
     base = small if probe.kept else model
     rounds_.first_round, rounds_.shrunk = 2, units if probe.kept else None
-    result = search(base, analyze(base), tuner_for(base), evaluate, max_loss, rounds=rounds - 1, log=log, _state=rounds_, **search_args)
+    result = search(base, analyze(base), tuner_for(base), evaluate, max_loss, rounds=rounds - 1, log=log, _state=rounds_, _start_model=model if probe.kept else None, **search_args)
     result.shrink = probe
     return result
 
@@ -590,7 +613,7 @@ def _model_bytes(model):
     return sum(_weight_bytes([v.numpy() for v in prunable_weights(layer)], 0, None) for layer in all_layers(model))
 
 
-def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rounds=3, start_units=0.5, log=None):
+def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rounds=4, start_units=0.5, log=None):
     """Finds the model with the fewest multiply-adds whose fine-tuned copy
     keeps `max_loss`: whole units removed (`pruning.shrink`, every layer that
     can lose units keeping the same fraction), which makes it faster, not
@@ -660,7 +683,7 @@ def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=
     return fine_tune
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, start_sparsity=0.8, recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `shrink_first` (a fraction of units; None: not), round 1 removes
@@ -710,7 +733,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
     def analyze(m):
         return sensitivity.analyze(m, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
 
-    args = {"start_sparsity": start_sparsity, "recovery": recovery, "clusters": clusters, "backoff": backoff}
+    args = {"start_sparsity": start_sparsity, "start_clusters": start_clusters, "recovery": recovery, "clusters": clusters, "backoff": backoff}
     if shrink_first is None:
         return search(model, analyze(model), tune, evaluate, max_loss, rounds=rounds, log=log, **args)
     return search_shrunk(

@@ -35,8 +35,9 @@ class Auto(Step):
     )
     schema = {
         "max_loss": (schema.optional(schema.expects("a number >= 0")(_nonneg_number), "a number >= 0 (points of accuracy, or bits/char)"), None),
-        "rounds": (schema.positive_int, 3),
+        "rounds": (schema.positive_int, 4),
         "start_sparsity": (schema.expects("a number in [0, 1)")(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1), 0.8),
+        "start_clusters": (schema.expects('"fewest", null or an integer in [2, 256] that clusters lists')(lambda v: v == "fewest" or _cluster_choice(v)), "fewest"),
         "recovery": (schema.optional(schema.positive_number, "a number > 0, or null (start from start_sparsity)"), None),
         "sparsities": (schema.expects("a list of numbers in (0, 1)")(lambda v: isinstance(v, list) and v and all(schema.open_fraction(i) for i in v)), [0.5, 0.8, 0.9, 0.95]),
         "clusters": (schema.expects("a list of null (no clustering) and integers in [2, 256]")(lambda v: isinstance(v, list) and v and all(_cluster_choice(i) for i in v)), [None, 16, 8]),
@@ -57,7 +58,7 @@ class Auto(Step):
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
-        Flag("--rounds", "rounds", int, 3, "fine-tuned candidates the auto step tries at most (default: 3)"),
+        Flag("--rounds", "rounds", int, 4, "fine-tuned candidates the auto step tries at most (default: 4)"),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
              "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )
@@ -68,6 +69,8 @@ class Auto(Step):
             fail(["max_loss"], "the auto step needs a budget", "auto: {max_loss: 0.5} (points of accuracy; bits/char for a language model), or --max-loss 0.5")
         if any(name in ("prune", "cluster", "quantize", "auto") for name, _ in earlier):
             fail([], "auto compresses a trained float model, so it cannot follow prune, cluster, quantize or another auto", "put auto right after train (or first, with a loaded model)")
+        if args["start_clusters"] not in ("fewest", None) and args["start_clusters"] not in args["clusters"]:
+            fail(["start_clusters"], f"start_clusters {args['start_clusters']} is not one of clusters {args['clusters']}", f"add {args['start_clusters']} to clusters, or use \"fewest\" or null")
         return args
 
     def run(self, ctx, args):
@@ -118,7 +121,7 @@ class Auto(Step):
             xg, yg, group = grouped
             return sensitivity.group_means(sensitivity.per_example(predict(m, xg, batch_size=512), yg, metric), group)
 
-        search_args = {"start_sparsity": args["start_sparsity"], "recovery": args["recovery"], "clusters": args["clusters"], "backoff": args["backoff"]}
+        search_args = {"start_sparsity": args["start_sparsity"], "start_clusters": args["start_clusters"], "recovery": args["recovery"], "clusters": args["clusters"], "backoff": args["backoff"]}
         if latency:
             result = budget.search_units(
                 model, tuner_for(model), evaluate, args["max_loss"], metric=metric, rounds=args["rounds"], start_units=float(args["start_units"]), log=ctx.log
