@@ -38,6 +38,7 @@ BENCHMARKS = [
     "bench_sensitivity",
     "bench_budget",
     "bench_budget_phrases",
+    "bench_budget_seeds",
     "bench_distillation",
     "bench_transfer",
     "bench_transfer_ensemble",
@@ -53,6 +54,7 @@ VARIANTS = {
     "bench_smaller_shrink": ("bench_smaller", ["--rows", "shrink"]),
     "bench_smaller_per_channel": ("bench_smaller", ["--rows", "per_channel"]),
     "bench_budget_phrases": ("bench_budget", ["--rows", "0.5,1.0"]),
+    "bench_budget_seeds": ("bench_budget", ["--rows", "0.5,1.0", "--seeds", "3"]),
     "bench_transfer_ensemble": ("bench_transfer", ["--seeds", "3", "--size", "3x", "--ensemble", "2", "--rows", "transfer,ensemble,updates"]),
 }
 
