@@ -39,6 +39,7 @@ BENCHMARKS = [
     "bench_budget",
     "bench_budget_phrases",
     "bench_budget_seeds",
+    "bench_budget_unshrunk",
     "bench_distillation",
     "bench_transfer",
     "bench_transfer_ensemble",
@@ -55,6 +56,7 @@ VARIANTS = {
     "bench_smaller_per_channel": ("bench_smaller", ["--rows", "per_channel"]),
     "bench_budget_phrases": ("bench_budget", ["--rows", "0.5,1.0"]),
     "bench_budget_seeds": ("bench_budget", ["--rows", "0.5,1.0", "--seeds", "3"]),
+    "bench_budget_unshrunk": ("bench_budget", ["--rows", "0.5-unshrunk", "--seeds", "3"]),
     "bench_transfer_ensemble": ("bench_transfer", ["--seeds", "3", "--size", "3x", "--ensemble", "2", "--rows", "transfer,ensemble,updates"]),
 }
 
