@@ -26,6 +26,7 @@ Sizes are gzip -9 of the file (the TF-IDF model: its vocabulary, idf and
 coefficients, pickled). Latency: one example at a time, median.
 """
 
+import dataclasses
 import gzip
 import os
 import pickle
@@ -115,22 +116,17 @@ def main():
     fractions = {"--max-loss 0.5, selection split 25%": 0.25}
     if args.seeds > 1:
         return emit(args, title, _seeds(runs, fractions, args, recipes))
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, steps in runs.items():
-            t0 = time.perf_counter()
-            report = recipes.run(_recipe(name, steps, args.quick, fractions.get(name)), os.path.join(tmp, str(len(results))), log=lambda line: print(line, flush=True), verbose=0)
-            results[name] = (report, time.perf_counter() - t0)
+        results = _run_all(runs, fractions, args.quick, recipes, tmp, SEED)
     _, fixed_s = results["fixed recipe (80% + QAT)"]
     dense_report, _ = results.pop("dense")
-    dense = next(r for r in dense_report.records if r.step == "train")
-    reference = next(r for r in dense_report.records if r.kind == "tflite")  # the dense model's float32 file
+    dense_records = _records(dense_report, "float32")
+    dense, reference = dense_records["train"], dense_records["file"]  # the dense model's float32 file is the 1× size
     rows = [["dense (train 2 epochs), float32 `.tflite`", f"{dense.value:.4f}", "—", f"{reference.gzip_bytes / 1024:,.1f}", "1.0×", f"{reference.latency_ms:.3f}", "—", "the 1× size"]]
     summaries = []
     for name, (report, seconds) in results.items():
-        final = next(r for r in report.records if r.kind == "tflite" and "dynamic" in r.step)
-        train_row = next(r for r in report.records if r.step == "train")
-        auto = next((r for r in report.records if r.step.startswith("auto")), None)
+        got = _records(report)
+        final, train_row, auto = got["file"], got["train"], got["auto"]
         note = auto.notes if auto else "train 2, prune 80% 2, QAT 1 epochs"
         rows.append([
             name, f"{final.value:.4f}", f"{(final.value - dense.value) * 100:+.2f}", f"{final.gzip_bytes / 1024:,.1f}",
@@ -139,7 +135,7 @@ def main():
         if auto:
             summaries.append(f"**{name}**: its own dense model scored {train_row.value:.4f} on dev (trained on {report.meta['train examples']:,} phrases; "
                              f"{report.meta['selection examples']:,} selection sentences set aside). {report.meta['budget']}.\n\n"
-                             + report.sections[next(k for k in report.sections if k.startswith("Accuracy budget"))].split("![")[0].split("\n\n", 1)[1])
+                             + _budget_section(report).split("\n\n", 1)[1])
     if "tfidf" not in args.rows:
         return emit(args, title, body_of(rows, summaries))
     lr = _tfidf(train, dev, args.quick)
@@ -148,46 +144,78 @@ def main():
     emit(args, title, body_of(rows, summaries))
 
 
+def _run_all(runs, fractions, quick, recipes, tmp, seed):
+    """`{name: (report, wall seconds)}`: every recipe of `runs` run with `seed`, in order, in one process."""
+    results = {}
+    for name, steps in runs.items():
+        t0 = time.perf_counter()
+        out = os.path.join(tmp, f"{seed}-{len(results)}")
+        report = recipes.run(_recipe(name, steps, quick, fractions.get(name), seed), out, log=lambda line: print(line, flush=True), verbose=0)
+        results[name] = (report, time.perf_counter() - t0)
+    return results
+
+
+def _records(report, mode="dynamic"):
+    """A run's records: its dense model after training, its `.tflite` file of `mode`, and its auto step (None without one)."""
+    return {
+        "train": next(r for r in report.records if r.step == "train"),
+        "file": next(r for r in report.records if r.kind == "tflite" and mode in r.step),
+        "auto": next((r for r in report.records if r.step.startswith("auto")), None),
+    }
+
+
+def _budget_section(report):
+    """The report's accuracy-budget section, without its plot."""
+    return report.sections[next(k for k in report.sections if k.startswith("Accuracy budget"))].split("![")[0]
+
+
+@dataclasses.dataclass
+class _Seed:
+    """One run of one seed, against that seed's dense model and fixed recipe."""
+
+    accuracy: float
+    delta: float  # points against the seed's dense model
+    gzip: int
+    smaller: float
+    wall: float  # × the seed's fixed recipe (None for the dense model)
+    report: object
+    own_dense: float
+    auto: object  # the auto step's record, None without one
+
+
 def _seeds(runs, fractions, args, recipes):
     """Every run once per seed: mean ± sd of the dev accuracy, Δ against the same seed's dense model
     (mean and worst), the size, the wall time against the same seed's fixed recipe, and how often
     the budget was met; then each seed's rounds."""
-    per = {name: [] for name in runs}  # name -> [(accuracy, Δ, gzip, smaller, wall ×, auto record or None, report)]
+    per = {name: [] for name in runs}  # name -> [_Seed], one per seed
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
-            reports = {}
-            for name, steps in runs.items():
-                t0 = time.perf_counter()
-                out = os.path.join(tmp, f"{seed}-{len(reports)}")
-                reports[name] = (recipes.run(_recipe(name, steps, args.quick, fractions.get(name), seed), out, log=lambda line: print(line, flush=True), verbose=0), time.perf_counter() - t0)
-            dense_report, _ = reports["dense"]
-            dense = next(r for r in dense_report.records if r.step == "train").value
-            reference = next(r for r in dense_report.records if r.kind == "tflite")
+            reports = _run_all(runs, fractions, args.quick, recipes, tmp, seed)
+            dense_records = _records(reports["dense"][0], "float32")
+            dense, reference = dense_records["train"].value, dense_records["file"]
             fixed_s = reports["fixed recipe (80% + QAT)"][1]
             for name, (report, seconds) in reports.items():
-                if name == "dense":
-                    per[name].append((dense, 0.0, reference.gzip_bytes, 1.0, None, None, report))
-                    continue
-                final = next(r for r in report.records if r.kind == "tflite" and "dynamic" in r.step)
-                auto = next((r for r in report.records if r.step.startswith("auto")), None)
-                per[name].append((final.value, (final.value - dense) * 100, final.gzip_bytes, reference.gzip_bytes / final.gzip_bytes, seconds / fixed_s, auto, report))
+                got = _records(report, "float32" if name == "dense" else "dynamic")
+                final = got["file"]
+                per[name].append(_Seed(
+                    dense if name == "dense" else final.value, (final.value - dense) * 100 if name != "dense" else 0.0, final.gzip_bytes,
+                    reference.gzip_bytes / final.gzip_bytes, None if name == "dense" else seconds / fixed_s, report, got["train"].value, got["auto"],
+                ))
     rows, details = [], []
     for name, got in per.items():
-        acc = [g[0] for g in got]
-        delta = [g[1] for g in got]
-        met = [g[6].meta.get("budget met") for g in got if g[5] is not None]
+        acc = [g.accuracy for g in got]
+        delta = [g.delta for g in got]
+        met = [g.report.meta.get("budget met") for g in got if g.auto is not None]
         what = "the 1× size" if name == "dense" else (f"budget met on {sum(met)} of {len(met)} seeds" if met else "train 2, prune 80% 2, QAT 1 epochs")
         rows.append([
             name, f"{np.mean(acc):.4f} ± {np.std(acc):.4f}", "—" if name == "dense" else f"{np.mean(delta):+.2f} (worst {min(delta):+.2f})",
-            f"{np.mean([g[2] for g in got]) / 1024:,.1f}", f"{np.mean([g[3] for g in got]):.1f}× (least {min(g[3] for g in got):.1f}×)",
-            "—" if got[0][4] is None else f"{np.mean([g[4] for g in got]):.2f}× (most {max(g[4] for g in got):.2f}×)", what,
+            f"{np.mean([g.gzip for g in got]) / 1024:,.1f}", f"{np.mean([g.smaller for g in got]):.1f}× (least {min(g.smaller for g in got):.1f}×)",
+            "—" if got[0].wall is None else f"{np.mean([g.wall for g in got]):.2f}× (most {max(g.wall for g in got):.2f}×)", what,
         ])
         for seed, g in enumerate(got):
-            if g[5] is not None:
-                section = g[6].sections[next(k for k in g[6].sections if k.startswith("Accuracy budget"))].split("![")[0]
-                own = next(r for r in g[6].records if r.step == "train").value
-                details.append(f"**{name}, seed {seed}**: dev {g[0]:.4f} ({g[1]:+.2f} against this seed's dense model; its own dense model, trained without the "
-                               f"selection split, scored {own:.4f}), {g[3]:.1f}× smaller. {section}")
+            if g.auto is not None:
+                details.append(f"**{name}, seed {seed}**: dev {g.accuracy:.4f} ({g.delta:+.2f} against this seed's dense model; its own dense model, trained without the "
+                               f"selection split, scored {g.own_dense:.4f}), {g.smaller:.1f}× smaller. {_budget_section(g.report)}")
     return (
         table(["model", "SST-2 dev accuracy (mean ± sd)", "Δ vs same seed's dense (points)", "gzip KiB (mean)", "smaller", "wall (× same seed's fixed)", "what"], rows)
         + f"\n\nSeeds 0–{args.seeds - 1}: each seed trains its own models and carves its own selection split (10% of the training sentences). "
