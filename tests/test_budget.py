@@ -191,6 +191,35 @@ def test_bad_budgets_are_refused(trained, table):  # noqa: F811
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, clusters=(None, 8), start_clusters=16)
     with pytest.raises(ValueError, match=r'backoff must be "local" or "front". Received: backoff=\'near\''):
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, backoff="near")
+    with pytest.raises(ValueError, match=r"margin must be a number >= 0 of standard errors .* Received: margin=-0.5"):
+        budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, margin=-0.5)
+
+
+def test_a_loss_keeps_the_budget_only_with_its_margin_of_standard_errors(trained):  # noqa: F811
+    from tfcompress import pruning
+
+    model, x, y = trained
+
+    def run(max_loss, margin):
+        lines = []
+        result = budget.search_units(
+            model, lambda plan: pruning.shrink(model, units=plan.units), lambda m: sensitivity.per_example(m.predict(x, verbose=0), y, "accuracy"),
+            max_loss, rounds=1, margin=margin, log=lines.append,
+        )
+        return result, lines
+
+    first, _ = run(100.0, 0)
+    loss, se = first.chosen.loss, first.chosen.standard_error
+    assert loss > 0 and se > 0, (loss, se)  # half the units, untrained: it loses, and not the same on every example
+    between = loss + se / 2  # the loss alone keeps it; the loss plus one standard error does not
+    plain, _ = run(between, 0)
+    careful, lines = run(between, 1.0)
+    assert plain.within_budget and plain.chosen.within_budget
+    assert not careful.within_budget and not careful.chosen.within_budget and careful.chosen.loss == pytest.approx(loss)
+    assert "over the budget (loss + 1 s.e.)" in lines[-1] and "(checked as loss + 1 s.e.)" in careful.summary()
+    assert "when its loss + 1 × that error is at most" in careful.to_markdown()
+    assert "× that error" not in plain.to_markdown()
+    assert run(loss + 1.5 * se, 1.0)[0].within_budget
 
 
 def _auto_config(tmp_path, **auto):
@@ -257,6 +286,8 @@ def test_max_loss_is_required_and_auto_comes_first(tmp_path):
     config = _auto_config(tmp_path, max_loss=None)
     with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.max_loss': the auto step needs a budget"):
         recipe.Recipe.from_dict(config)
+    with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.margin': -1 is not valid here. Fix: give a number >= 0 \(standard errors\)"):
+        recipe.Recipe.from_dict(_auto_config(tmp_path, margin=-1))
     with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.shrink_first': 1.0 is not valid here. Fix: give a fraction in \(0, 1\) of the units, or null"):
         recipe.Recipe.from_dict(_auto_config(tmp_path, shrink_first=1.0))
     with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.start_clusters': start_clusters 8 is not one of clusters \[None\]. Fix: add 8 to clusters"):
@@ -308,7 +339,7 @@ def test_the_latency_objective_halves_towards_the_fewest_multiply_adds_within_bu
     for c in cands:
         small = pruning.shrink(model, units=c.plan.units)
         assert c.plan.multiply_adds == pruning.multiply_adds(small) < pruning.multiply_adds(model)
-        assert c.within_budget == (c.loss <= max_loss + 1e-9) and c.standard_error is not None
+        assert c.within_budget == (c.loss + c.standard_error <= max_loss + 1e-9)  # the default margin: one standard error
     if max_loss == 100.0:
         assert [c.plan.units for c in cands] == [0.5, 0.25, 0.125] and result.chosen is cands[-1]
     passing = [c for c in cands if c.within_budget]

@@ -36,6 +36,7 @@ class Auto(Step):
     schema = {
         "max_loss": (schema.optional(schema.expects("a number >= 0")(_nonneg_number), "a number >= 0 (points of accuracy, or bits/char)"), None),
         "rounds": (schema.positive_int, 4),
+        "margin": (schema.expects("a number >= 0 (standard errors)")(_nonneg_number), 1.0),
         "start_sparsity": (schema.expects("a number in [0, 1)")(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1), 0.8),
         "start_clusters": (schema.expects('"fewest", null or an integer in [2, 256] that clusters lists')(lambda v: v == "fewest" or _cluster_choice(v)), "fewest"),
         "recovery": (schema.optional(schema.positive_number, "a number > 0, or null (start from start_sparsity)"), None),
@@ -59,6 +60,8 @@ class Auto(Step):
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
         Flag("--rounds", "rounds", int, 4, "fine-tuned candidates the auto step tries at most (default: 4)"),
+        Flag("--margin", "margin", float, 1.0, "the auto step counts a candidate within --max-loss when its loss plus this many paired standard errors "
+             "on the selection split is (default: 1; 0 checks the loss alone, which is optimistic)"),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
              "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )
@@ -121,10 +124,10 @@ class Auto(Step):
             xg, yg, group = grouped
             return sensitivity.group_means(sensitivity.per_example(predict(m, xg, batch_size=512), yg, metric), group)
 
-        search_args = {"start_sparsity": args["start_sparsity"], "start_clusters": args["start_clusters"], "recovery": args["recovery"], "clusters": args["clusters"], "backoff": args["backoff"]}
+        search_args = {"margin": args["margin"], "start_sparsity": args["start_sparsity"], "start_clusters": args["start_clusters"], "recovery": args["recovery"], "clusters": args["clusters"], "backoff": args["backoff"]}
         if latency:
             result = budget.search_units(
-                model, tuner_for(model), evaluate, args["max_loss"], metric=metric, rounds=args["rounds"], start_units=float(args["start_units"]), log=ctx.log
+                model, tuner_for(model), evaluate, args["max_loss"], metric=metric, rounds=args["rounds"], margin=args["margin"], start_units=float(args["start_units"]), log=ctx.log
             )
         elif args["shrink_first"] is None:
             result = budget.search(model, analyze(model), tuner_for(model), evaluate, args["max_loss"], rounds=args["rounds"], log=ctx.log, **search_args)
@@ -148,7 +151,7 @@ class Auto(Step):
             message = (
                 f"auto: no candidate kept the budget of {sensitivity.format_loss(args['max_loss'], result.unit)} in {len(result.candidates)} "
                 f"round(s); handing on the one that lost least ({sensitivity.format_loss(chosen.loss, result.unit)}). Fix: a larger "
-                "max_loss, more rounds, a lower start_sparsity (start_units with objective latency: a more careful first plan), or a larger data.selection_fraction "
+                "max_loss, more rounds, a smaller margin (standard errors added to each loss), a lower start_sparsity (start_units with objective latency: a more careful first plan), or a larger data.selection_fraction "
                 "when the losses are within their ± standard errors of the budget."
             )
             ctx.log(f"[auto] WARNING: {message}")
