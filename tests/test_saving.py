@@ -75,7 +75,11 @@ def test_pruned_model_round_trip(pruned, tmp_path, fmt):
         assert tuple(wrapper.sparsity_m_by_n) == (2, 4)  # TFMOT's own config drops it
         schedule = wrapper.pruning_schedule.get_config()["config"]
         assert (schedule["begin_step"], schedule["frequency"]) == (2, 3)
-    # Training continues after loading (plain Keras loader: no fit hook, no callback).
+    if fmt != "model.h5":
+        return
+    # Training continues after loading (plain Keras loader: no fit hook, no callback). One format is
+    # enough: the three revive the same wrappers from the same configs, as checked above; .h5, the
+    # format users arrive with, is the one that names weights by path.
     _train(loaded)
     stripped = pruning.strip(loaded)
     assert pruning.m_by_n_violations(stripped.get_layer("bilstm").forward_layer.cell.kernel.numpy()) == 0
