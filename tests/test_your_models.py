@@ -11,7 +11,8 @@
    (`export.to_tflite`);
 4. a Keras `Tokenizer` + `pad_sequences(padding="post")` pipeline, masked
    LSTM, float `keras.Input((48,))` (`tfcompress compress --tokenizer
-   tok.json --padding post`).
+   tok.json --padding post --steps quantize,export`; pruning a user's model
+   through the command line is the third test's).
 
 Agreement is measured on data no model trained on (SST-2 dev, or held-back
 character windows), against the Keras model each file was exported from.
@@ -189,7 +190,7 @@ def test_keras_tokenizer_with_post_padding_and_masking(sst2, tmp_path):
     model.save(tmp_path / "model.h5")
 
     args = ["--model", str(tmp_path / "model.h5"), "--tokenizer", str(tmp_path / "tokenizer.json"), "--padding", "post", "--truncating", "post"]
-    records, agreement = _compress(args + [str(train_file), "--dev", str(dev_file)], tmp_path / "out")
+    records, agreement = _compress(args + [str(train_file), "--dev", str(dev_file)], tmp_path / "out", steps="quantize,export")
 
     assert records["your model (as loaded)"]["value"] >= 0.75
     assert agreement >= 0.99
