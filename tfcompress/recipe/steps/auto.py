@@ -60,8 +60,8 @@ class Auto(Step):
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
         Flag("--rounds", "rounds", int, 4, "fine-tuned candidates the auto step tries at most (default: 4)"),
-        Flag("--margin", "margin", float, 1.0, "the auto step counts a candidate within --max-loss when its loss plus this many paired standard errors "
-             "on the selection split is (default: 1; 0 checks the loss alone, which is optimistic)"),
+        Flag("--margin", "margin", float, 1.0, "a candidate of the auto step keeps --max-loss only when its loss on the selection split plus this many "
+             "paired standard errors does (default: 1; 0 checks the loss alone, which is optimistic)"),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
              "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )
