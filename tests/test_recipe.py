@@ -75,6 +75,9 @@ def _yaml(tmp_path, text):
         ("data: {train: t.tsv}\nsteps:\n  - export: {modes: [int4]}\n", r"modes': \['int4'\] is not valid here. Fix: give a non-empty list of 'float32'"),
         ("data: {train: t.tsv}\nmodel: {build: {units: 8, heads: 2}}\nsteps: [train]\n", r"key 'model.build.heads': unknown model argument 'heads'"),
         ("data: {train: t.tsv}\ntext: {preprocessor: {tokenizer: spacy}}\nsteps: [train]\n", r"key 'text.preprocessor': TextPreprocessor\(tokenizer='spacy'\)"),
+        # Two keys describe the same check (a mapping) in their own words: each keeps its own.
+        ("data: {train: t.tsv}\ntext: {preprocessor: 5}\nsteps: [train]\n", r"key 'text.preprocessor': 5 is not valid here. Fix: give a mapping of TextPreprocessor arguments$"),
+        ("data: {train: t.tsv}\nsteps:\n  - distill: {student: 5}\n", r"key 'steps\[0\].distill.student': 5 is not valid here. Fix: give a mapping of model builder arguments$"),
         ("data: {train: t.tsv}\nsteps:\n  - prune: {structure: '2:4', block_size: [1, 4]}\n", r"structure and block_size conflict"),
         ("data: {train: t.tsv}\nsteps:\n  - prune: {structure: '1:4', target_sparsity: 0.8}\n", r"structure '1:4' fixes the sparsity at 0.25.*Fix: drop target_sparsity"),
         ("data: {train: t.tsv\n", r"r.yaml, line \d+: invalid YAML"),

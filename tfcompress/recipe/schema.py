@@ -7,6 +7,7 @@ or to a nested schema. Steps declare their own schema (`Step.schema`).
 """
 
 import copy
+import functools
 
 __all__ = ["RecipeError", "check_section", "fail_at", "SCHEMA", "TRAINING"]
 
@@ -16,11 +17,17 @@ class RecipeError(ValueError):
 
 
 def expects(text):
-    """Gives a check its description: `@expects("an integer >= 1")`."""
+    """Gives a check its description: `@expects("an integer >= 1")`, or
+    `expects("a mapping of ...")(mapping)` for one key. Returns a new check:
+    the one given keeps its own description (it may serve other keys)."""
 
     def mark(check):
-        check.expected = text
-        return check
+        @functools.wraps(check)
+        def described(v):
+            return check(v)
+
+        described.expected = text
+        return described
 
     return mark
 
@@ -62,6 +69,11 @@ def epochs_arg(text):
 @expects("a number > 0")
 def positive_number(v):
     return _number(v) and v > 0
+
+
+@expects("a number >= 0")
+def nonneg_number(v):
+    return _number(v) and v >= 0
 
 
 @expects("a number in [0, 1)")

@@ -16,10 +16,6 @@ def _cluster_choice(v):
     return v is None or (isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 256)
 
 
-def _nonneg_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
-
-
 # Whether the rounds are verified on each held-out sentence's mean over itself and its phrases
 # (SST-2, one seed: the paired standard error fell from ±1.0 to ±0.5 point; BENCHMARKS.md).
 PHRASES_DEFAULT = True
@@ -34,10 +30,10 @@ class Auto(Step):
         "and verified on the selection split; with --objective latency, the one with the fewest multiply-adds (whole units removed)"
     )
     schema = {
-        "max_loss": (schema.optional(schema.expects("a number >= 0")(_nonneg_number), "a number >= 0 (points of accuracy, or bits/char)"), None),
+        "max_loss": (schema.optional(schema.nonneg_number, "a number >= 0 (points of accuracy, or bits/char)"), None),
         "rounds": (schema.positive_int, 4),
-        "margin": (schema.expects("a number >= 0 (standard errors)")(_nonneg_number), 1.0),
-        "start_sparsity": (schema.expects("a number in [0, 1)")(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1), 0.8),
+        "margin": (schema.expects("a number >= 0 (standard errors)")(schema.nonneg_number), 1.0),
+        "start_sparsity": (schema.fraction, 0.8),
         "start_clusters": (schema.expects('"fewest", null or an integer in [2, 256] that clusters lists')(lambda v: v == "fewest" or _cluster_choice(v)), "fewest"),
         "recovery": (schema.optional(schema.positive_number, "a number > 0, or null (start from start_sparsity)"), None),
         "sparsities": (schema.expects("a list of numbers in (0, 1)")(lambda v: isinstance(v, list) and v and all(schema.open_fraction(i) for i in v)), [0.5, 0.8, 0.9, 0.95]),
