@@ -41,6 +41,7 @@ BENCHMARKS = [
     "bench_budget_margin0",
     "bench_budget_seeds",
     "bench_budget_unshrunk",
+    "probe_selection",
     "bench_distillation",
     "bench_transfer",
     "bench_transfer_ensemble",
