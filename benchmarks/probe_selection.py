@@ -4,11 +4,12 @@ The `auto` step checks its budget on a selection split carved from SST-2's
 training sentences. On 3 seeds its verified losses were about a point below
 the same files' losses on dev. This probe measures the loss of ordinary
 compression steps (no choice among candidates, so no selection effect) after
-each step, against the run's dense model, on three sets:
+each step, against the run's dense model, on four sets:
 
 - **phrase means**: each held-out sentence scored as the mean over itself
   and the phrases cut from it (what `auto` verifies on by default);
 - **sentences**: the held-out sentences alone (`auto: {phrases: false}`);
+- **all selection examples**: the sentences and their phrases, unweighted;
 - **dev**: SST-2's dev set (full sentences), used here only to measure.
 
 Two chains per seed, from the same dense model (train 2 epochs): the fixed
@@ -32,8 +33,9 @@ CHAINS = {
     ],
 }
 
+SETS = ("phrase means", "sentences", "all selection examples", "dev")
 _BASE = {}  # (seed) -> per-example correctness of the dense model on each set
-_ROWS = []  # (seed, chain, label, {set: (loss, se)}, examples)
+_ROWS = []  # (seed, chain, label, {set: (loss or accuracy, se or None)})
 
 
 def _register():
@@ -53,21 +55,22 @@ def _register():
         def run(self, ctx, args):
             model = ctx.require_model()
             xg, yg, group = ctx.selection_groups(10**9)
-            sets = {
-                "phrase means": lambda: sensitivity.group_means(sensitivity.per_example(predict(model, xg, batch_size=512), yg, "accuracy"), group),
-                "sentences": lambda: sensitivity.per_example(predict(model, ctx.data["x_sel"], batch_size=512), ctx.data["y_sel"], "accuracy"),
-                "all selection examples": lambda: sensitivity.per_example(predict(model, xg, batch_size=512), yg, "accuracy"),
-                "dev": lambda: sensitivity.per_example(predict(model, ctx.data["x_dev"], batch_size=512), ctx.data["y_dev"], "accuracy"),
-            }
-            got = {k: f() for k, f in sets.items()}
+
+            def correct(x, y):
+                return sensitivity.per_example(predict(model, x, batch_size=512), y, "accuracy")
+
+            parts = correct(xg, yg)  # every selection example, once: two of the sets are made from it
+            got = dict(zip(SETS, (
+                sensitivity.group_means(parts, group), correct(ctx.data["x_sel"], ctx.data["y_sel"]), parts, correct(ctx.data["x_dev"], ctx.data["y_dev"]),
+            )))
             seed = ctx.recipe.config["seed"]
             if args["label"] == "dense":
                 _BASE[seed] = got
-                _ROWS.append((seed, args["chain"], "dense", {k: (float(np.mean(v)), None) for k, v in got.items()}, len(group)))
+                _ROWS.append((seed, args["chain"], "dense", {k: (float(np.mean(v)), None) for k, v in got.items()}))
             else:
                 base = _BASE[seed]
                 losses = {k: (sensitivity.loss_between(np.mean(base[k]), np.mean(v), "accuracy"), sensitivity.paired_standard_error(base[k], v, "accuracy")) for k, v in got.items()}
-                _ROWS.append((seed, args["chain"], args["label"], losses, len(group)))
+                _ROWS.append((seed, args["chain"], args["label"], losses))
             ctx.log(f"[measure] {_ROWS[-1]}")
             return StepResult(None, [])
 
@@ -98,23 +101,22 @@ def main():
         for seed in range(args.seeds):
             for i, chain in enumerate(CHAINS):
                 recipes.run(_recipe(chain, seed, args.quick), f"{tmp}/{seed}-{i}", log=lambda line: print(line, flush=True), verbose=0)
-    sets = ["phrase means", "sentences", "all selection examples", "dev"]
     rows = []
-    for seed, chain, label, got, n in _ROWS:
+    for seed, chain, label, got in _ROWS:
         if label == "dense" and chain != "fixed":
             continue
-        cells = [f"{got[k][0]:.4f}" if label == "dense" else f"{got[k][0]:+.2f} ± {got[k][1]:.2f}" for k in sets]
+        cells = [f"{got[k][0]:.4f}" if label == "dense" else f"{got[k][0]:+.2f} ± {got[k][1]:.2f}" for k in SETS]
         rows.append([str(seed), "dense (accuracy)" if label == "dense" else f"{chain}: {label}", *cells])
     gaps = {}
-    for seed, chain, label, got, n in _ROWS:
+    for seed, chain, label, got in _ROWS:
         if label != "dense":
-            for k in ("phrase means", "sentences", "all selection examples"):
+            for k in SETS[:-1]:
                 gaps.setdefault(k, []).append(got["dev"][0] - got[k][0])
     summary = "\n".join(
         f"- dev loss minus {k} loss: mean {np.mean(v):+.2f} points over {len(v)} measurements (sd {np.std(v, ddof=1) if len(v) > 1 else 0:.2f})" for k, v in gaps.items()
     )
     body = (
-        table(["seed", "model", "phrase means", "sentences", "all selection examples", "dev"], rows)
+        table(["seed", "model", *SETS], rows)
         + "\n\nLosses in points against the same run's dense model (± one paired standard error). The selection split is 10% of the "
         "training sentences with the phrases cut from them; no step here makes a choice on it, so these are plain measurements.\n\n"
         + summary
