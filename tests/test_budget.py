@@ -222,6 +222,58 @@ def test_a_loss_keeps_the_budget_only_with_its_margin_of_standard_errors(trained
     assert run(loss + 1.5 * se, 1.0)[0].within_budget
 
 
+@pytest.mark.parametrize("max_loss", [0.0, 100.0])
+def test_a_refit_replays_the_chosen_plan_from_the_model_as_given(trained, max_loss):  # noqa: F811
+    """`refit_plan` shrinks the original model as the plan was built on (only
+    when round 1's shrink was kept), fine-tunes it with the refit's own
+    tuners and hands that on, saying the verified model is not it."""
+    model, x, y = trained
+    calls = []
+
+    def evaluate(m):
+        return sensitivity.per_example(m.predict(x, verbose=0), y, "accuracy")
+
+    def analyze(m):
+        return sensitivity.analyze(m, x, y, sparsities=[0.5, 0.8], bits=[8], clusters=[8])
+
+    result = budget.search_shrunk(model, lambda small: small, analyze, _one_shot, evaluate, max_loss, rounds=2, clusters=(None,))
+    verified = result.model
+    plan = result.chosen.plan
+
+    def shrunk_again(small):
+        calls.append(("shrink", small.get_layer("lstm").units))
+        return small
+
+    def refit_tuner(base):
+        calls.append(("tuner", base.get_layer("lstm").units))
+        return _one_shot(base)
+
+    budget.refit_plan(model, result, refit_tuner, shrunk_again, "train + selection (1,200 examples)")
+    kept = result.shrink.kept
+    assert calls == ([("shrink", 4)] if kept else []) + [("tuner", 4 if kept else 8)]
+    assert result.model is result.chosen.model and result.model is not verified and result.chosen.plan is plan
+    assert result.model.get_layer("lstm").units == (4 if kept else 8)
+    # The same plan on the same start (these tuners do not train): the verified model's zeros, layer by layer.
+    for layer in plan.prunes:
+        zeros = [[np.flatnonzero(w.numpy() == 0) for w in prunable_weights(m.get_layer(layer))] for m in (result.model, verified)]
+        assert all(np.array_equal(a, b) for a, b in zip(*zeros)) and sum(map(len, zeros[0])), layer
+    note = "the model handed on is that plan refit on train + selection (1,200 examples), not the verified model"
+    assert note in result.summary() and f"**Refit:** {note}" in result.to_markdown()
+
+
+def test_compress_from_arrays_refits_on_train_and_selection_when_asked(trained):  # noqa: F811
+    model, x, y = trained
+    rng = np.random.default_rng(0)
+    xt = rng.integers(2, 50, size=(300, 10)).astype("int32")
+    yt = (xt[:, -3:] < 20).any(1).astype("int32")
+    kwargs = {"rounds": 1, "shrink_first": None, "clusters": (None,), "prune_epochs": 1, "quantize_epochs": 1, "batch_size": 64}
+    plain = budget.compress(model, (xt, yt), (x, y), 100.0, **kwargs)
+    again = budget.compress(model, (xt, yt), (x, y), 100.0, refit=True, **kwargs)
+    assert plain.refit is None and "refit" not in plain.summary()
+    assert again.refit == "train + selection (500 examples)" and again.chosen.plan.sparsity == plain.chosen.plan.sparsity
+    assert again.model is again.chosen.model and quantization.is_quantized(again.model)
+
+
 def _auto_config(tmp_path, **auto):
     write_dataset(tmp_path / "train.tsv")
     write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
@@ -250,6 +302,10 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     assert (tmp_path / "out" / "auto-2.png").stat().st_size > 1000
     row = next(r for r in report.records if r.step == "auto (max loss 100)")
     assert report.meta["budget met"] and not row.notes.startswith("BUDGET NOT MET")  # (the rounds' logic is tested above)
+    # Refit (the default): the chosen plan trained again with the selection split's 60 sentences back in training.
+    assert report.meta["refit"] and "[auto] refit: shrink to 50% of the units; prune " in "\n".join(lines)
+    assert row.notes.endswith("; then refit on train + selection (600 examples) (the dev figures are the refit model's, which nothing verified)")
+    assert "**Refit:** the model handed on is that plan refit on train + selection (600 examples), not the verified model" in section
     state = json.loads((tmp_path / "out" / ".run" / "02-auto" / "done.json").read_text())
     assert state["meta"]["budget met"] == report.meta["budget met"]
     shrunk, chosen = row.notes.split(";")[:2]  # "shrink to 50% ...; prune embedding 80%, lstm_0 95%, ...": the smallest plan, as the budget allows anything

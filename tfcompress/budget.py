@@ -39,6 +39,11 @@ The result is the smallest verified plan within budget. When no plan is,
 `within_budget` is False and the model is the one that lost least: callers
 must say so (the recipe step warns, `tfcompress compress --max-loss` exits
 with an error unless `--best-effort`).
+
+`refit_plan` replays the chosen plan with training that also sees the selection
+split, once every choice is made: the split no longer costs the returned
+model training data, but that model is not the one verified (the result
+says so, and only data no choice used can measure it).
 """
 
 import dataclasses
@@ -49,7 +54,7 @@ import numpy as np
 
 from tfcompress.sensitivity import format_loss, loss_between, paired_standard_error, per_example
 
-__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "compress"]
+__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "refit_plan", "compress"]
 
 
 @dataclasses.dataclass
@@ -126,6 +131,7 @@ class SearchResult:
     shrink: "ShrinkProbe" = None  # `search_shrunk`: the model shrunk first, and whether the plans build on it
     examples_label: str = "selection examples"  # what `examples` counts
     margin: float = 0.0  # standard errors added to each loss before it is checked against the budget
+    refit: str = None  # what the chosen plan was refit on (`refit_plan`), when `model` is not the verified one
 
     def _metric(self):
         return self.table.metric if self.table is not None else self.metric
@@ -138,7 +144,14 @@ class SearchResult:
             f"loss {c.loss_text(self.unit)} on the selection split, {verdict} the budget of {format_loss(self.max_loss, self.unit)}"
             + (f" (checked as loss + {self.margin:g} s.e.)" if self.margin and c.standard_error is not None else "")
         )
+        text += f"; {self.refit_note()}" if self.refit else ""
         return text + (f"; {self.resolution_note()}" if self.unresolved() else "")
+
+    def refit_note(self):
+        return (
+            f"the model handed on is that plan refit on {self.refit}, not the verified model: "
+            "the selection split measures nothing of it, so judge it on data no choice used (dev)"
+        )
 
     def unresolved(self):
         """Whether the selection split is too small to tell the chosen
@@ -189,6 +202,8 @@ class SearchResult:
                     f" A candidate is within the budget when its loss + {self.margin:g} × that error is at most "
                     f"{format_loss(self.max_loss, self.unit)}: the smallest one that passed is kept, so a plain loss ≤ budget would be optimistic."
                 )
+        if self.refit:
+            lines += ["", f"**Refit:** {self.refit_note()}."]
         if self.unresolved():
             lines += ["", f"**Not settled:** {self.resolution_note()}."]
         return "\n".join(lines) + "\n"
@@ -715,7 +730,31 @@ def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=
     return fine_tune
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, log=None):
+def refit_plan(model, result, tuner_for, tune_shrunk, data):
+    """`result`'s chosen plan replayed from `model` with training that sees
+    more data (`data` names it): the tuners train on train + selection once
+    the search has made every choice. With a plan built on a shrunk model
+    (`search_shrunk`), `model` is shrunk the same way and fine-tuned first
+    (`tune_shrunk`), then the plan is compressed from that (`tuner_for`).
+    Sets `result.model` (and the chosen candidate's) to the refit model and
+    `result.refit` to `data`; the verified model is let go.
+
+    The selection split can no longer measure the refit model (it trained on
+    it): the losses in `result` are the verified model's, as `summary` and
+    `to_markdown` then say."""
+    from tfcompress import pruning
+
+    plan = result.chosen.plan
+    base = model
+    if plan.shrunk:
+        base = tune_shrunk(pruning.shrink(model, units=plan.shrunk))
+    result.chosen.model = result.model = None  # the verified model goes before the refit one is built
+    result.model = result.chosen.model = tuner_for(base)(plan)
+    result.refit = data
+    return result
+
+
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=False, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `shrink_first` (a fraction of units; None: not), round 1 removes
@@ -730,6 +769,9 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         selection: `(x, y)` to measure and verify on: data carved from the
             training data, not the dev set you report on.
         max_loss: points of accuracy (or bits/char with `metric="bits/char"`).
+        refit: once the plan is chosen, replay it training on `train` and
+            `selection` together (`refit_plan`): the model returned is
+            then not the verified one. It costs one more fine-tune.
         the rest: see `search`, `fine_tuner` and `sensitivity.analyze`.
 
     Returns:
@@ -746,30 +788,38 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
     (x, y), (xs, ys) = train, selection
     loss = "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
 
-    def fit(m, epochs, learning_rate):
-        m.compile(keras.optimizers.Adam(learning_rate), loss, ["accuracy"])
-        m.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
-        return m
+    def fitter(x, y):
+        def fit(m, epochs, learning_rate):
+            m.compile(keras.optimizers.Adam(learning_rate), loss, ["accuracy"])
+            m.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+            return m
+
+        def tuner_for(base):
+            return fine_tuner(
+                base, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs,
+                steps_per_epoch=int(np.ceil(len(x) / batch_size)), shrink_epochs=shrink_epochs,
+            )
+
+        return (lambda small: fit(small, shrink_epochs, 1e-3)), tuner_for
 
     def evaluate(m):
         return per_example(predict(m, xs, batch_size=512), ys, metric)
 
-    steps = int(np.ceil(len(x) / batch_size))
-    tune = fine_tuner(
-        model, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs,
-        steps_per_epoch=steps, shrink_epochs=shrink_epochs,
-    )
-    if objective == "latency":
-        return search_units(model, tune, evaluate, max_loss, metric=metric, rounds=rounds, margin=margin, start_units=start_units, log=log)
+    tune_shrunk, tuner_for = fitter(x, y)
+    args = {"margin": margin, "start_sparsity": start_sparsity, "start_clusters": start_clusters, "recovery": recovery, "clusters": clusters, "backoff": backoff}
 
     def analyze(m):
         return sensitivity.analyze(m, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
 
-    args = {"margin": margin, "start_sparsity": start_sparsity, "start_clusters": start_clusters, "recovery": recovery, "clusters": clusters, "backoff": backoff}
-    if shrink_first is None:
-        return search(model, analyze(model), tune, evaluate, max_loss, rounds=rounds, log=log, **args)
-    return search_shrunk(
-        model, lambda small: fit(small, shrink_epochs, 1e-3), analyze,
-        lambda base: fine_tuner(base, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs, steps_per_epoch=steps),
-        evaluate, max_loss, units=shrink_first, share=shrink_share, metric=metric, rounds=rounds, log=log, **args,
-    )
+    if objective == "latency":
+        result = search_units(model, tuner_for(model), evaluate, max_loss, metric=metric, rounds=rounds, margin=margin, start_units=start_units, log=log)
+    elif shrink_first is None:
+        result = search(model, analyze(model), tuner_for(model), evaluate, max_loss, rounds=rounds, log=log, **args)
+    else:
+        result = search_shrunk(
+            model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, units=shrink_first, share=shrink_share, metric=metric, rounds=rounds, log=log, **args,
+        )
+    if refit:
+        both = fitter(np.concatenate([x, xs]), np.concatenate([y, ys]))
+        result = refit_plan(model, result, both[1], both[0], f"train + selection ({len(x) + len(xs):,} examples)")
+    return result

@@ -178,6 +178,21 @@ class RunContext:
         return x, y, group
 
     @contextlib.contextmanager
+    def training_with_selection(self):
+        """Inside, the steps' training data is the training split and every
+        example the selection split held out (a sentence with its phrases),
+        for a refit once every choice is made; a classifier only: a language
+        model's selection windows are the end of its corpus."""
+        saved = self.data
+        parts = saved.get("sel_parts")
+        x, y = (parts[0], parts[1]) if parts is not None else (saved["x_sel"], saved["y_sel"])
+        self.data = {**saved, "x_train": np.concatenate([saved["x_train"], x]), "y_train": np.concatenate([saved["y_train"], y])}
+        try:
+            yield len(self.data["x_train"])
+        finally:
+            self.data = saved
+
+    @contextlib.contextmanager
     def float32_scope(self):
         """Where a compression step builds and trains its wrapped model: the
         float32 policy (TFMOT's wrappers compute in float32; a mixed-precision

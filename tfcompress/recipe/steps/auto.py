@@ -20,6 +20,9 @@ def _cluster_choice(v):
 # (SST-2, one seed: the paired standard error fell from ±1.0 to ±0.5 point; BENCHMARKS.md).
 PHRASES_DEFAULT = True
 
+# Whether the chosen plan is replayed with the selection split added to training before it is handed on.
+REFIT_DEFAULT = True
+
 
 @register_step
 class Auto(Step):
@@ -52,6 +55,7 @@ class Auto(Step):
         "shrink_first": (schema.optional(schema.open_fraction, "a fraction in (0, 1) of the units, or null (no shrinking first)"), 0.5),
         "shrink_share": (schema.expects("a number in (0, 1]")(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1), 0.5),
         "phrases": (schema.choice(True, False), PHRASES_DEFAULT),
+        "refit": (schema.choice(True, False), REFIT_DEFAULT),
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
@@ -91,9 +95,9 @@ class Auto(Step):
         def fit(m, epochs, learning_rate):
             return ctx.fit(m, {**train_args, "epochs": epochs, "learning_rate": learning_rate}, default_lr=learning_rate)
 
-        steps = int(np.ceil(ctx.train_count(train_args) / args["batch_size"]))
-
         def tuner_for(base):
+            # The pruning schedule's steps per epoch, of the data training sees now (more in a refit).
+            steps = int(np.ceil(ctx.train_count(train_args) / args["batch_size"]))
             tune = budget.fine_tuner(
                 base, fit, prune_epochs=args["prune_epochs"], cluster_epochs=args["cluster_epochs"], quantize_epochs=args["quantize_epochs"],
                 steps_per_epoch=steps, shrink_epochs=args["shrink_epochs"],
@@ -132,6 +136,12 @@ class Auto(Step):
                 model, tune_shrunk, analyze, tuner_for, evaluate, args["max_loss"], units=float(args["shrink_first"]), share=args["shrink_share"],
                 metric=metric, rounds=args["rounds"], log=ctx.log, **search_args,
             )
+        if args["refit"] and ctx.task == "classification":
+            with ctx.training_with_selection() as count:
+                ctx.log(f"[auto] refit: {result.chosen.plan.describe()}, trained again on train + selection ({count:,} examples)")
+                budget.refit_plan(model, result, tuner_for, tune_shrunk, f"train + selection ({count:,} examples)")
+        elif args["refit"]:
+            ctx.log("[auto] no refit: a language model's selection split is the end of its corpus, which training does not take back")
         if grouped is not None:
             result.examples_label = f"selection sentences, each the mean over itself and its phrases ({len(grouped[1]):,} examples)"
         table = result.table
@@ -139,9 +149,11 @@ class Auto(Step):
         result.plot(os.path.join(ctx.out, plot))
         chosen = result.chosen
         notes = f"{chosen.plan.describe()}; selection loss {chosen.loss_text(result.unit)} (budget {sensitivity.format_loss(args['max_loss'], result.unit)}); {len(result.candidates)} candidates"
+        if result.refit:
+            notes += f"; then refit on {result.refit} (the dev figures are the refit model's, which nothing verified)"
         if result.unresolved():
             ctx.log(f"[auto] NOTE: {result.resolution_note()}")
-        meta = {"budget met": result.within_budget, "budget": result.summary(), "best effort": args["best_effort"]}
+        meta = {"budget met": result.within_budget, "budget": result.summary(), "best effort": args["best_effort"], "refit": bool(result.refit)}
         if not result.within_budget:
             notes = "BUDGET NOT MET: " + notes
             message = (
