@@ -261,17 +261,21 @@ def test_a_refit_replays_the_chosen_plan_from_the_model_as_given(trained, max_lo
     assert note in result.summary() and f"**Refit:** {note}" in result.to_markdown()
 
 
-def test_compress_from_arrays_refits_on_train_and_selection_when_asked(trained):  # noqa: F811
+def test_compress_from_arrays_verifies_on_group_means_and_refits_when_asked(trained):  # noqa: F811
     model, x, y = trained
     rng = np.random.default_rng(0)
     xt = rng.integers(2, 50, size=(300, 10)).astype("int32")
     yt = (xt[:, -3:] < 20).any(1).astype("int32")
+    group = np.arange(len(x)) // 4  # 50 groups of 4 held-out examples
     kwargs = {"rounds": 1, "shrink_first": None, "clusters": (None,), "prune_epochs": 1, "quantize_epochs": 1, "batch_size": 64}
-    plain = budget.compress(model, (xt, yt), (x, y), 100.0, **kwargs)
-    again = budget.compress(model, (xt, yt), (x, y), 100.0, refit=True, **kwargs)
-    assert plain.refit is None and "refit" not in plain.summary()
-    assert again.refit == "train + selection (500 examples)" and again.chosen.plan.sparsity == plain.chosen.plan.sparsity
-    assert again.model is again.chosen.model and quantization.is_quantized(again.model)
+    grouped = budget.compress(model, (xt, yt), (x, y), 100.0, refit=True, groups=(x, y, group), **kwargs)
+    correct = sensitivity.per_example(model.predict(x, verbose=0), y, "accuracy")
+    assert grouped.examples == 50 and grouped.baseline == pytest.approx(np.mean([correct[group == g].mean() for g in range(50)]))
+    assert "over the 50 selection groups, each the mean over its examples (200 examples)" in grouped.to_markdown()
+    assert grouped.refit == "train + selection (500 examples)" and grouped.chosen.plan.prunes
+    assert grouped.model is grouped.chosen.model and quantization.is_quantized(grouped.model)
+    with pytest.raises(ValueError, match=r"groups must be \(x, y, group\) of one length. Received lengths 200, 200 and 3"):
+        budget.compress(model, (xt, yt), (x, y), 100.0, groups=(x, y, group[:3]), **kwargs)
 
 
 def _auto_config(tmp_path, **auto):
@@ -327,7 +331,7 @@ def test_the_command_line_exits_non_zero_when_the_budget_is_not_met_unless_best_
     write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
     # One round at the smallest plan (95% of every weight) with no loss allowed: over budget.
     recipe_file = tmp_path / "r.json"
-    config = _auto_config(tmp_path, max_loss=0, recovery=1e9, sparsities=[0.95])
+    config = _auto_config(tmp_path, max_loss=0, recovery=1e9, sparsities=[0.95], refit=False)
     recipe_file.write_text(json.dumps(config))
     assert cli.main(["compress", "--recipe", str(recipe_file), "--out", str(tmp_path / "out"), "--quiet"]) == 3
     assert "the accuracy budget was NOT met" in capsys.readouterr().err
@@ -436,6 +440,19 @@ def test_the_latency_objective_exports_the_unrolled_form_unless_told_otherwise()
     assert recurrent() == recurrent("--objective", "size") == "auto"
 
 
+def test_the_refit_is_on_unless_the_command_line_says_no(capsys):
+    parser = cli.build_parser()
+
+    def refit(*flags):
+        config = cli._command_config(parser.parse_args(["compress", "train.tsv", "--max-loss", "1", *flags]), parser)
+        return next(s["auto"] for s in config["steps"] if "auto" in s)["refit"]
+
+    assert refit() is True and refit("--refit", "yes") is True and refit("--refit", "no") is False and refit("--refit", "No") is False
+    with pytest.raises(SystemExit):
+        refit("--refit", "maybe")
+    assert "argument --refit: expected yes or no, got 'maybe'" in capsys.readouterr().err
+
+
 def test_the_auto_step_can_verify_on_each_sentence_with_its_phrases(tmp_path):
     """`phrases: true`: each held-out sentence is scored as the mean over
     itself and its phrases, and the report says what the ± is over."""
@@ -450,9 +467,10 @@ def test_the_auto_step_can_verify_on_each_sentence_with_its_phrases(tmp_path):
         "model": {"build": {"embedding_dim": 4, "units": 4, "dropout": 0.0}},
         "steps": [
             {"train": {"epochs": 1, "batch_size": 64}},
-            {"auto": {"max_loss": 100.0, "rounds": 1, "prune_epochs": 1, "batch_size": 64, "clusters": [None], "shrink_first": None, "phrases": True}},
+            {"auto": {"max_loss": 100.0, "rounds": 1, "prune_epochs": 1, "batch_size": 64, "clusters": [None], "shrink_first": None, "phrases": True, "refit": False}},
         ],
     }
     report = recipe.run(config, tmp_path / "out")
     assert report.meta["selection examples"] == 20  # 20 sentences held out with their 60 phrases
+    assert not report.meta["refit"] and "**Refit:**" not in report.sections["Accuracy budget (step 2)"]  # refit: false hands on the verified model
     assert "± is the paired standard error of each loss over the 20 selection sentences, each the mean over itself and its phrases (80 examples)." in report.sections["Accuracy budget (step 2)"]

@@ -754,7 +754,7 @@ def refit_plan(model, result, tuner_for, tune_shrunk, data):
     return result
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=False, log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=False, groups=None, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `shrink_first` (a fraction of units; None: not), round 1 removes
@@ -772,6 +772,14 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         refit: once the plan is chosen, replay it training on `train` and
             `selection` together (`refit_plan`): the model returned is
             then not the verified one. It costs one more fine-tune.
+        groups: `(x, y, group)`, to verify each candidate on group means
+            instead of `selection` example by example: every held-out
+            example with the id of its group (a sentence and the phrases
+            cut from it, as `text.containment_groups` finds them; the
+            recipe's `phrases: true`). Each group's mean counts once, and
+            each loss's standard error is clustered by group. `selection`
+            still makes the sensitivity table; a refit adds these examples
+            to training instead of `selection`'s.
         the rest: see `search`, `fine_tuner` and `sensitivity.analyze`.
 
     Returns:
@@ -802,8 +810,15 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
 
         return (lambda small: fit(small, shrink_epochs, 1e-3)), tuner_for
 
+    if groups is not None:
+        xg, yg, group = (np.asarray(a) for a in groups)
+        if not len(xg) == len(yg) == len(group):
+            raise ValueError(f"groups must be (x, y, group) of one length. Received lengths {len(xg)}, {len(yg)} and {len(group)}.")
+
     def evaluate(m):
-        return per_example(predict(m, xs, batch_size=512), ys, metric)
+        if groups is None:
+            return per_example(predict(m, xs, batch_size=512), ys, metric)
+        return sensitivity.group_means(per_example(predict(m, xg, batch_size=512), yg, metric), group)
 
     tune_shrunk, tuner_for = fitter(x, y)
     args = {"margin": margin, "start_sparsity": start_sparsity, "start_clusters": start_clusters, "recovery": recovery, "clusters": clusters, "backoff": backoff}
@@ -819,7 +834,10 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         result = search_shrunk(
             model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, units=shrink_first, share=shrink_share, metric=metric, rounds=rounds, log=log, **args,
         )
+    if groups is not None:
+        result.examples_label = f"selection groups, each the mean over its examples ({len(xg):,} examples)"
     if refit:
-        both = fitter(np.concatenate([x, xs]), np.concatenate([y, ys]))
-        result = refit_plan(model, result, both[1], both[0], f"train + selection ({len(x) + len(xs):,} examples)")
+        held_x, held_y = (xg, yg) if groups is not None else (xs, ys)
+        both = fitter(np.concatenate([x, held_x]), np.concatenate([y, held_y]))
+        result = refit_plan(model, result, both[1], both[0], f"train + selection ({len(x) + len(held_x):,} examples)")
     return result

@@ -66,6 +66,16 @@ def epochs_arg(text):
     return value
 
 
+def yes_no_arg(text):
+    """A yes/no command-line value (`--refit no`) as a bool."""
+    import argparse
+
+    answers = {"yes": True, "true": True, "no": False, "false": False}
+    if text.lower() not in answers:
+        raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+    return answers[text.lower()]
+
+
 @expects("a number > 0")
 def positive_number(v):
     return _number(v) and v > 0

@@ -1,7 +1,8 @@
 """`auto`: the smallest model within an accuracy budget (`tfcompress.budget`):
 whole units removed first when that leaves room in the budget, then
 sensitivity, per-layer plans, each fine-tuned and verified on the selection
-split, backing off when over budget."""
+split, backing off when over budget; the chosen plan is then refit with the
+selection split back in training (`refit`)."""
 
 import os
 import warnings
@@ -9,6 +10,7 @@ import warnings
 import numpy as np
 
 from tfcompress.recipe import schema
+from tfcompress.recipe.schema import yes_no_arg
 from tfcompress.recipe.step import Flag, Step, StepResult, register_step
 
 
@@ -30,7 +32,7 @@ class Auto(Step):
     summary = (
         "the smallest model within --max-loss: whole units removed first when that costs at most shrink_share of the budget, then per-layer "
         "sparsity and clusters from a sensitivity table, fine-tuned (prune, cluster, QAT) "
-        "and verified on the selection split; with --objective latency, the one with the fewest multiply-adds (whole units removed)"
+        "and verified on the selection split, the chosen one refit on train + selection; with --objective latency, the one with the fewest multiply-adds (whole units removed)"
     )
     schema = {
         "max_loss": (schema.optional(schema.nonneg_number, "a number >= 0 (points of accuracy, or bits/char)"), None),
@@ -62,6 +64,8 @@ class Auto(Step):
         Flag("--rounds", "rounds", int, 4, "fine-tuned candidates the auto step tries at most (default: 4)"),
         Flag("--margin", "margin", float, 1.0, "a candidate of the auto step keeps --max-loss only when its loss on the selection split plus this many "
              "paired standard errors does (default: 1; 0 checks the loss alone, which is optimistic)"),
+        Flag("--refit", "refit", yes_no_arg, REFIT_DEFAULT, "yes (the default) or no: whether the auto step trains the chosen plan once more with the selection split "
+             "back in training before handing it on (yes: the file is not the verified model; no: it is, trained on less data)"),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
              "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )
