@@ -40,7 +40,7 @@ BENCHMARKS = [
     "bench_budget_phrases",
     "bench_budget_margin0",
     "bench_budget_norefit",
-    "bench_budget_seeds",
+    "bench_budget_refit",
     "bench_budget_unshrunk",
     "probe_selection",
     "bench_distillation",
@@ -60,7 +60,7 @@ VARIANTS = {
     "bench_budget_phrases": ("bench_budget", ["--rows", "0.5,1.0"]),
     "bench_budget_margin0": ("bench_budget", ["--rows", "0.5-margin0", "--seeds", "3"]),
     "bench_budget_norefit": ("bench_budget", ["--rows", "0.5-norefit,1.0-norefit", "--seeds", "3"]),
-    "bench_budget_seeds": ("bench_budget", ["--rows", "0.5,1.0", "--seeds", "3"]),
+    "bench_budget_refit": ("bench_budget", ["--rows", "0.5,0.5-norefit", "--seeds", "3"]),
     "bench_budget_unshrunk": ("bench_budget", ["--rows", "0.5-unshrunk", "--seeds", "3"]),
     "bench_transfer_ensemble": ("bench_transfer", ["--seeds", "3", "--size", "3x", "--ensemble", "2", "--rows", "transfer,ensemble,updates"]),
 }

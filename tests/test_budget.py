@@ -261,14 +261,14 @@ def test_a_refit_replays_the_chosen_plan_from_the_model_as_given(trained, max_lo
     assert note in result.summary() and f"**Refit:** {note}" in result.to_markdown()
 
 
-def test_compress_from_arrays_verifies_on_group_means_and_refits_when_asked(trained):  # noqa: F811
+def test_compress_from_arrays_verifies_on_group_means_and_refits(trained):  # noqa: F811
     model, x, y = trained
     rng = np.random.default_rng(0)
     xt = rng.integers(2, 50, size=(300, 10)).astype("int32")
     yt = (xt[:, -3:] < 20).any(1).astype("int32")
     group = np.arange(len(x)) // 4  # 50 groups of 4 held-out examples
     kwargs = {"rounds": 1, "shrink_first": None, "clusters": (None,), "prune_epochs": 1, "quantize_epochs": 1, "batch_size": 64}
-    grouped = budget.compress(model, (xt, yt), (x, y), 100.0, refit=True, groups=(x, y, group), **kwargs)
+    grouped = budget.compress(model, (xt, yt), (x, y), 100.0, groups=(x, y, group), **kwargs)  # refit: the default
     correct = sensitivity.per_example(model.predict(x, verbose=0), y, "accuracy")
     assert grouped.examples == 50 and grouped.baseline == pytest.approx(np.mean([correct[group == g].mean() for g in range(50)]))
     assert "over the 50 selection groups, each the mean over its examples (200 examples)" in grouped.to_markdown()

@@ -754,7 +754,7 @@ def refit_plan(model, result, tuner_for, tune_shrunk, data):
     return result
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=False, groups=None, log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=True, groups=None, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `shrink_first` (a fraction of units; None: not), round 1 removes
@@ -770,8 +770,10 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
             training data, not the dev set you report on.
         max_loss: points of accuracy (or bits/char with `metric="bits/char"`).
         refit: once the plan is chosen, replay it training on `train` and
-            `selection` together (`refit_plan`): the model returned is
-            then not the verified one. It costs one more fine-tune.
+            `selection` together (`refit_plan`; the default, as in the
+            recipe step): the model returned is then not the verified one,
+            so measure it on data no choice used. It costs one more
+            fine-tune; False returns the verified model.
         groups: `(x, y, group)`, to verify each candidate on group means
             instead of `selection` example by example: every held-out
             example with the id of its group (a sentence and the phrases
