@@ -187,6 +187,7 @@ class _Seed:
     gzip: int
     smaller: float
     wall: float  # × the seed's fixed recipe (None for the dense model)
+    latency: float  # ms per example, one at a time, median (the file's)
     report: object
     own_dense: float
     auto: object  # the auto step's record, None without one
@@ -208,7 +209,7 @@ def _seeds(runs, fractions, args, recipes):
                 final = got["file"]
                 per[name].append(_Seed(
                     dense if name == "dense" else final.value, (final.value - dense) * 100 if name != "dense" else 0.0, final.gzip_bytes,
-                    reference.gzip_bytes / final.gzip_bytes, None if name == "dense" else seconds / fixed_s, report, got["train"].value, got["auto"],
+                    reference.gzip_bytes / final.gzip_bytes, None if name == "dense" else seconds / fixed_s, final.latency_ms, report, got["train"].value, got["auto"],
                 ))
     rows, details = [], []
     for name, got in per.items():
@@ -219,6 +220,7 @@ def _seeds(runs, fractions, args, recipes):
         rows.append([
             name, f"{np.mean(acc):.4f} ± {np.std(acc):.4f}", "—" if name == "dense" else f"{np.mean(delta):+.2f} (worst {min(delta):+.2f})",
             f"{np.mean([g.gzip for g in got]) / 1024:,.1f}", f"{np.mean([g.smaller for g in got]):.1f}× (least {min(g.smaller for g in got):.1f}×)",
+            f"{np.mean([g.latency for g in got]):.3f} (most {max(g.latency for g in got):.3f})",
             "—" if got[0].wall is None else f"{np.mean([g.wall for g in got]):.2f}× (most {max(g.wall for g in got):.2f}×)", what,
         ])
         for seed, g in enumerate(got):
@@ -226,7 +228,7 @@ def _seeds(runs, fractions, args, recipes):
                 details.append(f"**{name}, seed {seed}**: dev {g.accuracy:.4f} ({g.delta:+.2f} against this seed's dense model; its own dense model, trained without the "
                                f"selection split, scored {g.own_dense:.4f}), {g.smaller:.1f}× smaller. {_budget_section(g.report)}")
     return (
-        table(["model", "SST-2 dev accuracy (mean ± sd)", "Δ vs same seed's dense (points)", "gzip KiB (mean)", "smaller", "wall (× same seed's fixed)", "what"], rows)
+        table(["model", "SST-2 dev accuracy (mean ± sd)", "Δ vs same seed's dense (points)", "gzip KiB (mean)", "smaller", "latency ms (mean)", "wall (× same seed's fixed)", "what"], rows)
         + f"\n\nSeeds 0–{args.seeds - 1}: each seed trains its own models and carves its own selection split (10% of the training sentences). "
         "Δ is against the same seed's dense model (trained on every phrase, as in the fixed recipe); the budget is checked on the selection "
         "split against the run's own dense model. SST-2 has one labelled dev set: no choice here looks at it, so these are final figures on it.\n\n"
