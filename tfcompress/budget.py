@@ -54,7 +54,7 @@ import numpy as np
 
 from tfcompress.sensitivity import format_loss, loss_between, paired_standard_error, per_example
 
-__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "refit_plan", "compress"]
+__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "selection_scorer", "refit_plan", "compress"]
 
 
 @dataclasses.dataclass
@@ -730,6 +730,23 @@ def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=
     return fine_tune
 
 
+def selection_scorer(x, y, metric, groups=None):
+    """`model -> scores` on the selection split, the `evaluate` that `search`
+    takes: the metric per example of `(x, y)`, or with `groups` (`(x, y,
+    group)`: every held-out example with the id of its group, a sentence and
+    the phrases cut from it) each group's mean, so that groups weigh alike
+    and the paired standard error over them is clustered by group."""
+    from tfcompress._keras import predict
+    from tfcompress.sensitivity import group_means
+
+    if groups is None:
+        return lambda m: per_example(predict(m, x, batch_size=512), y, metric)
+    xg, yg, group = (np.asarray(a) for a in groups)
+    if not len(xg) == len(yg) == len(group):
+        raise ValueError(f"groups must be (x, y, group) of one length. Received lengths {len(xg)}, {len(yg)} and {len(group)}.")
+    return lambda m: group_means(per_example(predict(m, xg, batch_size=512), yg, metric), group)
+
+
 def refit_plan(model, result, tuner_for, tune_shrunk, data):
     """`result`'s chosen plan replayed from `model` with training that sees
     more data (`data` names it): the tuners train on train + selection once
@@ -790,7 +807,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         the budget.
     """
     from tfcompress import keras, sensitivity
-    from tfcompress._keras import ensure_tf_keras, predict
+    from tfcompress._keras import ensure_tf_keras
 
     if objective not in ("size", "latency"):
         raise ValueError(f"objective must be 'size' (the smallest file) or 'latency' (the fewest multiply-adds). Received: objective={objective!r}.")
@@ -812,16 +829,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
 
         return (lambda small: fit(small, shrink_epochs, 1e-3)), tuner_for
 
-    if groups is not None:
-        xg, yg, group = (np.asarray(a) for a in groups)
-        if not len(xg) == len(yg) == len(group):
-            raise ValueError(f"groups must be (x, y, group) of one length. Received lengths {len(xg)}, {len(yg)} and {len(group)}.")
-
-    def evaluate(m):
-        if groups is None:
-            return per_example(predict(m, xs, batch_size=512), ys, metric)
-        return sensitivity.group_means(per_example(predict(m, xg, batch_size=512), yg, metric), group)
-
+    evaluate = selection_scorer(xs, ys, metric, groups)
     tune_shrunk, tuner_for = fitter(x, y)
     args = {"margin": margin, "start_sparsity": start_sparsity, "start_clusters": start_clusters, "recovery": recovery, "clusters": clusters, "backoff": backoff}
 
@@ -836,10 +844,10 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         result = search_shrunk(
             model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, units=shrink_first, share=shrink_share, metric=metric, rounds=rounds, log=log, **args,
         )
+    held_x, held_y = (xs, ys) if groups is None else groups[:2]
     if groups is not None:
-        result.examples_label = f"selection groups, each the mean over its examples ({len(xg):,} examples)"
+        result.examples_label = f"selection groups, each the mean over its examples ({len(held_x):,} examples)"
     if refit:
-        held_x, held_y = (xg, yg) if groups is not None else (xs, ys)
-        both = fitter(np.concatenate([x, held_x]), np.concatenate([y, held_y]))
-        result = refit_plan(model, result, both[1], both[0], f"train + selection ({len(x) + len(held_x):,} examples)")
+        refit_shrunk, refit_tuner = fitter(np.concatenate([x, held_x]), np.concatenate([y, held_y]))
+        result = refit_plan(model, result, refit_tuner, refit_shrunk, f"train + selection ({len(x) + len(held_x):,} examples)")
     return result

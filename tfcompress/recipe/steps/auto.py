@@ -82,7 +82,6 @@ class Auto(Step):
 
     def run(self, ctx, args):
         from tfcompress import budget, sensitivity
-        from tfcompress._keras import predict
 
         model = ctx.require_model()
         x, y, metric = ctx.selection(args["max_examples"])
@@ -121,12 +120,7 @@ class Auto(Step):
         # sentence is scored as the mean over itself and its phrases: the same sentences weigh alike,
         # and the paired standard error over those means is the error clustered by sentence.
         grouped = ctx.selection_groups(args["max_examples"]) if args["phrases"] else None
-
-        def evaluate(m):
-            if grouped is None:
-                return sensitivity.per_example(predict(m, x, batch_size=512), y, metric)
-            xg, yg, group = grouped
-            return sensitivity.group_means(sensitivity.per_example(predict(m, xg, batch_size=512), yg, metric), group)
+        evaluate = budget.selection_scorer(x, y, metric, grouped)
 
         search_args = {"margin": args["margin"], "start_sparsity": args["start_sparsity"], "start_clusters": args["start_clusters"], "recovery": args["recovery"], "clusters": args["clusters"], "backoff": args["backoff"]}
         if latency:
