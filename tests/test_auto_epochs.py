@@ -78,7 +78,7 @@ def test_a_recipe_with_auto_epochs_carves_a_selection_split_and_reports_each_sto
         "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
         "steps": [
             {"train": {"epochs": "auto", "max_epochs": 5, "patience": 1, "batch_size": 32}},
-            {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32, "monitor": "accuracy"}},
+            {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32, "monitor": "accuracy", "refit": False}},
             {"quantize": {"epochs": 1, "batch_size": 32}},
         ],
     }
@@ -89,6 +89,11 @@ def test_a_recipe_with_auto_epochs_carves_a_selection_split_and_reports_each_sto
     assert any("selection split: 60 examples carved from training" in line for line in lines)
     train, prune, quantize = report.records
     assert "epochs (at most 5), best" in train.notes and "(val_loss " in train.notes and "stopped:" in train.notes
+    best_train_epoch = int(train.notes.split(", best ")[1].split(" ")[0])
+    # refit (the default): the chosen count again from the step's start, on all 600 training examples
+    assert f"then refit: {best_train_epoch} epoch(s) from the step's start on train + selection (600 examples)" in train.notes
+    assert any(f"[train] refit: {best_train_epoch} epoch(s)" in line for line in lines)
+    assert "refit" not in prune.notes  # refit: false hands on the best epoch's weights, trained on 540
     assert "epochs (at most 3), best" in prune.notes and "(val_accuracy " in prune.notes
     best_prune_epoch = int(prune.notes.split(", best ")[1].split(" ")[0])
     assert best_prune_epoch >= 2  # the sparsity ramp (2 epochs) ends before any candidate
@@ -113,7 +118,34 @@ def test_a_language_model_and_its_distilled_student_stop_on_their_own_loss(tmp_p
     train, student = report.records
     assert "epochs (at most 2), best" in train.notes and "(val_loss " in train.notes
     assert "epochs (at most 2), best" in student.notes and "(val_student_loss " in student.notes
+    assert "refit" not in train.notes + student.notes  # a language model's selection split is the end of its corpus
     assert train.metric == "bits/char" and student.value < 6.0  # below log2(vocabulary): it learned
+
+
+def test_a_refit_starts_from_the_step_start_as_a_new_optimizer_would():
+    from tfcompress.recipe.context import _restore_training_state, _training_state
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 3)).astype("float32"), rng.integers(0, 2, 64)
+
+    def compiled(weights=None):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)])
+        if weights is not None:
+            model.set_weights(weights)
+        model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    model = compiled()
+    start = _training_state(model)
+    model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)  # the search: weights and Adam moved
+    _restore_training_state(model, start)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), start[0]))
+    assert all(not np.any(v.numpy()) for v in model.optimizer.variables)  # step count and moments back to zero
+    model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    fresh = compiled(start[0])
+    fresh.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 def test_epochs_must_be_a_count_or_auto(tmp_path):

@@ -49,6 +49,7 @@ class BestEpoch(keras.callbacks.Callback):
             raise ValueError(f"first_candidate must be an integer >= 1. Received: first_candidate={first_candidate!r}.")
         self.monitor, self.mode, self.patience = monitor, mode, patience
         self.first_candidate, self.min_delta, self.weights_of = first_candidate, float(min_delta), weights_of
+        self.refit = None  # what the chosen epoch count was trained again on, when the caller refits (a line)
         self._reset()
 
     def _reset(self):
@@ -105,4 +106,5 @@ class BestEpoch(keras.callbacks.Callback):
             return f"{self.epochs_run} epochs{most}, none of them a candidate (first_candidate {self.first_candidate})"
         why = f"no improvement in {self.patience} epoch(s)" if self.stopped_early else "reached the last epoch"
         kept = f"weights of epoch {self.best_epoch} restored" if self.restored else "the last epoch was the best"
-        return f"{self.epochs_run} epochs{most}, best {self.best_epoch} ({self.monitor} {self.best:.4f}); stopped: {why}; {kept}"
+        refit = f"; {self.refit}" if self.refit else ""
+        return f"{self.epochs_run} epochs{most}, best {self.best_epoch} ({self.monitor} {self.best:.4f}); stopped: {why}; {kept}{refit}"

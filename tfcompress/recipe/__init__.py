@@ -32,7 +32,11 @@ split (`data.selection_fraction`, default 10%) is carved from the training
 data once for the whole run, the same on every resume, so that dev serves
 only to report: the report row says how many epochs ran, which was kept and
 why it stopped. A prune step ramps its sparsity up over its first 2 epochs
-and chooses only among the epochs after them.
+and chooses only among the epochs after them. Then, for a classifier with
+`refit: true` (the default), the step trains again from where it started
+(weights and optimizer state), for the chosen number of epochs, on train +
+selection (`RunContext.fit_auto`); a language model keeps the best epoch's
+weights, its selection split being the end of its corpus.
 
 `auto: {max_loss: 0.5}` (after `train`) replaces prune/cluster/quantize by
 the accuracy-budget search of `tfcompress.budget`: a sensitivity table,

@@ -233,12 +233,17 @@ class RunContext:
         already compiled and no rate is given) and fits it on the step's
         training examples with the run's callbacks, validating on dev; with
         `epochs: auto`, on the selection split until it stops improving (see
-        `validation`)."""
+        `validation`), then, with `refit` (the default), the best epoch count
+        again on train + selection (see `fit_auto`)."""
         from tfcompress import keras
 
         lr = args.get("learning_rate") or default_lr
         if model.optimizer is None or args.get("learning_rate"):
             model.compile(keras.optimizers.Adam(lr), loss_for(model), ["accuracy"])
+        self.fit_auto(model, args, lambda a: self._fit_once(model, a, callbacks, first_candidate))
+        return model
+
+    def _fit_once(self, model, args, callbacks, first_candidate):
         import tensorflow as tf
 
         arrays, steps = self.subset(args), None
@@ -260,7 +265,33 @@ class RunContext:
             callbacks=[*self.callbacks, *callbacks, *stopping],
             verbose=self.verbose,
         )
-        return model
+
+    def refits(self, args):
+        """Whether a step's `fit_auto` trains again after `epochs: auto` chose
+        (a classifier with `refit`; a language model's selection split is the
+        end of its corpus, which its training does not take back)."""
+        return args["epochs"] == "auto" and args.get("refit", True) and self.task == "classification"
+
+    def fit_auto(self, model, args, fit_once):
+        """`fit_once(args)` fits `model` as the step's `args` say. With
+        `epochs: auto` and `refit` (a classifier), the epoch count it chose
+        on the selection split is then trained again from the step's start
+        (the weights and optimizer state before the first fit) on train +
+        selection, so that the split costs the model no training data; the
+        step's report row says so. Nothing chooses on the refit: dev measures
+        it as it measures a fixed-epoch step."""
+        start = _training_state(model) if self.refits(args) else None
+        fit_once(args)
+        stop = self.stopping
+        if start is None or stop is None or stop.best_epoch is None:
+            return
+        _restore_training_state(model, start)
+        with self.training_with_selection() as count:
+            step = self.steps[self.index - 1][0] if self.steps else "fit"
+            self.log(f"[{step}] refit: {stop.best_epoch} epoch(s), the count chosen on the selection split, again from the step's start on train + selection ({count:,} examples)")
+            fit_once({**args, "epochs": stop.best_epoch})
+        stop.refit = f"then refit: {stop.best_epoch} epoch(s) from the step's start on train + selection ({count:,} examples)"
+        self.stopping = stop
 
     # -------------------------------------------------------------- measuring
 
@@ -309,3 +340,27 @@ class RunContext:
 def loss_for(model):
     """The training loss of a classifier: one sigmoid unit or a softmax."""
     return "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
+
+
+def _optimizer_variables(model):
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return []
+    found = opt.variables
+    return list(found() if callable(found) else found)
+
+
+def _training_state(model):
+    """What a refit starts from: the model's weights (masks, pruning steps and
+    quantizer ranges among them) and its optimizer's variables."""
+    return model.get_weights(), [v.numpy() for v in _optimizer_variables(model)]
+
+
+def _restore_training_state(model, state):
+    """Back to `_training_state`: optimizer variables made since then (Adam
+    builds its moments and step count on the first update) start again at
+    zero, as a new optimizer's do."""
+    weights, optimizer = state
+    model.set_weights(weights)
+    for i, v in enumerate(_optimizer_variables(model)):
+        v.assign(optimizer[i] if i < len(optimizer) else np.zeros(v.shape, v.dtype.as_numpy_dtype))

@@ -151,6 +151,7 @@ TRAINING = {
     "patience": (positive_int, 2),
     "max_epochs": (positive_int, 20),
     "monitor": (choice("loss", "accuracy"), "loss"),
+    "refit": (choice(True, False), True),
     "batch_size": (positive_int, 128),
     "learning_rate": (optional(positive_number, "a number > 0, or null (the step's default)"), None),
     "max_steps": (optional(positive_int, "an integer >= 1, or null (the whole training set each epoch)"), None),

@@ -43,16 +43,24 @@ EPOCHS_HELP = (
 )
 
 
+REFIT_HELP = (
+    "yes (the default) or no: whether what was chosen on the selection split (the epoch count of --epochs auto, the plan of "
+    "--max-loss) is trained once more with the selection split back in training before it is handed on (yes: the model "
+    "handed on is not the one the choice measured; no: it is, trained on less data)"
+)
+
+
 def training_flags(epochs):
     """The command-line flags every training step shares: `--epochs` (this
-    step's default `epochs`), `--patience` and `--max-epochs` (for auto)."""
-    from tfcompress.recipe.schema import TRAINING, epochs_arg
+    step's default `epochs`), `--patience`, `--max-epochs` and `--refit` (for auto)."""
+    from tfcompress.recipe.schema import TRAINING, epochs_arg, yes_no_arg
 
     patience, most = TRAINING["patience"][1], TRAINING["max_epochs"][1]
     return (
         Flag("--epochs", "epochs", epochs_arg, epochs, EPOCHS_HELP),
         Flag("--patience", "patience", int, patience, f"with --epochs auto: epochs without improvement before a step stops (default: {patience})"),
         Flag("--max-epochs", "max_epochs", int, most, f"with --epochs auto: the most epochs a step trains (default: {most})"),
+        Flag("--refit", "refit", yes_no_arg, TRAINING["refit"][1], REFIT_HELP),
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from tfcompress.recipe import schema
 from tfcompress.recipe.schema import yes_no_arg
-from tfcompress.recipe.step import Flag, Step, StepResult, register_step
+from tfcompress.recipe.step import REFIT_HELP, Flag, Step, StepResult, register_step
 
 
 def _cluster_choice(v):
@@ -64,8 +64,7 @@ class Auto(Step):
         Flag("--rounds", "rounds", int, 4, "fine-tuned candidates the auto step tries at most (default: 4)"),
         Flag("--margin", "margin", float, 1.0, "a candidate of the auto step keeps --max-loss only when its loss on the selection split plus this many "
              "paired standard errors does (default: 1; 0 checks the loss alone, which is optimistic)"),
-        Flag("--refit", "refit", yes_no_arg, REFIT_DEFAULT, "yes (the default) or no: whether the auto step trains the chosen plan once more with the selection split "
-             "back in training before handing it on (yes: the file is not the verified model; no: it is, trained on less data)"),
+        Flag("--refit", "refit", yes_no_arg, REFIT_DEFAULT, REFIT_HELP),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
              "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )

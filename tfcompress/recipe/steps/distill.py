@@ -60,8 +60,15 @@ class Distill(Step):
 def fit_distiller(ctx, args, distiller, transfer=None):
     """Fits a compiled `Distiller` on the step's training examples, as the
     step's `epochs` say (with `auto`, the student is watched on the selection
-    split); with a `transfer` mapping, on its transfer set too. Returns the
-    report note."""
+    split, and the chosen epoch count refit on train + selection: see
+    `RunContext.fit_auto`); with a `transfer` mapping, on its transfer set
+    too. Returns the report note."""
+    notes = []
+    ctx.fit_auto(distiller, args, lambda a: notes.append(_fit_distiller_once(ctx, a, distiller, transfer)))
+    return notes[-1]
+
+
+def _fit_distiller_once(ctx, args, distiller, transfer):
     validation, stopping = ctx.validation(args, weights_of=distiller.student)
     arrays = ctx.subset(args)
     fit_args = dict(epochs=ctx.max_epochs(args), callbacks=[*ctx.callbacks, *stopping], verbose=ctx.verbose)
