@@ -78,7 +78,7 @@ def test_a_recipe_with_auto_epochs_carves_a_selection_split_and_reports_each_sto
         "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
         "steps": [
             {"train": {"epochs": "auto", "max_epochs": 5, "patience": 1, "batch_size": 32}},
-            {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32, "monitor": "accuracy", "refit": False}},
+            {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32, "monitor": "accuracy"}},
             {"quantize": {"epochs": 1, "batch_size": 32}},
         ],
     }
@@ -89,14 +89,15 @@ def test_a_recipe_with_auto_epochs_carves_a_selection_split_and_reports_each_sto
     assert any("selection split: 60 examples carved from training" in line for line in lines)
     train, prune, quantize = report.records
     assert "epochs (at most 5), best" in train.notes and "(val_loss " in train.notes and "stopped:" in train.notes
-    best_train_epoch = int(train.notes.split(", best ")[1].split(" ")[0])
-    # refit (the default): the chosen count again from the step's start, on all 600 training examples
-    assert f"then refit: {best_train_epoch} epoch(s) from the step's start on train + selection (600 examples)" in train.notes
-    assert any(f"[train] refit: {best_train_epoch} epoch(s)" in line for line in lines)
-    assert "refit" not in prune.notes  # refit: false hands on the best epoch's weights, trained on 540
+    # No refit for train: prune chooses on the selection split after it, which must stay unseen.
+    assert "; no refit: step 2 prune still chooses on the selection split" in train.notes
+    assert "[train] no refit: step 2 prune still chooses" in "\n".join(lines)
     assert "epochs (at most 3), best" in prune.notes and "(val_accuracy " in prune.notes
     best_prune_epoch = int(prune.notes.split(", best ")[1].split(" ")[0])
     assert best_prune_epoch >= 2  # the sparsity ramp (2 epochs) ends before any candidate
+    # The last step to choose refits (the default): its epoch count again from the step's start, on all 600.
+    assert prune.notes.endswith(f"; then refit: {best_prune_epoch} epoch(s) from the step's start on train + selection (600 examples)")
+    assert any(f"[prune] refit: {best_prune_epoch} epoch(s)" in line for line in lines)
     assert "sparsity 50.0%" in prune.notes
     assert "epochs (at most" not in quantize.notes  # fixed epochs: no choice, validated on dev as before
     again = recipe.run(config, tmp_path / "out", log=lines.append)  # resumed: the same split and figures

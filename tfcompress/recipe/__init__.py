@@ -35,8 +35,10 @@ why it stopped. A prune step ramps its sparsity up over its first 2 epochs
 and chooses only among the epochs after them. Then, for a classifier with
 `refit: true` (the default), the step trains again from where it started
 (weights and optimizer state), for the chosen number of epochs, on train +
-selection (`RunContext.fit_auto`); a language model keeps the best epoch's
-weights, its selection split being the end of its corpus.
+selection (`RunContext.fit_auto`); not when a later step still chooses on
+the split (its choices need a model that never trained on it), nor for a
+language model, whose selection split is the end of its corpus: those keep
+the best epoch's weights, and the row says so.
 
 `auto: {max_loss: 0.5}` (after `train`) replaces prune/cluster/quantize by
 the accuracy-budget search of `tfcompress.budget`: a sensitivity table,

@@ -266,11 +266,34 @@ class RunContext:
             verbose=self.verbose,
         )
 
+    def later_choices(self):
+        """The steps after the running one that choose on the selection split
+        (`epochs: auto`, or a step that measures for choices), as `"step N
+        name"` labels."""
+        from tfcompress.recipe.step import get_step
+
+        return [
+            f"step {i} {name}"
+            for i, (name, args) in enumerate(self.steps or (), start=1)
+            if i > self.index and (args.get("epochs") == "auto" or getattr(get_step(name), "chooses", False))
+        ]
+
+    def no_refit_reason(self):
+        """Why a step that chose on the selection split may not train again
+        with it back in training (None: it may): a language model's split is
+        the end of its corpus, which its training does not take back; and a
+        later step's choices need the split unseen by the model they measure."""
+        if self.task != "classification":
+            return "a language model's selection split is the end of its corpus, which training does not take back"
+        later = self.later_choices()
+        if later:
+            return f"{', '.join(later)} still {'chooses' if len(later) == 1 else 'choose'} on the selection split, which a refit would put into training"
+        return None
+
     def refits(self, args):
         """Whether a step's `fit_auto` trains again after `epochs: auto` chose
-        (a classifier with `refit`; a language model's selection split is the
-        end of its corpus, which its training does not take back)."""
-        return args["epochs"] == "auto" and args.get("refit", True) and self.task == "classification"
+        (`refit`, and no `no_refit_reason`)."""
+        return args["epochs"] == "auto" and args.get("refit", True) and self.no_refit_reason() is None
 
     def fit_auto(self, model, args, fit_once):
         """`fit_once(args)` fits `model` as the step's `args` say. With
@@ -279,11 +302,17 @@ class RunContext:
         (the weights and optimizer state before the first fit) on train +
         selection, so that the split costs the model no training data; the
         step's report row says so. Nothing chooses on the refit: dev measures
-        it as it measures a fixed-epoch step."""
+        it as it measures a fixed-epoch step. No refit when a later step still
+        chooses on the selection split (`no_refit_reason`): its row says so."""
         start = _training_state(model) if self.refits(args) else None
         fit_once(args)
         stop = self.stopping
-        if start is None or stop is None or stop.best_epoch is None:
+        if stop is None or stop.best_epoch is None:
+            return
+        if start is None:
+            if args["epochs"] == "auto" and args.get("refit", True) and self.task == "classification":
+                stop.refit = f"no refit: {self.no_refit_reason()}"
+                self.log(f"[{self.steps[self.index - 1][0]}] {stop.refit}")
             return
         _restore_training_state(model, start)
         with self.training_with_selection() as count:

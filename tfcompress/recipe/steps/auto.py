@@ -133,12 +133,13 @@ class Auto(Step):
                 model, tune_shrunk, analyze, tuner_for, evaluate, args["max_loss"], units=float(args["shrink_first"]), share=args["shrink_share"],
                 metric=metric, rounds=args["rounds"], log=ctx.log, **search_args,
             )
-        if args["refit"] and ctx.task == "classification":
+        no_refit = ctx.no_refit_reason()
+        if args["refit"] and no_refit is None:
             with ctx.training_with_selection() as count:
                 ctx.log(f"[auto] refit: {result.chosen.plan.describe()}, trained again on train + selection ({count:,} examples)")
                 budget.refit_plan(model, result, tuner_for, tune_shrunk, f"train + selection ({count:,} examples)")
         elif args["refit"]:
-            ctx.log("[auto] no refit: a language model's selection split is the end of its corpus, which training does not take back")
+            ctx.log(f"[auto] no refit: {no_refit}")
         if grouped is not None:
             result.examples_label = f"selection sentences, each the mean over itself and its phrases ({len(grouped[1]):,} examples)"
         table = result.table
