@@ -76,6 +76,8 @@ def main():
     fixed_report, fixed_s = results["fixed"]
     auto_report, auto_s = results["auto"]
     rows = []
+    refits = sum("then refit:" in r.notes for r in auto_report.records)
+    chose = sum("epochs (at most" in r.notes for r in auto_report.records)
     for a, b in zip(fixed_report.records, auto_report.records):
         found = re.search(r"(\d+) epochs \(at most \d+\).*", b.notes)
         ran, what = (found.group(1), found.group(0)) if found else ("—", b.notes)
@@ -83,11 +85,11 @@ def main():
     body = (
         table(["step", "fixed (2/2/1 epochs)", "epochs: auto", "Δ points", "auto epochs", "auto: what it did"], rows)
         + f"\n\nWall time: fixed {fixed_s / 60:.1f} min, auto {auto_s / 60:.1f} min ({auto_s / fixed_s:.2f}×). "
+        + f"Auto trained on {auto_report.meta['train examples']:,} phrases ({auto_report.meta['selection examples']:,} set aside to stop on)"
         + (
-            f"Auto chose its epoch counts training on {auto_report.meta['train examples']:,} phrases ({auto_report.meta['selection examples']:,} set aside to stop on), "
-            f"then refit them on all {fixed_report.meta['train examples']:,}; "
+            f"; {refits} of its {chose} steps then refit on all {fixed_report.meta['train examples']:,} (a step refits only when no later step chooses on the split), "
             if refit
-            else f"Auto trained on {auto_report.meta['train examples']:,} phrases ({auto_report.meta['selection examples']:,} set aside to stop on), "
+            else ", "
         )
         + f"fixed on {fixed_report.meta['train examples']:,}. Dev: the {fixed_report.meta['dev examples']} SST-2 dev sentences, seen by no choice."
         + NOTE

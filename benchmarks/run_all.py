@@ -34,6 +34,7 @@ BENCHMARKS = [
     "bench_faster",
     "probe_low_bits",
     "bench_auto_epochs",
+    "bench_auto_epochs_norefit",
     "bench_auto_epochs_accuracy",
     "bench_sensitivity",
     "bench_budget",
@@ -54,7 +55,8 @@ BENCHMARKS = [
 
 # Sections made by another benchmark's script with other arguments: name -> (script, arguments).
 VARIANTS = {
-    "bench_auto_epochs_accuracy": ("bench_auto_epochs", ["--monitor", "accuracy"]),
+    "bench_auto_epochs_norefit": ("bench_auto_epochs", ["--refit", "no"]),
+    "bench_auto_epochs_accuracy": ("bench_auto_epochs", ["--monitor", "accuracy", "--refit", "no"]),
     "bench_smaller_shrink": ("bench_smaller", ["--rows", "shrink"]),
     "bench_smaller_per_channel": ("bench_smaller", ["--rows", "per_channel"]),
     "bench_budget_phrases": ("bench_budget", ["--rows", "0.5,1.0"]),
