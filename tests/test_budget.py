@@ -451,6 +451,11 @@ def test_the_refit_is_on_unless_the_command_line_says_no(capsys):
     with pytest.raises(SystemExit):
         refit("--refit", "maybe")
     assert "argument --refit: expected yes or no, got 'maybe'" in capsys.readouterr().err
+    # The same flag turns off the refit after `--epochs auto` in every training step.
+    steps = cli._command_config(parser.parse_args(["compress", "train.tsv", "--epochs", "auto", "--refit", "no"]), parser)["steps"]
+    assert [(name, a["epochs"], a["refit"]) for s in steps for name, a in s.items() if name != "export"] == [
+        ("train", "auto", False), ("prune", "auto", False), ("quantize", "auto", False)
+    ]
 
 
 def test_the_auto_step_can_verify_on_each_sentence_with_its_phrases(tmp_path):
