@@ -9,7 +9,9 @@ export dynamic), run as recipes:
   best epoch kept (prune: among the epochs after its 2-epoch ramp), watching
   the selection loss (the default); then (`refit`, the default; `--refit no`
   to skip) each step trains again from where it started, the chosen number
-  of epochs, on train + selection.
+  of epochs, on train + selection, unless a later step still chooses on the
+  split; with `--min-epochs fixed`, no auto step keeps fewer epochs than the
+  fixed recipe gives it (`min_epochs` 2/2/1).
 
 Reported per step: epochs run, SST-2 dev accuracy, and the wall time of the
 run. SST-2 has one labelled dev set; no choice here looks at it (the auto run
@@ -34,14 +36,17 @@ training ran on for 10 epochs (selection accuracy 0.907 → 0.936) while dev sta
 why loss became the default monitor.)"""
 
 
-def recipe(auto, quick, monitor="loss", refit=True):
-    """The fixed recipe (train 2, prune 2, quantize 1 epochs), or every training step on auto."""
+def recipe(auto, quick, monitor="loss", refit=True, floor=False):
+    """The fixed recipe (train 2, prune 2, quantize 1 epochs), or every training step on auto
+    (with `floor`, each auto step's `min_epochs` is the fixed recipe's count for it)."""
     common = {"batch_size": 128, **({"max_steps": 20} if quick else {})}
     if auto:
         common.update(patience=2, max_epochs=3 if quick else 20, monitor=monitor, refit=refit)
 
     def epochs(fixed):
-        return "auto" if auto else fixed
+        if not auto:
+            return {"epochs": fixed}
+        return {"epochs": "auto", **({"min_epochs": fixed} if floor else {})}
 
     return {
         "name": "sst2-auto" if auto else "sst2-fixed",
@@ -49,9 +54,9 @@ def recipe(auto, quick, monitor="loss", refit=True):
         "data": {"train": str(DATA / "sst2" / "train.tsv"), "dev": str(DATA / "sst2" / "dev.tsv")},
         "text": {"max_len": 64},
         "steps": [
-            {"train": {**common, "epochs": epochs(2)}},
-            {"prune": {**common, "target_sparsity": 0.8, "epochs": epochs(2)}},
-            {"quantize": {**common, "epochs": epochs(1)}},
+            {"train": {**common, **epochs(2)}},
+            {"prune": {**common, "target_sparsity": 0.8, **epochs(2)}},
+            {"quantize": {**common, **epochs(1)}},
             {"export": {"modes": ["dynamic"], "latency_runs": 50}},
         ],
     }
@@ -61,8 +66,9 @@ def main():
     p = parser(__doc__)
     p.add_argument("--monitor", choices=("loss", "accuracy"), default="loss", help="what the auto steps watch on the selection split")
     p.add_argument("--refit", choices=("yes", "no"), default="yes", help="whether each auto step trains its chosen epoch count again on train + selection")
+    p.add_argument("--min-epochs", choices=("1", "fixed"), default="1", help="each auto step's min_epochs: 1 (the default), or the fixed recipe's count for that step (2/2/1)")
     args = p.parse_args()
-    refit = args.refit == "yes"
+    refit, floor = args.refit == "yes", args.min_epochs == "fixed"
     require_shared()
     from tfcompress import recipe as recipes
 
@@ -70,7 +76,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("fixed", "auto"):
             t0 = time.perf_counter()
-            report = recipes.run(recipe(name == "auto", args.quick, args.monitor, refit), os.path.join(tmp, name), log=lambda line: print(line, flush=True), verbose=0)
+            report = recipes.run(recipe(name == "auto", args.quick, args.monitor, refit, floor), os.path.join(tmp, name), log=lambda line: print(line, flush=True), verbose=0)
             results[name] = (report, time.perf_counter() - t0)
 
     fixed_report, fixed_s = results["fixed"]
@@ -99,6 +105,8 @@ def main():
         title = f"Training until it stops improving: `epochs: auto` watching {args.monitor} (issue 17)"
     if not refit:
         title = title.replace(" (issue 17)", ", no refit (issue 17)")
+    if floor:
+        title = title.replace(" (issue 17)", ", at least the fixed epochs (min_epochs 2/2/1) (issue 17)")
     emit(args, title, body)
 
 

@@ -175,6 +175,12 @@ def _check_steps(steps, config, fail):
             fail(["steps", i, name], f"unknown step {name!r}", f"use one of: {names}")
         where = ["steps", i, name]
         args = schema.check_section(args or {}, step.schema, where, fail)
+        if args.get("min_epochs", 1) > args.get("max_epochs", float("inf")):
+            fail(
+                where + ["min_epochs"],
+                f"min_epochs {args['min_epochs']} is more than max_epochs {args['max_epochs']} (the most epochs the step trains)",
+                "lower min_epochs or raise max_epochs",
+            )
         earlier = [(n, a) for c in checked for n, a in c.items()]
         args = step.validate(args, earlier, config, lambda path, problem, fix: fail(where + list(path), problem, fix))
         checked.append({name: args})

@@ -212,7 +212,8 @@ class RunContext:
         validate on dev (a curve to watch, no choice made); `epochs: auto`
         validates on the selection split, stops when its metric has not
         improved for `patience` epochs and keeps the best epoch (`BestEpoch`,
-        whose summary goes into the step's report row)."""
+        whose summary goes into the step's report row), never one before
+        `min_epochs` (nor before `first_candidate`, e.g. a pruning ramp)."""
         from tfcompress.training import BestEpoch
 
         if args["epochs"] != "auto":
@@ -224,7 +225,8 @@ class RunContext:
             monitor = "val_accuracy"
         else:
             monitor = "val_student_loss" if weights_of is not None else "val_loss"
-        stop = BestEpoch(monitor, patience=args["patience"], first_candidate=min(first_candidate, args["max_epochs"]), weights_of=weights_of)
+        first = min(max(first_candidate, args.get("min_epochs", 1)), args["max_epochs"])
+        stop = BestEpoch(monitor, patience=args["patience"], first_candidate=first, weights_of=weights_of)
         self.stopping = stop
         return (self.data["x_sel"], self.data["y_sel"]), [stop]
 

@@ -150,6 +150,7 @@ TRAINING = {
     "epochs": (epochs, 1),
     "patience": (positive_int, 2),
     "max_epochs": (positive_int, 20),
+    "min_epochs": (positive_int, 1),
     "monitor": (choice("loss", "accuracy"), "loss"),
     "refit": (choice(True, False), True),
     "batch_size": (positive_int, 128),

@@ -43,6 +43,12 @@ EPOCHS_HELP = (
 )
 
 
+MIN_EPOCHS_HELP = (
+    "with --epochs auto: the fewest epochs a step trains and may keep; an earlier epoch is never chosen, and "
+    "patience counts from this one (default: 1; a pruning step's ramp of 2 epochs is its own floor)"
+)
+
+
 REFIT_HELP = (
     "yes (the default) or no: whether what was chosen on the selection split (the epoch count of --epochs auto, the plan of "
     "--max-loss) is trained once more with the selection split back in training before it is handed on (yes: the model "
@@ -53,13 +59,15 @@ REFIT_HELP = (
 
 def training_flags(epochs):
     """The command-line flags every training step shares: `--epochs` (this
-    step's default `epochs`), `--patience`, `--max-epochs` and `--refit` (for auto)."""
+    step's default `epochs`), `--patience`, `--min-epochs`, `--max-epochs` and
+    `--refit` (for auto)."""
     from tfcompress.recipe.schema import TRAINING, epochs_arg, yes_no_arg
 
     patience, most = TRAINING["patience"][1], TRAINING["max_epochs"][1]
     return (
         Flag("--epochs", "epochs", epochs_arg, epochs, EPOCHS_HELP),
         Flag("--patience", "patience", int, patience, f"with --epochs auto: epochs without improvement before a step stops (default: {patience})"),
+        Flag("--min-epochs", "min_epochs", int, TRAINING["min_epochs"][1], MIN_EPOCHS_HELP),
         Flag("--max-epochs", "max_epochs", int, most, f"with --epochs auto: the most epochs a step trains (default: {most})"),
         Flag("--refit", "refit", yes_no_arg, TRAINING["refit"][1], REFIT_HELP),
     )
