@@ -77,7 +77,7 @@ def test_a_recipe_with_auto_epochs_carves_a_selection_split_and_reports_each_sto
         "text": {"max_len": 12},
         "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
         "steps": [
-            {"train": {"epochs": "auto", "max_epochs": 5, "patience": 1, "batch_size": 32}},
+            {"train": {"epochs": "auto", "min_epochs": 2, "max_epochs": 5, "patience": 1, "batch_size": 32}},
             {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32, "monitor": "accuracy"}},
             {"quantize": {"epochs": 1, "batch_size": 32}},
         ],
@@ -89,6 +89,9 @@ def test_a_recipe_with_auto_epochs_carves_a_selection_split_and_reports_each_sto
     assert any("selection split: 60 examples carved from training" in line for line in lines)
     train, prune, quantize = report.records
     assert "epochs (at most 5), best" in train.notes and "(val_loss " in train.notes and "stopped:" in train.notes
+    # min_epochs 2: epoch 1 is never kept, and patience (1) counts from epoch 2 on.
+    train_run, train_best = (int(train.notes.split(" epochs")[0]), int(train.notes.split(", best ")[1].split(" ")[0]))
+    assert train_best >= 2 and train_run >= 3
     # No refit for train: prune chooses on the selection split after it, which must stay unseen.
     assert "; no refit: step 2 prune still chooses on the selection split" in train.notes
     assert "[train] no refit: step 2 prune still chooses" in "\n".join(lines)
@@ -157,6 +160,22 @@ def test_epochs_must_be_a_count_or_auto(tmp_path):
     assert Recipe.from_dict({**base, "steps": [{"train": {"epochs": "auto"}}]}).makes_choices == ["step 1 train (epochs: auto)"]
     bad = _cli("compress", tmp_path / "train.tsv", "--epochs", "many", "--out", tmp_path / "o")
     assert bad.returncode == 2 and "--epochs: expected an integer >= 1 or 'auto', got 'many'" in bad.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_min_epochs_above_max_epochs_is_refused_and_the_flag_reaches_every_step(tmp_path):
+    from tfcompress import cli
+
+    write_dataset(tmp_path / "train.tsv", n=20)
+    base = {"data": {"train": str(tmp_path / "train.tsv")}}
+    with pytest.raises(RecipeError, match=r"steps\[1\].prune.min_epochs': min_epochs 4 is more than max_epochs 3.*Fix: lower min_epochs"):
+        Recipe.from_dict({**base, "steps": [{"train": {}}, {"prune": {"epochs": "auto", "min_epochs": 4, "max_epochs": 3}}]})
+    assert Recipe.from_dict({**base, "steps": [{"train": {"epochs": "auto"}}]}).steps[0][1]["min_epochs"] == 1
+    parser = cli.build_parser()
+    steps = cli._command_config(parser.parse_args(["compress", "train.tsv", "--epochs", "auto", "--min-epochs", "3"]), parser)["steps"]
+    assert [(name, a["min_epochs"]) for s in steps for name, a in s.items() if name != "export"] == [("train", 3), ("prune", 3), ("quantize", 3)]
+    bad = _cli("compress", tmp_path / "train.tsv", "--epochs", "auto", "--min-epochs", "30", "--out", tmp_path / "o")
+    assert bad.returncode != 0 and "min_epochs 30 is more than max_epochs 20" in bad.stderr
     assert not (tmp_path / "o").exists()
 
 
