@@ -84,8 +84,9 @@ def main():
     rows = []
     refits = sum("then refit:" in r.notes for r in auto_report.records)
     chose = sum("epochs (at most" in r.notes for r in auto_report.records)
+    chain = auto_report.meta.get("refit")
     for a, b in zip(fixed_report.records, auto_report.records):
-        found = re.search(r"(\d+) epochs \(at most \d+\).*", b.notes)
+        found = re.search(r"(\d+) epochs \(at most \d+\).*", b.notes) or re.search(r"(\d+) epoch\(s\), the count chosen.*", b.notes)
         ran, what = (found.group(1), found.group(0)) if found else ("—", b.notes)
         rows.append([a.step, f"{a.value:.4f}", f"{b.value:.4f}", f"{(b.value - a.value) * 100:+.2f}", ran, what])
     body = (
@@ -93,12 +94,15 @@ def main():
         + f"\n\nWall time: fixed {fixed_s / 60:.1f} min, auto {auto_s / 60:.1f} min ({auto_s / fixed_s:.2f}×). "
         + f"Auto trained on {auto_report.meta['train examples']:,} phrases ({auto_report.meta['selection examples']:,} set aside to stop on)"
         + (
-            f"; {refits} of its {chose} steps then refit on all {fixed_report.meta['train examples']:,} (a step refits only when no later step chooses on the split), "
+            f"; then {chain}, "
+            if chain
+            else f"; {refits} of its {chose} steps then refit on all {fixed_report.meta['train examples']:,} (a step refits only when no later step chooses on the split), "
             if refit
             else ", "
         )
         + f"fixed on {fixed_report.meta['train examples']:,}. Dev: the {fixed_report.meta['dev examples']} SST-2 dev sentences, seen by no choice."
         + NOTE
+        + ("\n\n**The first run, which chose the epochs (on the 90% left to train on):**\n\n" + auto_report.sections["Epochs chosen on the selection split"].split("\n\n")[1] if chain else "")
     )
     title = "Training until it stops improving: `epochs: auto` (issue 17)"
     if args.monitor != "loss":

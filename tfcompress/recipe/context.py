@@ -62,6 +62,12 @@ class RunContext:
     model: object = None
     stopping: object = None
     """The `BestEpoch` of the step's last `epochs: auto` fit, until its report row takes it."""
+    chain_end: int = 0
+    """With a whole-chain refit (see `runner`), the last step of the chain; 0: none."""
+    replay_epochs: int = None
+    """While the chain is refit: the running step's chosen epoch count (None: its own epochs)."""
+    chosen_epochs: int = None
+    """The epoch count the running step's `epochs: auto` chose, for the runner to keep."""
 
     # -------------------------------------------------------------- models
 
@@ -305,11 +311,26 @@ class RunContext:
         selection, so that the split costs the model no training data; the
         step's report row says so. Nothing chooses on the refit: dev measures
         it as it measures a fixed-epoch step. No refit when a later step still
-        chooses on the selection split (`no_refit_reason`): its row says so."""
-        start = _training_state(model) if self.refits(args) else None
+        chooses on the selection split (`no_refit_reason`): its row says so.
+
+        In a whole-chain refit (`chain_end`, set by the runner) a step only
+        chooses (`chosen_epochs`); when the runner runs the chain again
+        (`replay_epochs`) it trains that count on train + selection."""
+        if self.replay_epochs is not None:  # the whole chain again: this step's chosen count, nothing chosen
+            self.stopping = None
+            fit_once({**args, "epochs": self.replay_epochs})
+            self.stopping = _Replayed(self.replay_epochs, self.chain_end, len(self.data["x_train"]))
+            return
+        start = _training_state(model) if self.refits(args) and not self.chain_end else None
         fit_once(args)
         stop = self.stopping
-        if stop is None or stop.best_epoch is None:
+        if stop is None:
+            return
+        self.chosen_epochs = stop.best_epoch or stop.epochs_run  # no candidate epoch: all it ran
+        if stop.best_epoch is None:
+            return
+        if self.chain_end:
+            stop.refit = f"refit: steps 1-{self.chain_end} run again with the counts chosen, on train + selection"
             return
         if start is None:
             if args["epochs"] == "auto" and args.get("refit", True) and self.task == "classification":
@@ -365,6 +386,20 @@ class RunContext:
         return Record(
             step, "keras", params, len(raw), len(gzip.compress(raw, 9)), name, value, higher, None,
             nonzero if nonzero < params * 0.95 else None, notes,
+        )
+
+
+class _Replayed:
+    """The report note of a step trained again in the whole-chain refit (in
+    place of a `BestEpoch`'s summary)."""
+
+    def __init__(self, epochs, chain_end, examples):
+        self.epochs, self.chain_end, self.examples = epochs, chain_end, examples
+
+    def summary(self):
+        return (
+            f"{self.epochs} epoch(s), the count chosen on the selection split (see 'Epochs chosen on the selection "
+            f"split'); steps 1-{self.chain_end} run again on train + selection ({self.examples:,} examples)"
         )
 
 

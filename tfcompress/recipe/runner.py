@@ -1,5 +1,6 @@
 """Running a recipe: resume or execute each step, checkpoint, record."""
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -83,37 +84,118 @@ def _execute(recipe, state, log, callbacks, verbose, board):
         report.meta["dev split"] = meta["dev_split"]
     if meta.get("prepared_model"):  # the user's model as it came in: the baseline of every later row
         report.add(ctx.keras_record("your model (as loaded)", ctx.loaded_model()))
-    for index, (name, args) in enumerate(recipe.steps, start=1):
-        label, step = f"[{index}/{len(recipe.steps)} {name}]", get_step(name)
-        if state.done(index, name):
-            done = state.read(index, name)
+    ctx.chain_end = chain_end = _chain_end(recipe, meta["task"])
+    chosen = {}  # step index -> the epoch count its first run chose (a whole-chain refit)
+
+    def run_step(index, name, args, key, add=True):
+        """Resumes step `index` from its checkpoint (`key`: its folder's name) or
+        runs it; returns its records, after adding them to the report (`add`)."""
+        label, step = f"[{index}/{len(recipe.steps)} {key}]", get_step(name)
+        if state.done(index, key):
+            done = state.read(index, key)
             records, sections, facts = [Record.from_dict(r) for r in done["records"]], done.get("sections", {}), done.get("meta", {})
-            if os.path.exists(state.model_path(index, name)):
-                ctx.model = ctx.load(state.model_path(index, name))
+            if os.path.exists(state.model_path(index, key)):
+                ctx.model = ctx.load(state.model_path(index, key))
             log(f"{label} resumed from its checkpoint")
         else:
             _seed(recipe, index)
             t0 = time.perf_counter()
             log(f"{label} running ...")
-            ctx.index = index
-            ctx.callbacks = [*callbacks, *progress.step_callbacks(board, index, name, ctx)]
+            ctx.index, ctx.chosen_epochs = index, None
+            ctx.callbacks = [*callbacks, *progress.step_callbacks(board, index, key, ctx)]
             result = step.run(ctx, args)
             ctx.model = result.model if result.model is not None else ctx.model
             records, sections, facts = list(result.records), dict(result.sections), dict(result.meta)
-            state.finish(index, name, ctx.model if step.saves_model else None, records, time.perf_counter() - t0, sections, facts)
+            if ctx.chosen_epochs is not None and index <= chain_end and ctx.replay_epochs is None:
+                facts[_chosen_key(index, name)] = ctx.chosen_epochs
+            state.finish(index, key, ctx.model if step.saves_model else None, records, time.perf_counter() - t0, sections, facts)
             for r in records:
                 log(f"    {r.step}: {r.metric} {r.value:.4f}" + (f", {r.gzip_bytes / 1024:,.1f} KiB gzipped" if r.gzip_bytes else ""))
             log(f"{label} done in {time.perf_counter() - t0:.0f} s")
-        for r in records:
-            report.add(r)
-        report.sections.update(sections)
+        if add:
+            for r in records:
+                report.add(r)
+            report.sections.update(sections)
         report.meta.update(facts)
+        if _chosen_key(index, name) in facts:
+            chosen[index] = facts[_chosen_key(index, name)]
+        return records
+
+    first_run = []
+    with contextlib.ExitStack() as after_choices:
+        for index, (name, args) in enumerate(recipe.steps, start=1):
+            first_run += [(index, r) for r in run_step(index, name, args, name, add=index > chain_end)]
+            if index == chain_end:  # nothing chooses after the chain: the split trains every later step too
+                count = after_choices.enter_context(ctx.training_with_selection())
+                _refit_chain(recipe, ctx, chosen, first_run, report, log, run_step, count)
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
     report.save(state.out)
     if board:
         progress.log_report(board, report)
     log(f"report: {os.path.join(state.out, 'report.md')}")
     return report
+
+
+def _chain_end(recipe, task):
+    """The last step of a whole-chain refit, or 0 for none.
+
+    A classifier's recipe whose `epochs: auto` steps (two or more, all with
+    `refit`) are the only steps that choose on the selection split runs its
+    steps up to the last of them twice: first each such step chooses its
+    epoch count on the split (the model trained on less data), then the
+    steps run again from the start with those counts, the split back in
+    training. A step's own refit cannot do this when a later step still
+    chooses: the split must stay unseen by the model that later step
+    measures. With one such step its own refit is enough; with a step that
+    chooses otherwise (`auto`, `sensitivity`) the steps refit alone."""
+    if task != "classification":
+        return 0
+    steps = recipe.steps
+    auto = [i for i, (_, args) in enumerate(steps, start=1) if args.get("epochs") == "auto"]
+    if len(auto) < 2 or not all(steps[i - 1][1].get("refit", True) for i in auto):
+        return 0
+    if any(getattr(get_step(name), "chooses", False) for name, _ in steps):
+        return 0
+    return auto[-1]
+
+
+def _chosen_key(index, name):
+    return f"epochs chosen (step {index} {name})"
+
+
+def _refit_chain(recipe, ctx, chosen, first_run, report, log, run_step, count):
+    """Runs steps 1 to `ctx.chain_end` again from the start on train +
+    selection (`count` examples; `ctx` already trains on them), each
+    `epochs: auto` step for the count its first run chose; the first run's
+    rows go into a report section."""
+    end = ctx.chain_end
+    rows = [
+        f"| {index} | {r.step} | {chosen.get(index, '—')} | {r.value:.4f} | {r.notes or ''} |"
+        for index, r in first_run
+    ]
+    metric = first_run[0][1].metric if first_run else "dev metric"
+    report.sections["Epochs chosen on the selection split"] = (
+        f"Steps 1-{end} ran twice. First, each `epochs: auto` step chose its epoch count on the selection split, "
+        f"trained on the rest of the training data; these are that run's models, measured on dev ({metric}), "
+        "none of them handed on:\n\n"
+        f"| step | model | epochs chosen | dev {metric} | how it stopped |\n|---:|---|---:|---:|---|\n" + "\n".join(rows) + "\n\n"
+        f"Then steps 1-{end} ran again from the start with those counts on train + selection: the report's rows. "
+        "Nothing chose on that second run."
+    )
+    ctx.model = None
+    counts = ", ".join(f"step {i} {recipe.steps[i - 1][0]}: {n}" for i, n in sorted(chosen.items()))
+    log(f"[refit] steps 1-{end} again from the start on train + selection ({count:,} examples), epochs as chosen ({counts})")
+    report.meta["refit"] = (
+        f"steps 1-{end} ran again with the epoch counts chosen on the selection split ({counts}), and every step "
+        f"trained on train + selection ({count:,} examples) from then on; the first run is under 'Epochs chosen on "
+        "the selection split'"
+    )
+    try:
+        for index, (name, args) in enumerate(recipe.steps[:end], start=1):
+            ctx.replay_epochs = chosen.get(index) if args.get("epochs") == "auto" else None
+            run_step(index, name, args, f"{name}-refit")
+    finally:
+        ctx.replay_epochs = None
 
 
 STATE_FORMAT = 2
