@@ -8,10 +8,10 @@ export dynamic), run as recipes:
   stopping on a selection split of 10% carved from the training data, the
   best epoch kept (prune: among the epochs after its 2-epoch ramp), watching
   the selection loss (the default); then (`refit`, the default; `--refit no`
-  to skip) each step trains again from where it started, the chosen number
-  of epochs, on train + selection, unless a later step still chooses on the
-  split; with `--min-epochs fixed`, no auto step keeps fewer epochs than the
-  fixed recipe gives it (`min_epochs` 2/2/1).
+  to skip) the steps run again from the start with the epoch counts chosen,
+  on train + selection (several auto steps: the whole chain; the report's
+  first run is in the table under it); with `--min-epochs fixed`, no auto
+  step keeps fewer epochs than the fixed recipe gives it (`min_epochs` 2/2/1).
 
 Reported per step: epochs run, SST-2 dev accuracy, and the wall time of the
 run. SST-2 has one labelled dev set; no choice here looks at it (the auto run
@@ -36,7 +36,7 @@ training ran on for 10 epochs (selection accuracy 0.907 → 0.936) while dev sta
 why loss became the default monitor.)"""
 
 
-def recipe(auto, quick, monitor="loss", refit=True, floor=False):
+def recipe(auto, quick, monitor="loss", refit=True, floor=False, seed=0):
     """The fixed recipe (train 2, prune 2, quantize 1 epochs), or every training step on auto
     (with `floor`, each auto step's `min_epochs` is the fixed recipe's count for it)."""
     common = {"batch_size": 128, **({"max_steps": 20} if quick else {})}
@@ -50,7 +50,7 @@ def recipe(auto, quick, monitor="loss", refit=True, floor=False):
 
     return {
         "name": "sst2-auto" if auto else "sst2-fixed",
-        "seed": 0,
+        "seed": seed,
         "data": {"train": str(DATA / "sst2" / "train.tsv"), "dev": str(DATA / "sst2" / "dev.tsv")},
         "text": {"max_len": 64},
         "steps": [
@@ -62,23 +62,54 @@ def recipe(auto, quick, monitor="loss", refit=True, floor=False):
     }
 
 
+def _seeds_table(runs):
+    """The exported file of each seed's two runs on dev, their mean, and the wall times."""
+    import numpy as np
+
+    rows, fixed, auto, ratio = [], [], [], []
+    for seed, results in enumerate(runs):
+        (f_report, f_s), (a_report, a_s) = results["fixed"], results["auto"]
+        f, a = f_report.records[-1].value, a_report.records[-1].value
+        chosen = "/".join(str(v) for k, v in a_report.meta.items() if k.startswith("epochs chosen")) or "—"
+        fixed.append(f), auto.append(a), ratio.append(a_s / f_s)
+        rows.append([str(seed), f"{f:.4f}", f"{a:.4f}", f"{(a - f) * 100:+.2f}", chosen, f"{a_s / f_s:.2f}×"])
+    delta = (np.array(auto) - np.array(fixed)) * 100
+    rows.append(
+        [
+            "mean ± sd",
+            f"{np.mean(fixed):.4f} ± {np.std(fixed, ddof=1):.4f}",
+            f"{np.mean(auto):.4f} ± {np.std(auto, ddof=1):.4f}",
+            f"{delta.mean():+.2f} ± {delta.std(ddof=1):.2f}",
+            "",
+            f"{np.mean(ratio):.2f}×",
+        ]
+    )
+    return table(["seed", "fixed: file", "epochs: auto: file", "Δ points", "epochs chosen", "wall auto / fixed"], rows)
+
+
 def main():
     p = parser(__doc__)
     p.add_argument("--monitor", choices=("loss", "accuracy"), default="loss", help="what the auto steps watch on the selection split")
     p.add_argument("--refit", choices=("yes", "no"), default="yes", help="whether each auto step trains its chosen epoch count again on train + selection")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, each its own fixed and auto run (default: 1; the step table is seed 0's)")
     p.add_argument("--min-epochs", choices=("1", "fixed"), default="1", help="each auto step's min_epochs: 1 (the default), or the fixed recipe's count for that step (2/2/1)")
     args = p.parse_args()
     refit, floor = args.refit == "yes", args.min_epochs == "fixed"
     require_shared()
     from tfcompress import recipe as recipes
 
-    results = {}
+    runs = []  # per seed: {"fixed": (report, seconds), "auto": (report, seconds)}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("fixed", "auto"):
-            t0 = time.perf_counter()
-            report = recipes.run(recipe(name == "auto", args.quick, args.monitor, refit, floor), os.path.join(tmp, name), log=lambda line: print(line, flush=True), verbose=0)
-            results[name] = (report, time.perf_counter() - t0)
+        for seed in range(args.seeds):
+            results = {}
+            for name in ("fixed", "auto"):
+                t0 = time.perf_counter()
+                config = recipe(name == "auto", args.quick, args.monitor, refit, floor, seed)
+                report = recipes.run(config, os.path.join(tmp, f"{name}-{seed}"), log=lambda line: print(line, flush=True), verbose=0)
+                results[name] = (report, time.perf_counter() - t0)
+            runs.append(results)
 
+    results = runs[0]
     fixed_report, fixed_s = results["fixed"]
     auto_report, auto_s = results["auto"]
     rows = []
@@ -90,17 +121,19 @@ def main():
         ran, what = (found.group(1), found.group(0)) if found else ("—", b.notes)
         rows.append([a.step, f"{a.value:.4f}", f"{b.value:.4f}", f"{(b.value - a.value) * 100:+.2f}", ran, what])
     body = (
-        table(["step", "fixed (2/2/1 epochs)", "epochs: auto", "Δ points", "auto epochs", "auto: what it did"], rows)
+        (_seeds_table(runs) + "\n\nSeed 0, step by step:\n\n" if len(runs) > 1 else "")
+        + table(["step", "fixed (2/2/1 epochs)", "epochs: auto", "Δ points", "auto epochs", "auto: what it did"], rows)
         + f"\n\nWall time: fixed {fixed_s / 60:.1f} min, auto {auto_s / 60:.1f} min ({auto_s / fixed_s:.2f}×). "
         + f"Auto trained on {auto_report.meta['train examples']:,} phrases ({auto_report.meta['selection examples']:,} set aside to stop on)"
         + (
-            f"; then {chain}, "
+            f". Then {chain}. The fixed recipe trained on "
             if chain
             else f"; {refits} of its {chose} steps then refit on all {fixed_report.meta['train examples']:,} (a step refits only when no later step chooses on the split), "
             if refit
             else ", "
         )
-        + f"fixed on {fixed_report.meta['train examples']:,}. Dev: the {fixed_report.meta['dev examples']} SST-2 dev sentences, seen by no choice."
+        + ("" if chain else "fixed on ")
+        + f"{fixed_report.meta['train examples']:,}. Dev: the {fixed_report.meta['dev examples']} SST-2 dev sentences, seen by no choice."
         + NOTE
         + ("\n\n**The first run, which chose the epochs (on the 90% left to train on):**\n\n" + auto_report.sections["Epochs chosen on the selection split"].split("\n\n")[1] if chain else "")
     )
@@ -111,6 +144,8 @@ def main():
         title = title.replace(" (issue 17)", ", no refit (issue 17)")
     if floor:
         title = title.replace(" (issue 17)", ", at least the fixed epochs (min_epochs 2/2/1) (issue 17)")
+    if len(runs) > 1:
+        title = title.replace(" (issue 17)", f", {len(runs)} seeds (issue 17)")
     emit(args, title, body)
 
 

@@ -67,8 +67,14 @@ def test_best_epoch_minimises_losses_and_names_a_missing_value():
         BestEpoch(patience=0)
 
 
+def _chosen(section, index):
+    """The epochs step `index` chose, from the report's first-run table."""
+    row = next(line for line in section.splitlines() if line.startswith(f"| {index} |"))
+    return int(row.split("|")[3])
+
+
 @pytest.mark.slow
-def test_a_recipe_with_auto_epochs_carves_a_selection_split_and_reports_each_stop(tmp_path):
+def test_a_recipe_with_auto_epochs_chooses_on_a_selection_split_then_runs_the_chain_again(tmp_path):
     write_dataset(tmp_path / "train.tsv")
     write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
     config = {
@@ -87,24 +93,59 @@ def test_a_recipe_with_auto_epochs_carves_a_selection_split_and_reports_each_sto
     assert report.meta["selection examples"] == 60 and report.meta["train examples"] == 540  # 10% of 600 set aside
     assert "dev figures come from data no choice has seen" in report.meta["selection"]
     assert any("selection split: 60 examples carved from training" in line for line in lines)
+    # First run: each auto step chooses on the split; its models are in a section, not handed on.
+    first = report.sections["Epochs chosen on the selection split"]
+    train_first = next(line for line in first.splitlines() if line.startswith("| 1 | train |"))
+    assert "epochs (at most 5), best" in train_first and "(val_loss " in train_first and "stopped:" in train_first
+    assert "(val_accuracy " in next(line for line in first.splitlines() if line.startswith("| 2 | prune 50% |"))
+    train_epochs, prune_epochs = _chosen(first, 1), _chosen(first, 2)
+    assert train_epochs >= 2  # min_epochs 2: epoch 1 is never kept
+    assert prune_epochs >= 2  # the sparsity ramp (2 epochs) ends before any candidate
+    assert report.meta["epochs chosen (step 1 train)"] == train_epochs and report.meta["epochs chosen (step 2 prune)"] == prune_epochs
+    # Then the chain again from the start with those counts on all 600; nothing chooses on it.
+    log = "\n".join(lines)
+    assert f"[refit] steps 1-2 again from the start on train + selection (600 examples), epochs as chosen (step 1 train: {train_epochs}, step 2 prune: {prune_epochs})" in log
+    assert "[1/3 train-refit] running" in log and "[2/3 prune-refit] running" in log and "no refit" not in log
     train, prune, quantize = report.records
-    assert "epochs (at most 5), best" in train.notes and "(val_loss " in train.notes and "stopped:" in train.notes
-    # min_epochs 2: epoch 1 is never kept, and patience (1) counts from epoch 2 on.
-    train_run, train_best = (int(train.notes.split(" epochs")[0]), int(train.notes.split(", best ")[1].split(" ")[0]))
-    assert train_best >= 2 and train_run >= 3
-    # No refit for train: prune chooses on the selection split after it, which must stay unseen.
-    assert "; no refit: step 2 prune still chooses on the selection split" in train.notes
-    assert "[train] no refit: step 2 prune still chooses" in "\n".join(lines)
-    assert "epochs (at most 3), best" in prune.notes and "(val_accuracy " in prune.notes
+    assert train.notes == (
+        f"{train_epochs} epoch(s), the count chosen on the selection split (see 'Epochs chosen on the selection split'); "
+        "steps 1-2 run again on train + selection (600 examples)"
+    )
+    assert prune.notes.startswith("sparsity 50.0%; ") and f"{prune_epochs} epoch(s), the count chosen" in prune.notes
+    assert "epochs (at most" not in quantize.notes and "the count chosen" not in quantize.notes  # fixed epochs
+    assert "on train + selection (600 examples)" in report.meta["refit"]
+    again = recipe.run(config, tmp_path / "out", log=lines.append)  # resumed: the same split, runs and figures
+    assert again.records == report.records and again.sections == report.sections
+
+
+@pytest.mark.slow
+def test_a_step_refits_alone_when_a_later_step_chooses_otherwise(tmp_path):
+    """With a step that chooses on the split in other ways (here `sensitivity`)
+    there is no chain run: an auto step before it keeps the split unseen (no
+    refit), the last step to choose refits alone."""
+    write_dataset(tmp_path / "train.tsv")
+    write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
+    config = {
+        "seed": 1,
+        "data": {"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "dev.tsv")},
+        "text": {"max_len": 12},
+        "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
+        "steps": [
+            {"train": {"epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}},
+            {"sensitivity": {"sparsities": [0.5], "bits": [8], "clusters": [8]}},
+            {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}},
+        ],
+    }
+    lines = []
+    report = recipe.run(config, tmp_path / "out", log=lines.append)
+    assert "Epochs chosen on the selection split" not in report.sections and "refit" not in report.meta
+    train, prune = report.records[0], report.records[-1]
+    assert "epochs (at most 3), best" in train.notes
+    assert "; no refit: step 2 sensitivity, step 3 prune still choose on the selection split" in train.notes
+    assert "[train] no refit: step 2 sensitivity, step 3 prune still choose" in "\n".join(lines)
     best_prune_epoch = int(prune.notes.split(", best ")[1].split(" ")[0])
-    assert best_prune_epoch >= 2  # the sparsity ramp (2 epochs) ends before any candidate
-    # The last step to choose refits (the default): its epoch count again from the step's start, on all 600.
     assert prune.notes.endswith(f"; then refit: {best_prune_epoch} epoch(s) from the step's start on train + selection (600 examples)")
     assert any(f"[prune] refit: {best_prune_epoch} epoch(s)" in line for line in lines)
-    assert "sparsity 50.0%" in prune.notes
-    assert "epochs (at most" not in quantize.notes  # fixed epochs: no choice, validated on dev as before
-    again = recipe.run(config, tmp_path / "out", log=lines.append)  # resumed: the same split and figures
-    assert again.records == report.records
 
 
 @pytest.mark.slow

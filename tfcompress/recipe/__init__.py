@@ -32,13 +32,22 @@ split (`data.selection_fraction`, default 10%) is carved from the training
 data once for the whole run, the same on every resume, so that dev serves
 only to report: the report row says how many epochs ran, which was kept and
 why it stopped. A prune step ramps its sparsity up over its first 2 epochs
-and chooses only among the epochs after them. Then, for a classifier with
-`refit: true` (the default), the step trains again from where it started
-(weights and optimizer state), for the chosen number of epochs, on train +
-selection (`RunContext.fit_auto`); not when a later step still chooses on
-the split (its choices need a model that never trained on it), nor for a
-language model, whose selection split is the end of its corpus: those keep
-the best epoch's weights, and the row says so.
+and chooses only among the epochs after them; `min_epochs` keeps any step
+from choosing an earlier epoch. Then, for a classifier with `refit: true`
+(the default), what was chosen trains again with the split back in
+training:
+
+- one `epochs: auto` step: it trains again from where it started (weights
+  and optimizer state), for the chosen number of epochs, on train +
+  selection (`RunContext.fit_auto`);
+- several: a refit of one would put the split into the model a later step
+  chooses on, so the steps up to the last of them run twice (`runner`):
+  first each chooses its count, then all of them again from the start with
+  those counts on train + selection; the report's rows are the second run,
+  the first is in its section "Epochs chosen on the selection split";
+- with a step that chooses otherwise (`auto`, `sensitivity`), a step before
+  it keeps the best epoch's weights (no refit) and its row says why; so
+  does a language model, whose selection split is the end of its corpus.
 
 `auto: {max_loss: 0.5}` (after `train`) replaces prune/cluster/quantize by
 the accuracy-budget search of `tfcompress.budget`: a sensitivity table,

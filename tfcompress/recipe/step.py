@@ -52,8 +52,8 @@ MIN_EPOCHS_HELP = (
 REFIT_HELP = (
     "yes (the default) or no: whether what was chosen on the selection split (the epoch count of --epochs auto, the plan of "
     "--max-loss) is trained once more with the selection split back in training before it is handed on (yes: the model "
-    "handed on is not the one the choice measured; no: it is, trained on less data); a step does not refit while a later "
-    "step still chooses on the split"
+    "handed on is not the one the choice measured; no: it is, trained on less data); with --epochs auto in several steps, "
+    "the steps run again from the start with the counts chosen"
 )
 
 
