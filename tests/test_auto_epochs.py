@@ -167,6 +167,19 @@ def test_a_language_model_and_its_distilled_student_stop_on_their_own_loss(tmp_p
     assert train.metric == "bits/char" and student.value < 6.0  # below log2(vocabulary): it learned
 
 
+def test_a_teacher_comes_from_the_chain_second_run_once_it_began(tmp_path):
+    from tfcompress.recipe.context import RunContext
+
+    ctx = RunContext(
+        recipe=None, data={}, encoder=None, vocab=None, meta={"task": "classification"}, strategy=None, precision="float32",
+        out=str(tmp_path), state_dir=str(tmp_path), steps=[("train", {}), ("distill", {})], index=2, chain_end=2,
+    )
+    ctx.load = lambda path: path  # the path the teacher would be loaded from
+    assert ctx.checkpoint_of("train") == str(tmp_path / "01-train" / "model.keras")
+    ctx.chain_rerun = True
+    assert ctx.checkpoint_of("train") == str(tmp_path / "01-train-refit" / "model.keras")
+
+
 def test_a_refit_starts_from_the_step_start_as_a_new_optimizer_would():
     from tfcompress.recipe.context import _restore_training_state, _training_state
 

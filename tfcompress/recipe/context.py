@@ -64,6 +64,8 @@ class RunContext:
     """The `BestEpoch` of the step's last `epochs: auto` fit, until its report row takes it."""
     chain_end: int = 0
     """With a whole-chain refit (see `runner`), the last step of the chain; 0: none."""
+    chain_rerun: bool = False
+    """Whether the chain's second run has begun."""
     replay_epochs: int = None
     """While the chain is refit: the running step's chosen epoch count (None: its own epochs)."""
     chosen_epochs: int = None
@@ -103,10 +105,12 @@ class RunContext:
         )
 
     def checkpoint_of(self, name):
-        """The model saved by the first earlier step called `name`."""
+        """The model saved by the first earlier step called `name` (once the
+        chain runs again, its second run's: see `runner`)."""
         for i, (n, _) in enumerate(self.steps[: self.index - 1], start=1):
             if n == name:
-                return self.load(os.path.join(self.step_dir(i, n), "model.keras"))
+                folder = f"{n}-refit" if self.chain_rerun and i <= self.chain_end else n
+                return self.load(os.path.join(self.step_dir(i, folder), "model.keras"))
         raise RecipeError(f"{self.recipe.source}: no '{name}' step ran before step {self.index}.")
 
     def build_model(self, args):

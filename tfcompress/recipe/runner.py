@@ -182,7 +182,7 @@ def _refit_chain(recipe, ctx, chosen, first_run, report, log, run_step, count):
         f"Then steps 1-{end} ran again from the start with those counts on train + selection: the report's rows. "
         "Nothing chose on that second run."
     )
-    ctx.model = None
+    ctx.model, ctx.chain_rerun = None, True
     counts = ", ".join(f"step {i} {recipe.steps[i - 1][0]}: {n}" for i, n in sorted(chosen.items()))
     log(f"[refit] steps 1-{end} again from the start on train + selection ({count:,} examples), epochs as chosen ({counts})")
     report.meta["refit"] = (
