@@ -56,7 +56,7 @@ BENCHMARKS = [
 
 # Sections made by another benchmark's script with other arguments: name -> (script, arguments).
 VARIANTS = {
-    "bench_auto_epochs_floor": ("bench_auto_epochs", ["--min-epochs", "fixed"]),
+    "bench_auto_epochs_floor": ("bench_auto_epochs", ["--min-epochs", "fixed", "--seeds", "3"]),
     "bench_auto_epochs_norefit": ("bench_auto_epochs", ["--refit", "no"]),
     "bench_auto_epochs_accuracy": ("bench_auto_epochs", ["--monitor", "accuracy", "--refit", "no"]),
     "bench_smaller_shrink": ("bench_smaller", ["--rows", "shrink"]),
