@@ -67,6 +67,18 @@ def test_best_epoch_minimises_losses_and_names_a_missing_value():
         BestEpoch(patience=0)
 
 
+def _tiny_recipe(tmp_path):
+    """A tiny classifier recipe on 600 training and 120 dev examples (steps to add)."""
+    write_dataset(tmp_path / "train.tsv")
+    write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
+    return {
+        "seed": 1,
+        "data": {"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "dev.tsv")},
+        "text": {"max_len": 12},
+        "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
+    }
+
+
 def _chosen(section, index):
     """The epochs step `index` chose, from the report's first-run table."""
     row = next(line for line in section.splitlines() if line.startswith(f"| {index} |"))
@@ -75,19 +87,12 @@ def _chosen(section, index):
 
 @pytest.mark.slow
 def test_a_recipe_with_auto_epochs_chooses_on_a_selection_split_then_runs_the_chain_again(tmp_path):
-    write_dataset(tmp_path / "train.tsv")
-    write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
-    config = {
-        "seed": 1,
-        "data": {"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "dev.tsv")},
-        "text": {"max_len": 12},
-        "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
-        "steps": [
-            {"train": {"epochs": "auto", "min_epochs": 2, "max_epochs": 5, "patience": 1, "batch_size": 32}},
-            {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32, "monitor": "accuracy"}},
-            {"quantize": {"epochs": 1, "batch_size": 32}},
-        ],
-    }
+    config = _tiny_recipe(tmp_path)
+    config["steps"] = [
+        {"train": {"epochs": "auto", "min_epochs": 2, "max_epochs": 5, "patience": 1, "batch_size": 32}},
+        {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32, "monitor": "accuracy"}},
+        {"quantize": {"epochs": 1, "batch_size": 32}},
+    ]
     lines = []
     report = recipe.run(config, tmp_path / "out", log=lines.append)
     assert report.meta["selection examples"] == 60 and report.meta["train examples"] == 540  # 10% of 600 set aside
@@ -123,19 +128,12 @@ def test_a_step_refits_alone_when_a_later_step_chooses_otherwise(tmp_path):
     """With a step that chooses on the split in other ways (here `sensitivity`)
     there is no chain run: an auto step before it keeps the split unseen (no
     refit), the last step to choose refits alone."""
-    write_dataset(tmp_path / "train.tsv")
-    write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
-    config = {
-        "seed": 1,
-        "data": {"train": str(tmp_path / "train.tsv"), "dev": str(tmp_path / "dev.tsv")},
-        "text": {"max_len": 12},
-        "model": {"build": {"embedding_dim": 8, "units": 8, "dropout": 0.0}},
-        "steps": [
-            {"train": {"epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}},
-            {"sensitivity": {"sparsities": [0.5], "bits": [8], "clusters": [8]}},
-            {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}},
-        ],
-    }
+    config = _tiny_recipe(tmp_path)
+    config["steps"] = [
+        {"train": {"epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}},
+        {"sensitivity": {"sparsities": [0.5], "bits": [8], "clusters": [8]}},
+        {"prune": {"target_sparsity": 0.5, "epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}},
+    ]
     lines = []
     report = recipe.run(config, tmp_path / "out", log=lines.append)
     assert "Epochs chosen on the selection split" not in report.sections and "refit" not in report.meta
