@@ -50,24 +50,33 @@ def _one_shot(model):
     return apply
 
 
-@pytest.mark.parametrize("backoff", ["local", "front"])
-@pytest.mark.parametrize("max_loss", [0.0, 2.0, 50.0])
-def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, max_loss, backoff):  # noqa: F811
+@pytest.mark.parametrize(
+    "max_loss, backoff, start",
+    [(m, b, "uniform") for m in (0.0, 2.0, 50.0) for b in ("local", "front")] + [(0.0, "local", "front"), (50.0, "local", "front")],
+)
+def test_rounds_go_smaller_within_budget_and_back_off_over_it(trained, table, max_loss, backoff, start):  # noqa: F811
     model, x, y = trained
     log = []
     result = budget.search(
         model, table, _one_shot(model), lambda m: metrics.accuracy(m.predict(x, verbose=0), y), max_loss,
-        rounds=4, clusters=(None,), backoff=backoff, log=log.append,
+        rounds=4, clusters=(None,), backoff=backoff, start=start, log=log.append,
     )
     cands = result.candidates
     assert 1 <= len(cands) <= 4 and len({c.plan.describe() for c in cands}) == len(cands)
-    # Round 1 starts where compress without a budget ends: the front's smallest plan as large as 80%
-    # everywhere, or a smaller one when even that is predicted within the budget one shot.
     uniform = budget.uniform_bytes(model, table, 0.8)
-    anchor = next(p for p in result.front if p.estimated_bytes >= uniform)
-    limit = max(anchor.predicted_loss, max_loss, 0.05)
-    assert cands[0].plan is next(p for p in result.front if p.predicted_loss <= limit)
-    assert (cands[0].plan is anchor) == (max_loss < anchor.predicted_loss)
+    if start == "uniform":
+        # Round 1 is where compress without a budget ends: every layer pruned 80%.
+        first = cands[0].plan
+        assert first.sparsity == {n: 0.8 for n in table.layers} and first.clusters is None
+        assert first.estimated_bytes == uniform
+        assert first.predicted_loss == pytest.approx(sum(max(0.0, table.loss(n, "prune", 0.8)) + max(0.0, table.loss(n, "quantize", 8)) for n in table.layers))
+    else:
+        # The front's smallest plan as large as 80% everywhere, or a smaller one when even that is
+        # predicted within the budget one shot.
+        anchor = next(p for p in result.front if p.estimated_bytes >= uniform)
+        limit = max(anchor.predicted_loss, max_loss, 0.05)
+        assert cands[0].plan is next(p for p in result.front if p.predicted_loss <= limit)
+        assert (cands[0].plan is anchor) == (max_loss < anchor.predicted_loss)
     for c, after in zip(cands, cands[1:]):
         if c.within_budget:
             assert after.plan.estimated_bytes < c.plan.estimated_bytes  # kept it: try smaller
@@ -131,7 +140,14 @@ def test_shrinking_first_is_kept_only_within_its_share_of_the_budget(trained, ma
     # The plans start at the size 80% everywhere gives the model as it came: a shrunk model gets there pruned less.
     start = next(line for line in log if line.startswith("[auto] start:"))
     assert ("(the model before shrinking)" in start) == probe.kept
-    assert f"about {budget.uniform_bytes(model, tables[0], 0.8) / 1024:,.1f} KiB" in start
+    target = budget.uniform_bytes(model, tables[0], 0.8)
+    assert f"about {target / 1024:,.1f} KiB" in start
+    if probe.kept:  # round 2: the shrunk model pruned alike everywhere, as hard as keeps it at least that large
+        first = cands[0].plan
+        (at,) = set(first.sparsity.values())
+        assert first.estimated_bytes >= target or at == 0.0
+        harder = [t for t in (0.5, 0.8) if t > at]
+        assert all(budget.uniform_bytes(base, tables[0], t) < target for t in harder)
     one = budget.search_shrunk(model, None, analyze, _one_shot, evaluate, max_loss, rounds=1, clusters=(None,), log=log.append)
     assert one.shrink is None and "[auto] one round: nothing is shrunk first" in log and one.candidates[0].round == 1
     with pytest.raises(ValueError, match=r"share must be a fraction in \(0, 1\] of the budget. Received: share=0"):
@@ -141,17 +157,22 @@ def test_shrinking_first_is_kept_only_within_its_share_of_the_budget(trained, ma
 @pytest.mark.parametrize("start_clusters", ["fewest", None, 8])
 def test_the_first_plan_is_as_large_as_80_percent_everywhere_and_the_fewest_clusters(trained, table, start_clusters):  # noqa: F811
     model, x, y = trained
-    log = []
-    result = budget.search(
-        model, table, _one_shot(model), lambda m: metrics.accuracy(m.predict(x, verbose=0), y), 0.0,
-        rounds=1, clusters=(None, 8), start_clusters=start_clusters, log=log.append,
-    )
     clustered = start_clusters is not None
     size = budget.uniform_bytes(model, table, 0.8, 8 if clustered else None)
     assert clustered == (size < budget.uniform_bytes(model, table, 0.8))  # clusters make that size smaller
-    anchor = next(p for p in result.front if p.estimated_bytes >= size)
-    assert result.candidates[0].plan is anchor  # a zero budget: no plan is predicted within it, so round 1 is the anchor
-    assert f"every layer pruned 80%{' and clustered to 8' if clustered else ''} is about {size / 1024:,.1f} KiB" in log[0]
+    for start in ("uniform", "front"):
+        log = []
+        result = budget.search(
+            model, table, _one_shot(model), lambda m: metrics.accuracy(m.predict(x, verbose=0), y), 0.0,
+            rounds=1, clusters=(None, 8), start=start, start_clusters=start_clusters, log=log.append,
+        )
+        first = result.candidates[0].plan
+        assert f"every layer pruned 80%{' and clustered to 8' if clustered else ''} is about {size / 1024:,.1f} KiB" in log[0]
+        if start == "uniform":  # that plan itself
+            assert first.sparsity == {n: 0.8 for n in table.layers} and first.clusters == (8 if clustered else None)
+            assert first.estimated_bytes == size and "predicted to lose" in log[0]
+        else:  # a zero budget: no plan is predicted within it, so round 1 is the front's plan of that size
+            assert first is next(p for p in result.front if p.estimated_bytes >= size)
 
 
 def test_a_local_back_off_makes_the_costliest_change_milder_and_keeps_the_rest(trained, table):  # noqa: F811
@@ -189,6 +210,8 @@ def test_bad_budgets_are_refused(trained, table):  # noqa: F811
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, recovery=0)
     with pytest.raises(ValueError, match=r"start_clusters must be one of clusters=\[None, 8\], None or 'fewest'. Received: start_clusters=16"):
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, clusters=(None, 8), start_clusters=16)
+    with pytest.raises(ValueError, match=r'start must be "uniform" .* or "front" .* Received: start=\'smallest\''):
+        budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, start="smallest")
     with pytest.raises(ValueError, match=r'backoff must be "local" or "front". Received: backoff=\'near\''):
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, backoff="near")
     with pytest.raises(ValueError, match=r"margin must be a number >= 0 of standard errors .* Received: margin=-0.5"):
@@ -295,7 +318,9 @@ def _auto_config(tmp_path, **auto):
 
 @pytest.mark.slow
 def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_path):
-    config = _auto_config(tmp_path, rounds=2, shrink_epochs=1)  # round 1 shrinks (the default), round 2 prunes what is left
+    # Round 1 shrinks, round 2 prunes what is left: the front's smallest plan, as the budget allows anything
+    # (on weights this small, every layer pruned alike cannot reach the unshrunk start's size, so "uniform" would not prune).
+    config = _auto_config(tmp_path, rounds=2, shrink_epochs=1, shrink_first=0.5, start="front")
     lines = []
     report = recipe.run(config, tmp_path / "out", log=lines.append)
     assert report.meta["selection examples"] == 60 and "step 2 auto chose on a split" in report.meta["selection"]
@@ -312,7 +337,7 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     assert "**Refit:** the model handed on is that plan refit on train + selection (600 examples), not the verified model" in section
     state = json.loads((tmp_path / "out" / ".run" / "02-auto" / "done.json").read_text())
     assert state["meta"]["budget met"] == report.meta["budget met"]
-    shrunk, chosen = row.notes.split(";")[:2]  # "shrink to 50% ...; prune embedding 80%, lstm_0 95%, ...": the smallest plan, as the budget allows anything
+    shrunk, chosen = row.notes.split(";")[:2]  # "shrink to 50% ...; prune embedding 80%, lstm_0 95%, ..."
     assert shrunk == "shrink to 50% of the units"
     model = quantization.strip(tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras"))
     assert model.get_layer("lstm_0").units == 4 and model.get_layer("embedding").output_dim == 4

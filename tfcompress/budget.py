@@ -17,10 +17,10 @@ the smallest compressed model it verified within that budget:
    selection split. One-shot losses overstate what is left after
    fine-tuning, and by very different factors per layer (on SST-2, pruning
    the embedding 80% costs 7 points one shot and about nothing once
-   fine-tuned), so the first round starts from what is known to recover:
-   the front's plan as small as pruning every layer to `start_sparsity`
-   (80%, what `compress` does without a budget) and clustering it to 8
-   values (`start_clusters`), arranged by the table. A
+   fine-tuned; the LSTM 80%, 27 points one shot and under half a point
+   fine-tuned), so the first round tries what is known to recover: every
+   layer pruned to `start_sparsity` (80%, what `compress` does without a
+   budget) and clustered to 8 values (`start_clusters`). A
    plan within budget sends the next round to a smaller one on the front,
    halving the gap (in log scale of the predicted loss) each time; a plan
    over it backs off locally: the same plan with its change of largest
@@ -380,6 +380,19 @@ def _plan(weights, table, sparsity, clusters):
     return Plan(dict(sparsity), clusters, float(sum(c[1] for c in cost)), int(sum(c[0] for c in cost) * 1024))
 
 
+def _uniform_plan(model, table, sparsity, clusters, size=None):
+    """Every layer of `table` pruned to `sparsity` and clustered to
+    `clusters`, sized and predicted as `plan_front` does; with `size` (bytes),
+    pruned instead to the highest of 0, `sparsity` and the table's
+    sparsities whose plan is at least that large (estimated), or 0 when none
+    is."""
+    weights = _layer_arrays(model, table.layers, "budget.search")
+    names = list(table.layers)
+    choices = [float(sparsity)] if size is None else sorted({0.0, float(sparsity), *table.settings("prune")})
+    plans = [_plan(weights, table, {n: s for n in names}, clusters) for s in choices]
+    return max((p for p in plans if size is None or p.estimated_bytes >= size), key=lambda p: max(p.sparsity.values(), default=0.0), default=plans[0])
+
+
 def relax(plan, model, table, clusters=(None, 16, 8)):
     """A local back-off from `plan`, which lost too much: the one change in
     it with the largest one-shot loss is made milder (that layer's sparsity
@@ -488,7 +501,7 @@ class _Rounds:
         )
 
 
-def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, margin=1.0, start_sparsity=0.8, start_clusters="fewest", recovery=None, clusters=(None, 16, 8), backoff="local", log=None, _state=None, _start_model=None):
+def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, margin=1.0, start="uniform", start_sparsity=0.8, start_clusters="fewest", recovery=None, clusters=(None, 16, 8), backoff="local", log=None, _state=None, _start_model=None):
     """Finds the smallest plan whose fine-tuned model keeps `max_loss`.
 
     Args:
@@ -509,13 +522,21 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, margin=1.0,
             many paired standard errors is at most `max_loss` (0: the loss
             alone; with one number from `evaluate` there is no error and
             the loss alone is checked).
-        start_sparsity: the first round tries the smallest plan on the
-            front at least as large (estimated) as every layer pruned to
-            this sparsity and clustered to `start_clusters`: the fixed
-            recipe with clustering, which fine-tuning is known to recover
-            (SST-2, 3 seeds: 80% pruned and 8 clusters, +0.27 points on
-            dev, 20x smaller; BENCHMARKS.md, "Smaller").
-        start_clusters: the clusters of that first size: `"fewest"` (the
+        start: what round 1 tries. `"uniform"` (the default): every layer
+            of the table pruned to `start_sparsity` and clustered to
+            `start_clusters`, the fixed recipe with clustering, which
+            fine-tuning is known to recover (SST-2, 3 seeds: 80% pruned and
+            8 clusters, +0.27 points on dev, 20x smaller; BENCHMARKS.md,
+            "Smaller"). `"front"`: the smallest plan on the front at least
+            as large (estimated) as that one, its sparsity arranged by the
+            one-shot losses (which on SST-2 keep the LSTM dense and prune
+            the embedding harder; it recovered less once fine-tuned).
+        start_sparsity: the sparsity of that first plan. A model shrunk
+            first (`search_shrunk`) aims at the size of the model before
+            shrinking: with `"uniform"`, at the highest sparsity (of 0,
+            `start_sparsity` and the table's) whose plan is at least as
+            large.
+        start_clusters: the clusters of that first plan: `"fewest"` (the
             default) is the fewest in `clusters`, None not clustered.
         recovery: instead of `start_sparsity`, the first round tries the
             smallest plan predicted (one shot) to lose at most
@@ -539,6 +560,8 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, margin=1.0,
         raise ValueError(f"recovery must be a number > 0 (or None, to start from start_sparsity). Received: recovery={recovery!r}.")
     if recovery is None and not (isinstance(start_sparsity, (int, float)) and not isinstance(start_sparsity, bool) and 0 <= start_sparsity < 1):
         raise ValueError(f"start_sparsity must be a number in [0, 1). Received: start_sparsity={start_sparsity!r}.")
+    if start not in ("uniform", "front"):
+        raise ValueError(f'start must be "uniform" (every layer pruned to start_sparsity) or "front" (the front\'s plan of that size). Received: start={start!r}.')
     if backoff not in ("local", "front"):
         raise ValueError(f'backoff must be "local" or "front". Received: backoff={backoff!r}.')
     start_c = _start_clusters(start_clusters, clusters)
@@ -560,18 +583,30 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, margin=1.0,
         return within[0] if within else (allowed[-1] if allowed else None)
 
     low, high = 0.0, None  # multiples of the budget: `low` kept the budget, `high` did not
+    first = None  # round 1's plan, when it is not the front's pick
     if recovery is not None:
         factor = recovery
     else:
         # `search_shrunk` aims at the size of the model as given: the shrunk one reaches it compressed less
         size = uniform_bytes(model if _start_model is None else _start_model, table, start_sparsity, start_c)
-        first = next((p for p in front if p.estimated_bytes >= size), front[-1])
-        factor = max(first.predicted_loss, budget_scale) / budget_scale  # round 1 then picks `first` (or one as small, predicted no worse)
         what = f"every layer pruned {start_sparsity:.0%}" + (f" and clustered to {start_c}" if start_c else "") + (" (the model before shrinking)" if _start_model is not None else "")
-        log(f"[auto] start: {what} is about {size / 1024:,.1f} KiB; the front's plan of that size is predicted to lose {format_loss(first.predicted_loss, table.unit)} one shot")
+        if start == "uniform":
+            first = _uniform_plan(model, table, start_sparsity, start_c, None if _start_model is None else size)
+            first.shrunk = rounds_.shrunk
+            at = "" if _start_model is None else f"; the shrunk model, every layer pruned {max(first.sparsity.values()):.0%}, is about {first.estimated_bytes / 1024:,.1f} KiB"
+            log(f"[auto] start: {what} is about {size / 1024:,.1f} KiB{at}, predicted to lose {format_loss(first.predicted_loss, table.unit)} one shot")
+        else:
+            first = next((p for p in front if p.estimated_bytes >= size), front[-1])
+            log(f"[auto] start: {what} is about {size / 1024:,.1f} KiB; the front's plan of that size is predicted to lose {format_loss(first.predicted_loss, table.unit)} one shot")
+        factor = max(first.predicted_loss, budget_scale) / budget_scale  # "front": round 1 then picks `first` (or one as small, predicted no worse)
+        if start == "front":
+            first = None
     milder = None
     for r in range(rounds_.first_round, rounds_.first_round + rounds):
-        plan, how = (milder, "local back-off: ") if milder is not None else (plan_for(factor * budget_scale), "")
+        if first is not None:
+            plan, how, first = first, "", None
+        else:
+            plan, how = (milder, "local back-off: ") if milder is not None else (plan_for(factor * budget_scale), "")
         if plan is None:
             break  # no plan left between one within budget and a larger one over it
         log(f"[auto] round {r}: {how}{plan.describe()} (predicted one-shot loss {format_loss(plan.predicted_loss, table.unit)}, about {plan.estimated_bytes / 1024:,.1f} KiB)")
@@ -595,7 +630,7 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, margin=1.0,
     return rounds_.result(lambda plan: plan.estimated_bytes, front, table)
 
 
-def search_shrunk(model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, *, units=0.5, share=0.5, metric="accuracy", rounds=4, margin=1.0, log=None, **search_args):
+def search_shrunk(model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, *, units=0.5, share=0.5, metric="accuracy", rounds=3, margin=1.0, log=None, **search_args):
     """`search`, with whole units removed first when that is cheap enough.
 
     Round 1 keeps `units` of the units of every layer that can lose them
@@ -660,7 +695,7 @@ def _model_bytes(model):
     return sum(_weight_bytes([v.numpy() for v in prunable_weights(layer)], 0, None) for layer in all_layers(model))
 
 
-def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rounds=4, margin=1.0, start_units=0.5, log=None):
+def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rounds=3, margin=1.0, start_units=0.5, log=None):
     """Finds the model with the fewest multiply-adds whose fine-tuned copy
     keeps `max_loss`: whole units removed (`pruning.shrink`, every layer that
     can lose units keeping the same fraction), which makes it faster, not
@@ -771,7 +806,7 @@ def refit_plan(model, result, tuner_for, tune_shrunk, data):
     return result
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=True, groups=None, log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, margin=1.0, start="uniform", start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=None, shrink_share=0.5, refit=True, groups=None, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `shrink_first` (a fraction of units; None: not), round 1 removes
@@ -831,7 +866,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
 
     evaluate = selection_scorer(xs, ys, metric, groups)
     tune_shrunk, tuner_for = fitter(x, y)
-    args = {"margin": margin, "start_sparsity": start_sparsity, "start_clusters": start_clusters, "recovery": recovery, "clusters": clusters, "backoff": backoff}
+    args = {"margin": margin, "start": start, "start_sparsity": start_sparsity, "start_clusters": start_clusters, "recovery": recovery, "clusters": clusters, "backoff": backoff}
 
     def analyze(m):
         return sensitivity.analyze(m, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
