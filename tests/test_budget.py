@@ -118,6 +118,7 @@ def test_shrinking_first_is_kept_only_within_its_share_of_the_budget(trained, ma
 
     result = budget.search_shrunk(
         model, lambda small: small, analyze, _one_shot, evaluate, max_loss, rounds=3, clusters=(None,), log=log.append,
+        start="uniform" if max_loss else "front",  # (the shrunk model is kept only with the large budget)
     )
     probe, cands = result.shrink, result.candidates
     assert probe.units == 0.5 and probe.widths == {"embedding": (8, 4), "lstm": (8, 4)} and probe.standard_error is not None
@@ -142,7 +143,7 @@ def test_shrinking_first_is_kept_only_within_its_share_of_the_budget(trained, ma
     assert ("(the model before shrinking)" in start) == probe.kept
     target = budget.uniform_bytes(model, tables[0], 0.8)
     assert f"about {target / 1024:,.1f} KiB" in start
-    if probe.kept:  # round 2: the shrunk model pruned alike everywhere, as hard as keeps it at least that large
+    if probe.kept:  # "uniform", round 2: the shrunk model pruned alike everywhere, as hard as keeps it at least that large
         first = cands[0].plan
         (at,) = set(first.sparsity.values())
         assert first.estimated_bytes >= target or at == 0.0
@@ -368,6 +369,8 @@ def test_the_command_line_exits_non_zero_when_the_budget_is_not_met_unless_best_
 
 
 def test_max_loss_is_required_and_auto_comes_first(tmp_path):
+    with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.start': 'smallest' is not valid here"):
+        recipe.Recipe.from_dict(_auto_config(tmp_path, start="smallest"))
     config = _auto_config(tmp_path, max_loss=None)
     with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.max_loss': the auto step needs a budget"):
         recipe.Recipe.from_dict(config)
@@ -497,10 +500,13 @@ def test_the_auto_step_can_verify_on_each_sentence_with_its_phrases(tmp_path):
         "model": {"build": {"embedding_dim": 4, "units": 4, "dropout": 0.0}},
         "steps": [
             {"train": {"epochs": 1, "batch_size": 64}},
-            {"auto": {"max_loss": 100.0, "rounds": 1, "prune_epochs": 1, "batch_size": 64, "clusters": [None], "shrink_first": None, "phrases": True, "refit": False}},
+            {"auto": {"max_loss": 100.0, "rounds": 1, "prune_epochs": 1, "batch_size": 64, "clusters": [None], "shrink_first": None, "phrases": True, "refit": False, "start": "uniform"}},
         ],
     }
-    report = recipe.run(config, tmp_path / "out")
+    lines = []
+    report = recipe.run(config, tmp_path / "out", log=lines.append)
+    # start: uniform reaches the search: round 1 is every layer pruned 80%.
+    assert any(line.startswith("[auto] round 1: prune embedding 80%, lstm_0 80%, logits 80%; int8") for line in lines), lines
     assert report.meta["selection examples"] == 20  # 20 sentences held out with their 60 phrases
     assert not report.meta["refit"] and "**Refit:**" not in report.sections["Accuracy budget (step 2)"]  # refit: false hands on the verified model
     assert "± is the paired standard error of each loss over the 20 selection sentences, each the mean over itself and its phrases (80 examples)." in report.sections["Accuracy budget (step 2)"]

@@ -17,10 +17,11 @@ the smallest compressed model it verified within that budget:
    selection split. One-shot losses overstate what is left after
    fine-tuning, and by very different factors per layer (on SST-2, pruning
    the embedding 80% costs 7 points one shot and about nothing once
-   fine-tuned; the LSTM 80%, 27 points one shot and under half a point
-   fine-tuned), so the first round tries what is known to recover: every
-   layer pruned to `start_sparsity` (80%, what `compress` does without a
-   budget) and clustered to 8 values (`start_clusters`). A
+   fine-tuned), so the first round starts from what is known to recover:
+   the front's plan as small as pruning every layer to `start_sparsity`
+   (80%, what `compress` does without a budget) and clustering it to 8
+   values (`start_clusters`), arranged by the table (`start="uniform"`:
+   that plan itself, every layer alike). A
    plan within budget sends the next round to a smaller one on the front,
    halving the gap (in log scale of the predicted loss) each time; a plan
    over it backs off locally: the same plan with its change of largest
@@ -501,7 +502,7 @@ class _Rounds:
         )
 
 
-def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, margin=1.0, start="uniform", start_sparsity=0.8, start_clusters="fewest", recovery=None, clusters=(None, 16, 8), backoff="local", log=None, _state=None, _start_model=None):
+def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, margin=1.0, start="front", start_sparsity=0.8, start_clusters="fewest", recovery=None, clusters=(None, 16, 8), backoff="local", log=None, _state=None, _start_model=None):
     """Finds the smallest plan whose fine-tuned model keeps `max_loss`.
 
     Args:
@@ -522,21 +523,25 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, margin=1.0,
             many paired standard errors is at most `max_loss` (0: the loss
             alone; with one number from `evaluate` there is no error and
             the loss alone is checked).
-        start: what round 1 tries. `"uniform"` (the default): every layer
+        start: what round 1 tries. `"front"` (the default): the smallest
+            plan on the front at least as large (estimated) as every layer
             of the table pruned to `start_sparsity` and clustered to
-            `start_clusters`, the fixed recipe with clustering, which
-            fine-tuning is known to recover (SST-2, 3 seeds: 80% pruned and
+            `start_clusters` (the fixed recipe with clustering, which
+            fine-tuning is known to recover: SST-2, 3 seeds, 80% pruned and
             8 clusters, +0.27 points on dev, 20x smaller; BENCHMARKS.md,
-            "Smaller"). `"front"`: the smallest plan on the front at least
-            as large (estimated) as that one, its sparsity arranged by the
-            one-shot losses (which on SST-2 keep the LSTM dense and prune
-            the embedding harder; it recovered less once fine-tuned).
+            "Smaller"), its sparsity arranged by the one-shot losses.
+            `"uniform"`: that plan itself, every layer alike. On SST-2 (3
+            seeds, nothing shrunk first, 3 rounds) its selection losses
+            (+0.22 to +0.55 points, about ±0.5) did not keep a 0.5-point
+            budget with the margin on any seed, and the search ended 14.0x
+            smaller at -0.61 points on dev in 4.6x the fixed recipe's time
+            (BENCHMARKS.md).
         start_sparsity: the sparsity of that first plan. A model shrunk
             first (`search_shrunk`) aims at the size of the model before
             shrinking: with `"uniform"`, at the highest sparsity (of 0,
             `start_sparsity` and the table's) whose plan is at least as
             large.
-        start_clusters: the clusters of that first plan: `"fewest"` (the
+        start_clusters: the clusters of that first size: `"fewest"` (the
             default) is the fewest in `clusters`, None not clustered.
         recovery: instead of `start_sparsity`, the first round tries the
             smallest plan predicted (one shot) to lose at most
@@ -630,7 +635,7 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=3, margin=1.0,
     return rounds_.result(lambda plan: plan.estimated_bytes, front, table)
 
 
-def search_shrunk(model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, *, units=0.5, share=0.5, metric="accuracy", rounds=3, margin=1.0, log=None, **search_args):
+def search_shrunk(model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, *, units=0.5, share=0.5, metric="accuracy", rounds=4, margin=1.0, log=None, **search_args):
     """`search`, with whole units removed first when that is cheap enough.
 
     Round 1 keeps `units` of the units of every layer that can lose them
@@ -695,7 +700,7 @@ def _model_bytes(model):
     return sum(_weight_bytes([v.numpy() for v in prunable_weights(layer)], 0, None) for layer in all_layers(model))
 
 
-def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rounds=3, margin=1.0, start_units=0.5, log=None):
+def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rounds=4, margin=1.0, start_units=0.5, log=None):
     """Finds the model with the fewest multiply-adds whose fine-tuned copy
     keeps `max_loss`: whole units removed (`pruning.shrink`, every layer that
     can lose units keeping the same fraction), which makes it faster, not
@@ -806,7 +811,7 @@ def refit_plan(model, result, tuner_for, tune_shrunk, data):
     return result
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=3, margin=1.0, start="uniform", start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=None, shrink_share=0.5, refit=True, groups=None, log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start="front", start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=True, groups=None, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `shrink_first` (a fraction of units; None: not), round 1 removes

@@ -1,8 +1,7 @@
 """`auto`: the smallest model within an accuracy budget (`tfcompress.budget`):
-sensitivity, per-layer plans from the fixed recipe with clustering onwards
-(with `shrink_first`, whole units removed first when that leaves room in the
-budget), each fine-tuned and verified on the selection split, backing off
-when over budget; the chosen plan is then refit with the
+whole units removed first when that leaves room in the budget, then
+sensitivity, per-layer plans, each fine-tuned and verified on the selection
+split, backing off when over budget; the chosen plan is then refit with the
 selection split back in training (`refit`)."""
 
 import os
@@ -26,24 +25,20 @@ PHRASES_DEFAULT = True
 # Whether the chosen plan is replayed with the selection split added to training before it is handed on.
 REFIT_DEFAULT = True
 
-# Candidates fine-tuned at most. Each costs about half the fixed recipe's time on SST-2 and the refit one
-# more, so 3 rounds keep the whole run near 3x the fixed recipe's (BENCHMARKS.md).
-ROUNDS_DEFAULT = 3
-
 
 @register_step
 class Auto(Step):
     name = "auto"
     summary = (
-        "the smallest model within --max-loss: starting from every layer pruned 80% and clustered to 8 values, per-layer "
-        "sparsity and clusters from a sensitivity table (with shrink_first, whole units removed first), fine-tuned (prune, cluster, QAT) "
+        "the smallest model within --max-loss: whole units removed first when that costs at most shrink_share of the budget, then per-layer "
+        "sparsity and clusters from a sensitivity table, fine-tuned (prune, cluster, QAT) "
         "and verified on the selection split, the chosen one refit on train + selection; with --objective latency, the one with the fewest multiply-adds (whole units removed)"
     )
     schema = {
         "max_loss": (schema.optional(schema.nonneg_number, "a number >= 0 (points of accuracy, or bits/char)"), None),
-        "rounds": (schema.positive_int, ROUNDS_DEFAULT),
+        "rounds": (schema.positive_int, 4),
         "margin": (schema.expects("a number >= 0 (standard errors)")(schema.nonneg_number), 1.0),
-        "start": (schema.choice("uniform", "front"), "uniform"),
+        "start": (schema.choice("front", "uniform"), "front"),
         "start_sparsity": (schema.fraction, 0.8),
         "start_clusters": (schema.expects('"fewest", null or an integer in [2, 256] that clusters lists')(lambda v: v == "fewest" or _cluster_choice(v)), "fewest"),
         "recovery": (schema.optional(schema.positive_number, "a number > 0, or null (start from start_sparsity)"), None),
@@ -60,14 +55,14 @@ class Auto(Step):
         "start_units": (schema.open_fraction, 0.5),
         "shrink_epochs": (schema.positive_int, 2),
         "backoff": (schema.choice("local", "front"), "local"),
-        "shrink_first": (schema.optional(schema.open_fraction, "a fraction in (0, 1) of the units, or null (no shrinking first)"), None),
+        "shrink_first": (schema.optional(schema.open_fraction, "a fraction in (0, 1) of the units, or null (no shrinking first)"), 0.5),
         "shrink_share": (schema.expects("a number in (0, 1]")(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1), 0.5),
         "phrases": (schema.choice(True, False), PHRASES_DEFAULT),
         "refit": (schema.choice(True, False), REFIT_DEFAULT),
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
-        Flag("--rounds", "rounds", int, ROUNDS_DEFAULT, f"fine-tuned candidates the auto step tries at most (default: {ROUNDS_DEFAULT})"),
+        Flag("--rounds", "rounds", int, 4, "fine-tuned candidates the auto step tries at most (default: 4)"),
         Flag("--margin", "margin", float, 1.0, "a candidate of the auto step keeps --max-loss only when its loss on the selection split plus this many "
              "paired standard errors does (default: 1; 0 checks the loss alone, which is optimistic)"),
         Flag("--refit", "refit", yes_no_arg, REFIT_DEFAULT, REFIT_HELP),
