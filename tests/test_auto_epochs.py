@@ -147,6 +147,32 @@ def test_a_step_refits_alone_when_a_later_step_chooses_otherwise(tmp_path):
 
 
 @pytest.mark.slow
+def test_steps_after_the_last_choice_train_on_train_and_selection(tmp_path):
+    """One auto step refits alone; the fixed steps after it, which nothing measures
+    for a choice any more, train on the selection split too."""
+    config = _tiny_recipe(tmp_path)
+    config["steps"] = [
+        {"train": {"epochs": "auto", "min_epochs": 2, "max_epochs": 3, "patience": 1, "batch_size": 32}},
+        {"prune": {"target_sparsity": 0.5, "epochs": 1, "batch_size": 32}},
+        {"quantize": {"epochs": 1, "batch_size": 32}},
+        {"export": {"modes": ["dynamic"], "latency_runs": 1}},
+    ]
+    batches = []
+
+    class Batches(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            batches.append(self.params["steps"])
+
+    lines = []
+    report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[Batches()])
+    # 540 examples in batches of 32 while train chooses, then 600 for its refit and every later step
+    assert batches == [17, 19, 19, 19]
+    assert "then refit: " in report.records[0].notes and "refit" not in report.meta
+    said = "step 2 prune, step 3 quantize on train + selection (600 examples): no step after step 1 train chooses on the split"
+    assert report.meta["after choices"] == said and f"[data] {said}" in lines
+
+
+@pytest.mark.slow
 def test_a_language_model_and_its_distilled_student_stop_on_their_own_loss(tmp_path):
     config = {
         "data": {"task": "language_model", "corpus": "builtin", "max_chars": 20000, "window": 20, "stride": 5},

@@ -69,19 +69,23 @@ class Recipe:
         return cls(config, source, base_dir)
 
     @property
-    def makes_choices(self):
-        """The steps that choose something on data (`epochs: auto`, or a step
-        that measures for choices), as `"step N name (why)"` labels; empty
-        when none do."""
+    def choosing_steps(self):
+        """The 1-based indices of the steps that choose something on data
+        (`epochs: auto`, or a step that measures for choices)."""
         from tfcompress.recipe.step import get_step
 
-        labels = []
-        for i, (name, args) in enumerate(self.steps, start=1):
-            if args.get("epochs") == "auto":
-                labels.append(f"step {i} {name} (epochs: auto)")
-            elif getattr(get_step(name), "chooses", False):
-                labels.append(f"step {i} {name}")
-        return labels
+        return [
+            i for i, (name, args) in enumerate(self.steps, start=1) if args.get("epochs") == "auto" or getattr(get_step(name), "chooses", False)
+        ]
+
+    @property
+    def makes_choices(self):
+        """The `choosing_steps` as `"step N name (why)"` labels; empty when
+        none choose."""
+        return [
+            f"step {i} {self.steps[i - 1][0]}" + (" (epochs: auto)" if self.steps[i - 1][1].get("epochs") == "auto" else "")
+            for i in self.choosing_steps
+        ]
 
     def step_seed(self, index):
         """The random seed of step `index` (1-based): each step is reproducible alone."""

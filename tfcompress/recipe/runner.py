@@ -106,7 +106,7 @@ def _execute(recipe, state, log, callbacks, verbose, board):
             result = step.run(ctx, args)
             ctx.model = result.model if result.model is not None else ctx.model
             records, sections, facts = list(result.records), dict(result.sections), dict(result.meta)
-            if ctx.chosen_epochs is not None and index <= chain_end and ctx.replay_epochs is None:
+            if ctx.chosen_epochs is not None and index <= chain_end:  # a replayed step chooses nothing (None)
                 facts[_chosen_key(index, name)] = ctx.chosen_epochs
             state.finish(index, key, ctx.model if step.saves_model else None, records, time.perf_counter() - t0, sections, facts)
             for r in records:
@@ -122,12 +122,18 @@ def _execute(recipe, state, log, callbacks, verbose, board):
         return records
 
     first_run = []
+    last = _last_choice(recipe, meta["task"])
     with contextlib.ExitStack() as after_choices:
         for index, (name, args) in enumerate(recipe.steps, start=1):
-            first_run += [(index, r) for r in run_step(index, name, args, name, add=index > chain_end)]
-            if index == chain_end:  # nothing chooses after the chain: the split trains every later step too
+            records = run_step(index, name, args, name, add=index > chain_end)
+            if index <= chain_end:
+                first_run += [(index, r) for r in records]
+            if index == last:  # nothing chooses after this step: the split trains every later step too
                 count = after_choices.enter_context(ctx.training_with_selection())
-                _refit_chain(recipe, ctx, chosen, first_run, report, log, run_step, count)
+                if index == chain_end:
+                    _refit_chain(recipe, ctx, chosen, first_run, report, log, run_step, count)
+                else:
+                    _after_choices(recipe, index, count, report, log)
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
     report.save(state.out)
     if board:
@@ -157,6 +163,26 @@ def _chain_end(recipe, task):
     if any(getattr(get_step(name), "chooses", False) for name, _ in steps):
         return 0
     return auto[-1]
+
+
+def _last_choice(recipe, task):
+    """The last step that chooses on the selection split (`epochs: auto`, or a
+    step that measures for choices), or 0: a classifier's later steps train
+    on train + selection, which nothing measures any more. A language
+    model's split is the end of its corpus, which training does not take
+    back (0)."""
+    steps = recipe.choosing_steps
+    return steps[-1] if steps and task == "classification" else 0
+
+
+def _after_choices(recipe, last, count, report, log):
+    """Says which training steps after step `last`, the last to choose, train
+    on train + selection (`count` examples)."""
+    later = [f"step {i} {n}" for i, (n, a) in enumerate(recipe.steps, start=1) if i > last and "epochs" in a]
+    if later:
+        said = f"{', '.join(later)} on train + selection ({count:,} examples): no step after step {last} {recipe.steps[last - 1][0]} chooses on the split"
+        log(f"[data] {said}")
+        report.meta["after choices"] = said
 
 
 def _chosen_key(index, name):
