@@ -11,7 +11,12 @@ export dynamic), run as recipes:
   to skip) the steps run again from the start with the epoch counts chosen,
   on train + selection (several auto steps: the whole chain; the report's
   first run is in the table under it); with `--min-epochs fixed`, no auto
-  step keeps fewer epochs than the fixed recipe gives it (`min_epochs` 2/2/1).
+  step keeps fewer epochs than the fixed recipe gives it (`min_epochs` 2/2/1);
+  with `--auto-steps train`, only the train step is on auto (its refit, then
+  prune and quantize with their fixed epochs on train + selection), the
+  dense model being the one step that can be underfit before compression;
+  `--train-sample N` trains on N of SST-2's training examples drawn at
+  random, a set on which 2 epochs underfit.
 
 Reported per step: epochs run, SST-2 dev accuracy, and the wall time of the
 run. SST-2 has one labelled dev set; no choice here looks at it (the auto run
@@ -36,30 +41,45 @@ training ran on for 10 epochs (selection accuracy 0.907 → 0.936) while dev sta
 why loss became the default monitor.)"""
 
 
-def recipe(auto, quick, monitor="loss", refit=True, floor=False, seed=0):
-    """The fixed recipe (train 2, prune 2, quantize 1 epochs), or every training step on auto
+FIXED = {"train": 2, "prune": 2, "quantize": 1}
+"""The fixed recipe's epochs per step (`compress` without `epochs: auto`)."""
+
+
+def recipe(auto, quick, monitor="loss", refit=True, floor=False, seed=0, auto_steps=("train", "prune", "quantize"), train=None):
+    """The fixed recipe (train 2, prune 2, quantize 1 epochs), or the `auto_steps` on auto
     (with `floor`, each auto step's `min_epochs` is the fixed recipe's count for it)."""
     common = {"batch_size": 128, **({"max_steps": 20} if quick else {})}
-    if auto:
-        common.update(patience=2, max_epochs=3 if quick else 20, monitor=monitor, refit=refit)
+    on_auto = {"patience": 2, "max_epochs": 3 if quick else 20, "monitor": monitor, "refit": refit}
 
-    def epochs(fixed):
-        if not auto:
+    def epochs(fixed, step):
+        if not (auto and step in auto_steps):
             return {"epochs": fixed}
-        return {"epochs": "auto", **({"min_epochs": fixed} if floor else {})}
+        return {**on_auto, "epochs": "auto", **({"min_epochs": fixed} if floor else {})}
 
     return {
         "name": "sst2-auto" if auto else "sst2-fixed",
         "seed": seed,
-        "data": {"train": str(DATA / "sst2" / "train.tsv"), "dev": str(DATA / "sst2" / "dev.tsv")},
+        "data": {"train": str(train or DATA / "sst2" / "train.tsv"), "dev": str(DATA / "sst2" / "dev.tsv")},
         "text": {"max_len": 64},
         "steps": [
-            {"train": {**common, **epochs(2)}},
-            {"prune": {**common, "target_sparsity": 0.8, **epochs(2)}},
-            {"quantize": {**common, **epochs(1)}},
+            {"train": {**common, **epochs(FIXED["train"], "train")}},
+            {"prune": {**common, "target_sparsity": 0.8, **epochs(FIXED["prune"], "prune")}},
+            {"quantize": {**common, **epochs(FIXED["quantize"], "quantize")}},
             {"export": {"modes": ["dynamic"], "latency_runs": 50}},
         ],
     }
+
+
+def _sample(n, folder):
+    """A TSV of `n` of SST-2's training examples drawn at random (seed 0), header kept."""
+    import numpy as np
+
+    header, *lines = (DATA / "sst2" / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    chosen = np.random.default_rng(0).choice(len(lines), size=n, replace=False)
+    path = os.path.join(folder, f"train-{n}.tsv")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(header + "".join(lines[i] for i in sorted(chosen)))
+    return path
 
 
 def _seeds_table(runs):
@@ -70,7 +90,8 @@ def _seeds_table(runs):
     for seed, results in enumerate(runs):
         (f_report, f_s), (a_report, a_s) = results["fixed"], results["auto"]
         f, a = f_report.records[-1].value, a_report.records[-1].value
-        chosen = "/".join(str(v) for k, v in a_report.meta.items() if k.startswith("epochs chosen")) or "—"
+        chosen = "/".join(str(v) for k, v in a_report.meta.items() if k.startswith("epochs chosen"))
+        chosen = chosen or "/".join(m.group(1) for r in a_report.records if (m := re.search(r", best (\d+) \(", r.notes))) or "—"
         fixed.append(f), auto.append(a), ratio.append(a_s / f_s)
         rows.append([str(seed), f"{f:.4f}", f"{a:.4f}", f"{(a - f) * 100:+.2f}", chosen, f"{a_s / f_s:.2f}×"])
     delta = (np.array(auto) - np.array(fixed)) * 100
@@ -93,18 +114,22 @@ def main():
     p.add_argument("--refit", choices=("yes", "no"), default="yes", help="whether each auto step trains its chosen epoch count again on train + selection")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, each its own fixed and auto run (default: 1; the step table is seed 0's)")
     p.add_argument("--min-epochs", choices=("1", "fixed"), default="1", help="each auto step's min_epochs: 1 (the default), or the fixed recipe's count for that step (2/2/1)")
+    p.add_argument("--auto-steps", default="train,prune,quantize", help="the steps on epochs: auto (default: all three; e.g. train)")
+    p.add_argument("--train-sample", type=int, default=None, help="train on N of SST-2's training examples drawn at random (the same N for every seed), where 2 epochs underfit")
     args = p.parse_args()
+    auto_steps = tuple(args.auto_steps.split(","))
     refit, floor = args.refit == "yes", args.min_epochs == "fixed"
     require_shared()
     from tfcompress import recipe as recipes
 
     runs = []  # per seed: {"fixed": (report, seconds), "auto": (report, seconds)}
     with tempfile.TemporaryDirectory() as tmp:
+        train = _sample(args.train_sample, tmp) if args.train_sample else None
         for seed in range(args.seeds):
             results = {}
             for name in ("fixed", "auto"):
                 t0 = time.perf_counter()
-                config = recipe(name == "auto", args.quick, args.monitor, refit, floor, seed)
+                config = recipe(name == "auto", args.quick, args.monitor, refit, floor, seed, auto_steps, train)
                 report = recipes.run(config, os.path.join(tmp, f"{name}-{seed}"), log=lambda line: print(line, flush=True), verbose=0)
                 results[name] = (report, time.perf_counter() - t0)
             runs.append(results)
@@ -132,6 +157,7 @@ def main():
             if refit
             else ", "
         )
+        + (f"{auto_report.meta['after choices']}; " if auto_report.meta.get("after choices") else "")
         + ("" if chain else "fixed on ")
         + f"{fixed_report.meta['train examples']:,}. Dev: the {fixed_report.meta['dev examples']} SST-2 dev sentences, seen by no choice."
         + NOTE
@@ -143,7 +169,12 @@ def main():
     if not refit:
         title = title.replace(" (issue 17)", ", no refit (issue 17)")
     if floor:
-        title = title.replace(" (issue 17)", ", at least the fixed epochs (min_epochs 2/2/1) (issue 17)")
+        floors = "/".join(str(FIXED[s]) for s in auto_steps)
+        title = title.replace(" (issue 17)", f", at least the fixed epochs (min_epochs {floors}) (issue 17)")
+    if auto_steps != ("train", "prune", "quantize"):
+        title = title.replace(" (issue 17)", f", on {' and '.join(auto_steps)} only (issue 17)")
+    if args.train_sample:
+        title = title.replace(" (issue 17)", f", {args.train_sample:,} training examples (issue 17)")
     if len(runs) > 1:
         title = title.replace(" (issue 17)", f", {len(runs)} seeds (issue 17)")
     emit(args, title, body)
