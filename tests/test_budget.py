@@ -322,8 +322,13 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     # Round 1 shrinks, round 2 prunes what is left: the front's smallest plan, as the budget allows anything
     # (on weights this small, every layer pruned alike cannot reach the unshrunk start's size, so "uniform" would not prune).
     config = _auto_config(tmp_path, rounds=2, shrink_epochs=1, shrink_first=0.5, start="front")
-    lines = []
-    report = recipe.run(config, tmp_path / "out", log=lines.append)
+    lines, fits = [], []
+
+    class Fits(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            fits.append((self.params["epochs"], self.params["steps"]))
+
+    report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[Fits()])
     assert report.meta["selection examples"] == 60 and "step 2 auto chose on a split" in report.meta["selection"]
     section = report.sections["Accuracy budget (step 2)"]
     assert "Round 1 shrank first: 50% of the units kept (embedding 8→4, lstm_0 8→4)" in section
@@ -334,8 +339,12 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     assert report.meta["budget met"] and not row.notes.startswith("BUDGET NOT MET")  # (the rounds' logic is tested above)
     # Refit (the default): the chosen plan trained again with the selection split's 60 sentences back in training.
     assert report.meta["refit"] and "[auto] refit: shrink to 50% of the units; prune " in "\n".join(lines)
-    assert row.notes.endswith("; then refit on train + selection (600 examples) (the dev figures are the refit model's, which nothing verified)")
-    assert "**Refit:** the model handed on is that plan refit on train + selection (600 examples), not the verified model" in section
+    refit = "train + selection (600 examples), from a dense model trained on them too"
+    assert row.notes.endswith(f"; then refit on {refit} (the dev figures are the refit model's, which nothing verified)")
+    assert f"**Refit:** the model handed on is that plan refit on {refit}, not the verified model" in section
+    # The plan starts from the train step made again: its 4 epochs, in batches of 32 of 540 examples, then of 600.
+    assert "[auto] refit: the train step again on train + selection (600 examples), for the dense model the plan starts from" in lines
+    assert fits[0] == (4, 17) and fits.count((4, 19)) == 1 and fits.index((4, 19)) > 2
     state = json.loads((tmp_path / "out" / ".run" / "02-auto" / "done.json").read_text())
     assert state["meta"]["budget met"] == report.meta["budget met"]
     shrunk, chosen = row.notes.split(";")[:2]  # "shrink to 50% ...; prune embedding 80%, lstm_0 95%, ..."
@@ -484,6 +493,30 @@ def test_the_refit_is_on_unless_the_command_line_says_no(capsys):
     assert [(name, a["epochs"], a["refit"]) for s in steps for name, a in s.items() if name != "export"] == [
         ("train", "auto", False), ("prune", "auto", False), ("quantize", "auto", False)
     ]
+
+
+@pytest.mark.slow
+def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_starts_from_it_as_given(tmp_path):
+    config = _auto_config(tmp_path, shrink_first=None, start="uniform")
+    config["steps"][0]["train"] = {"epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}
+    lines, fits = [], []
+
+    class Fits(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            fits.append((self.params["epochs"], self.params["steps"]))
+
+    report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[Fits()])
+    chosen = report.meta["epochs chosen (step 1 train)"]  # train keeps its best epoch, unrefit: auto chooses after it
+    # train (at most 3 epochs, 540 examples), round 1 (prune, QAT), then the dense model again (that count, all 600) and the plan
+    assert fits == [(3, 17), (1, 17), (1, 17), (chosen, 19), (1, 19), (1, 19)]
+    assert "no refit: step 2 auto still chooses" in report.records[0].notes
+    assert report.records[1].notes.endswith("from a dense model trained on them too (the dev figures are the refit model's, which nothing verified)")
+    # refit_dense: false replays the plan from the dense model the search started from.
+    config["steps"][1]["auto"]["refit_dense"] = False
+    lines.clear(), fits.clear()
+    report = recipe.run(config, tmp_path / "again", log=lines.append, callbacks=[Fits()])
+    assert not any("the train step again" in line for line in lines) and fits == [(3, 17), (1, 17), (1, 17), (1, 19), (1, 19)]
+    assert report.records[1].notes.endswith("; then refit on train + selection (600 examples) (the dev figures are the refit model's, which nothing verified)")
 
 
 def test_the_auto_step_can_verify_on_each_sentence_with_its_phrases(tmp_path):

@@ -830,7 +830,9 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
             `selection` together (`refit_plan`; the default, as in the
             recipe step): the model returned is then not the verified one,
             so measure it on data no choice used. It costs one more
-            fine-tune; False returns the verified model.
+            fine-tune; False returns the verified model. The plan starts
+            from `model` as given, which never saw `selection` (the recipe's
+            `auto` step trains its dense model again first: `refit_dense`).
         groups: `(x, y, group)`, to verify each candidate on group means
             instead of `selection` example by example: every held-out
             example with the id of its group (a sentence and the phrases

@@ -70,6 +70,8 @@ class RunContext:
     """While the chain is refit: the running step's chosen epoch count (None: its own epochs)."""
     chosen_epochs: int = None
     """The epoch count the running step's `epochs: auto` chose, for the runner to keep."""
+    chosen_counts: dict = dataclasses.field(default_factory=dict)
+    """Step index -> the epoch count its `epochs: auto` chose (kept by the runner, resumed runs included)."""
 
     # -------------------------------------------------------------- models
 
@@ -121,6 +123,29 @@ class RunContext:
         if self.task == "classification":
             return models.lstm_classifier(len(self.vocab), num_classes=self.meta["num_classes"], max_len=self.meta["max_len"], **args)
         return models.char_lstm_lm(len(self.vocab), window=self.meta["max_len"], **args)
+
+    def train_again(self):
+        """The dense model again, trained on the data training sees now (call
+        it inside `training_with_selection`): when the steps before the running
+        one are a single `train` step, that step's model is built (or loaded)
+        anew and trained for its epochs (with `epochs: auto`, the count it
+        chose). None when the steps before are anything else: they cannot be
+        made again here."""
+        from tfcompress import precision
+        from tfcompress.recipe.step import get_step
+
+        earlier = list(self.steps or ())[: self.index - 1]
+        if [name for name, _ in earlier] != ["train"]:
+            return None
+        args = dict(earlier[0][1])
+        if args["epochs"] == "auto":
+            args["epochs"] = self.chosen_counts.get(1)
+            if args["epochs"] is None:
+                return None
+        config = self.recipe.config["model"]
+        with precision.policy_scope(self.precision), self.strategy.scope():
+            model = self.loaded_model() if config["load"] else self.build_model(config["build"])
+            return self.fit(model, args, default_lr=get_step("train").learning_rate)
 
     # -------------------------------------------------------------- training
 

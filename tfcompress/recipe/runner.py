@@ -85,7 +85,7 @@ def _execute(recipe, state, log, callbacks, verbose, board):
     if meta.get("prepared_model"):  # the user's model as it came in: the baseline of every later row
         report.add(ctx.keras_record("your model (as loaded)", ctx.loaded_model()))
     ctx.chain_end = chain_end = _chain_end(recipe, meta["task"])
-    chosen = {}  # step index -> the epoch count its first run chose (a whole-chain refit)
+    ctx.chosen_counts = chosen = {}  # step index -> the epoch count its (first) run chose
 
     def run_step(index, name, args, key, add=True):
         """Resumes step `index` from its checkpoint (`key`: its folder's name) or
@@ -106,7 +106,7 @@ def _execute(recipe, state, log, callbacks, verbose, board):
             result = step.run(ctx, args)
             ctx.model = result.model if result.model is not None else ctx.model
             records, sections, facts = list(result.records), dict(result.sections), dict(result.meta)
-            if ctx.chosen_epochs is not None and index <= chain_end:  # a replayed step chooses nothing (None)
+            if ctx.chosen_epochs is not None:  # a replayed step chooses nothing (None)
                 facts[_chosen_key(index, name)] = ctx.chosen_epochs
             state.finish(index, key, ctx.model if step.saves_model else None, records, time.perf_counter() - t0, sections, facts)
             for r in records:

@@ -2,7 +2,8 @@
 whole units removed first when that leaves room in the budget, then
 sensitivity, per-layer plans, each fine-tuned and verified on the selection
 split, backing off when over budget; the chosen plan is then refit with the
-selection split back in training (`refit`)."""
+selection split back in training (`refit`), from the train step's dense model
+made again on train + selection (`refit_dense`)."""
 
 import os
 import warnings
@@ -24,6 +25,10 @@ PHRASES_DEFAULT = True
 
 # Whether the chosen plan is replayed with the selection split added to training before it is handed on.
 REFIT_DEFAULT = True
+
+# Whether that replay starts from a dense model trained again on train + selection (when one train step
+# made it), rather than from the dense model the search started from, which never saw the split.
+REFIT_DENSE_DEFAULT = True
 
 
 @register_step
@@ -59,6 +64,7 @@ class Auto(Step):
         "shrink_share": (schema.expects("a number in (0, 1]")(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1), 0.5),
         "phrases": (schema.choice(True, False), PHRASES_DEFAULT),
         "refit": (schema.choice(True, False), REFIT_DEFAULT),
+        "refit_dense": (schema.choice(True, False), REFIT_DENSE_DEFAULT),
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
@@ -137,8 +143,17 @@ class Auto(Step):
         no_refit = ctx.no_refit_reason()
         if args["refit"] and no_refit is None:
             with ctx.training_with_selection() as count:
-                ctx.log(f"[auto] refit: {result.chosen.plan.describe()}, trained again on train + selection ({count:,} examples)")
-                budget.refit_plan(model, result, tuner_for, tune_shrunk, f"train + selection ({count:,} examples)")
+                data = f"train + selection ({count:,} examples)"
+                dense = None
+                if args["refit_dense"]:
+                    ctx.log(f"[auto] refit: the train step again on {data}, for the dense model the plan starts from")
+                    dense = ctx.train_again()
+                    if dense is None:
+                        ctx.log("[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came")
+                if dense is not None:
+                    data += ", from a dense model trained on them too"
+                ctx.log(f"[auto] refit: {result.chosen.plan.describe()}, trained again on {data}")
+                budget.refit_plan(model if dense is None else dense, result, tuner_for, tune_shrunk, data)
         elif args["refit"]:
             ctx.log(f"[auto] no refit: {no_refit}")
         if grouped is not None:

@@ -10,6 +10,8 @@ class Train(Step):
     summary = "train the model (a new one from model.build, or yours from model.load)"
     schema = dict(schema.TRAINING)
     flags = training_flags(2)
+    learning_rate = 2e-3
+    """Adam's rate when the step's `learning_rate` is not given."""
 
     def run(self, ctx, args):
         from tfcompress import precision
@@ -18,5 +20,5 @@ class Train(Step):
             model = ctx.model
             if model is None:
                 model = ctx.loaded_model() if ctx.recipe.config["model"]["load"] else ctx.build_model(ctx.recipe.config["model"]["build"])
-            model = ctx.fit(model, args, default_lr=2e-3)
+            model = ctx.fit(model, args, default_lr=self.learning_rate)
         return StepResult(model, [ctx.keras_record("train", model)])
