@@ -16,7 +16,8 @@ export dynamic), run as recipes:
   prune and quantize with their fixed epochs on train + selection), the
   dense model being the one step that can be underfit before compression;
   `--train-sample N` trains on N of SST-2's training examples drawn at
-  random, a set on which 2 epochs underfit.
+  random (fewer examples, fewer updates: a way to look for a set that 2
+  epochs underfit).
 
 Reported per step: epochs run, SST-2 dev accuracy, and the wall time of the
 run. SST-2 has one labelled dev set; no choice here looks at it (the auto run
