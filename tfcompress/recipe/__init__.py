@@ -28,7 +28,8 @@ it trains until its loss on a selection split (`monitor: accuracy` for the
 accuracy) has not improved for `patience` epochs (default 2), at most
 `max_epochs` (default 20), and keeps the best epoch's weights
 (`tfcompress.training.BestEpoch`). The selection
-split (`data.selection_fraction`, default 10%) is carved from the training
+split (`data.selection_fraction`, default 10%; 25% for a classifier with an
+`auto` step) is carved from the training
 data once for the whole run, the same on every resume, so that dev serves
 only to report: the report row says how many epochs ran, which was kept and
 why it stopped. A prune step ramps its sparsity up over its first 2 epochs

@@ -133,7 +133,7 @@ def carve_selection(recipe, data, meta):
     `x_sel`/`y_sel` added, and a line that says how the split was made."""
     from tfcompress import text
 
-    fraction, source = recipe.config["data"]["selection_fraction"], recipe.source
+    fraction, source = selection_fraction(recipe, meta["task"]), recipe.source
     data = dict(data)
     if meta["task"] == "classification":
         n = len(data["x_train"])
@@ -163,6 +163,26 @@ def carve_selection(recipe, data, meta):
         )
     data["x_train"], (data["x_sel"], data["y_sel"]) = _split_windows(ids, cut, window, meta["stride"])
     return data, f"the end of the training corpus ({len(ids) - cut:,} characters, before dev)"
+
+
+SELECTION_FRACTION = 0.1
+"""The share of the training data carved out as the selection split."""
+
+BUDGET_SELECTION_FRACTION = 0.25
+"""The share a classifier's `auto` step verifies on: a budget of half a point needs a check finer than
+the 10% split's (about ±0.5 point on SST-2; ±0.3 at 25%), and the refit puts the split back into training
+(BENCHMARKS.md, "rows 0.5, 0.5-25%")."""
+
+
+def selection_fraction(recipe, task):
+    """`data.selection_fraction`, or its default: 25% for a classifier whose
+    recipe has an `auto` step, else 10%. A language model's split is the end
+    of its corpus, which its training never takes back: 10%."""
+    given = recipe.config["data"]["selection_fraction"]
+    if given is not None:
+        return given
+    budget = task == "classification" and any(name == "auto" for name, _ in recipe.steps)
+    return BUDGET_SELECTION_FRACTION if budget else SELECTION_FRACTION
 
 
 def _held_out_note(groups, removed, held, what):

@@ -171,7 +171,7 @@ SCHEMA = {
         "train": (str_or_none, None),
         "dev": (str_or_none, None),
         "dev_fraction": (open_fraction, 0.1),
-        "selection_fraction": (open_fraction, 0.1),
+        "selection_fraction": (optional(open_fraction, "a fraction in (0, 1), or null (0.25 for a classifier with an auto step, else 0.1)"), None),
         "format": (choice(None, "tsv", "csv", "jsonl", "folder"), None),
         "text_column": (column, None),
         "label_column": (column, None),
