@@ -521,6 +521,13 @@ def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_sta
     report = recipe.run(config, tmp_path / "again", log=lines.append, callbacks=[_Fits(fits)])
     assert not any("the train step again" in line for line in lines) and fits == [(3, 15), (1, 15), (1, 15), (1, 19), (1, 19)]
     assert report.records[1].notes.endswith("; then refit on train + selection (600 examples) (the dev figures are the refit model's, which nothing verified)")
+    # Steps before auto that are not one train step cannot be made again here: the log says so.
+    config["steps"][1]["auto"]["refit_dense"] = True
+    config["steps"].insert(1, {"shrink": {"units": 0.5, "epochs": 1, "batch_size": 32}})
+    lines.clear(), fits.clear()
+    report = recipe.run(config, tmp_path / "shrunk", log=lines.append, callbacks=[_Fits(fits)])
+    assert "[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came" in lines
+    assert not any("the train step again" in line for line in lines) and (3, 19) not in fits
 
 
 def test_a_budget_verifies_on_a_quarter_of_the_training_data_unless_told(tmp_path):

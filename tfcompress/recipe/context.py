@@ -124,24 +124,26 @@ class RunContext:
             return models.lstm_classifier(len(self.vocab), num_classes=self.meta["num_classes"], max_len=self.meta["max_len"], **args)
         return models.char_lstm_lm(len(self.vocab), window=self.meta["max_len"], **args)
 
-    def train_again(self):
-        """The dense model again, trained on the data training sees now (call
-        it inside `training_with_selection`): when the steps before the running
-        one are a single `train` step, that step's model is built (or loaded)
-        anew and trained for its epochs (with `epochs: auto`, the count it
-        chose). None when the steps before are anything else: they cannot be
+    def train_again_args(self):
+        """The arguments `train_again` trains with: the single `train` step's
+        before the running one, with `epochs: auto` replaced by the count it
+        chose. None when the steps before are anything else: they cannot be
         made again here."""
-        from tfcompress import precision
-        from tfcompress.recipe.step import get_step
-
         earlier = list(self.steps or ())[: self.index - 1]
         if [name for name, _ in earlier] != ["train"]:
             return None
         args = dict(earlier[0][1])
         if args["epochs"] == "auto":
             args["epochs"] = self.chosen_counts.get(1)
-            if args["epochs"] is None:
-                return None
+        return args if args["epochs"] is not None else None
+
+    def train_again(self, args):
+        """The dense model again, trained on the data training sees now (call
+        it inside `training_with_selection`): the train step's model built (or
+        loaded) anew and trained with `args` (`train_again_args`)."""
+        from tfcompress import precision
+        from tfcompress.recipe.step import get_step
+
         config = self.recipe.config["model"]
         with precision.policy_scope(self.precision), self.strategy.scope():
             model = self.loaded_model() if config["load"] else self.build_model(config["build"])

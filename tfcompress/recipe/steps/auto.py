@@ -144,12 +144,12 @@ class Auto(Step):
         if args["refit"] and no_refit is None:
             with ctx.training_with_selection() as count:
                 data = f"train + selection ({count:,} examples)"
-                dense = None
-                if args["refit_dense"]:
+                dense, again = None, ctx.train_again_args() if args["refit_dense"] else None
+                if again is not None:
                     ctx.log(f"[auto] refit: the train step again on {data}, for the dense model the plan starts from")
-                    dense = ctx.train_again()
-                    if dense is None:
-                        ctx.log("[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came")
+                    dense = ctx.train_again(again)
+                elif args["refit_dense"]:
+                    ctx.log("[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came")
                 if dense is not None:
                     data += ", from a dense model trained on them too"
                 ctx.log(f"[auto] refit: {result.chosen.plan.describe()}, trained again on {data}")
