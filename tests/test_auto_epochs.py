@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from test_recipe import _cli, write_dataset
+from test_recipe import _cli, fit_shapes, write_dataset
 from tfcompress import keras, recipe
 from tfcompress.recipe import Recipe, RecipeError
 from tfcompress.training import BestEpoch
@@ -157,16 +157,10 @@ def test_steps_after_the_last_choice_train_on_train_and_selection(tmp_path):
         {"quantize": {"epochs": 1, "batch_size": 32}},
         {"export": {"modes": ["dynamic"], "latency_runs": 1}},
     ]
-    batches = []
-
-    class Batches(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            batches.append(self.params["steps"])
-
-    lines = []
-    report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[Batches()])
+    fits, lines = [], []
+    report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[fit_shapes(fits)])
     # 540 examples in batches of 32 while train chooses, then 600 for its refit and every later step
-    assert batches == [17, 19, 19, 19]
+    assert [batches for _, batches in fits] == [17, 19, 19, 19]
     assert "then refit: " in report.records[0].notes and "refit" not in report.meta
     said = "step 2 prune, step 3 quantize on train + selection (600 examples): no step after step 1 train chooses on the split"
     assert report.meta["after choices"] == said and f"[data] {said}" in lines

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from test_recipe import write_dataset
+from test_recipe import fit_shapes, write_dataset
 from test_sensitivity import trained  # noqa: F401  (the fixture)
 import tfcompress
 from tfcompress import budget, cli, keras, metrics, quantization, recipe, sensitivity
@@ -303,17 +303,6 @@ def test_compress_from_arrays_verifies_on_group_means_and_refits(trained):  # no
         budget.compress(model, (xt, yt), (x, y), 100.0, groups=(x, y, group[:3]), **kwargs)
 
 
-class _Fits(keras.callbacks.Callback):
-    """Appends `(epochs, batches per epoch)` of every `fit` it joins to `fits`."""
-
-    def __init__(self, fits):
-        super().__init__()
-        self.fits = fits
-
-    def on_train_begin(self, logs=None):
-        self.fits.append((self.params["epochs"], self.params["steps"]))
-
-
 def _auto_config(tmp_path, **auto):
     write_dataset(tmp_path / "train.tsv")
     write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
@@ -335,7 +324,7 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     # (on weights this small, every layer pruned alike cannot reach the unshrunk start's size, so "uniform" would not prune).
     config = _auto_config(tmp_path, rounds=2, shrink_epochs=1, shrink_first=0.5, start="front")
     lines, fits = [], []
-    report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[_Fits(fits)])
+    report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[fit_shapes(fits)])
     assert report.meta["selection examples"] == 150 and "step 2 auto chose on a split" in report.meta["selection"]  # 25% with auto
     section = report.sections["Accuracy budget (step 2)"]
     assert "Round 1 shrank first: 50% of the units kept (embedding 8→4, lstm_0 8→4)" in section
@@ -509,7 +498,7 @@ def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_sta
     config = _auto_config(tmp_path, shrink_first=None, start="uniform")
     config["steps"][0]["train"] = {"epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}
     lines, fits = [], []
-    report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[_Fits(fits)])
+    report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[fit_shapes(fits)])
     chosen = report.meta["epochs chosen (step 1 train)"]  # train keeps its best epoch, unrefit: auto chooses after it
     # train (at most 3 epochs, 450 examples), round 1 (prune, QAT), then the dense model again (that count, all 600) and the plan
     assert fits == [(3, 15), (1, 15), (1, 15), (chosen, 19), (1, 19), (1, 19)]
@@ -518,14 +507,14 @@ def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_sta
     # refit_dense: false replays the plan from the dense model the search started from.
     config["steps"][1]["auto"]["refit_dense"] = False
     lines.clear(), fits.clear()
-    report = recipe.run(config, tmp_path / "again", log=lines.append, callbacks=[_Fits(fits)])
+    report = recipe.run(config, tmp_path / "again", log=lines.append, callbacks=[fit_shapes(fits)])
     assert not any("the train step again" in line for line in lines) and fits == [(3, 15), (1, 15), (1, 15), (1, 19), (1, 19)]
     assert report.records[1].notes.endswith("; then refit on train + selection (600 examples) (the dev figures are the refit model's, which nothing verified)")
     # Steps before auto that are not one train step cannot be made again here: the log says so.
     config["steps"][1]["auto"]["refit_dense"] = True
     config["steps"].insert(1, {"shrink": {"units": 0.5, "epochs": 1, "batch_size": 32}})
     lines.clear(), fits.clear()
-    report = recipe.run(config, tmp_path / "shrunk", log=lines.append, callbacks=[_Fits(fits)])
+    report = recipe.run(config, tmp_path / "shrunk", log=lines.append, callbacks=[fit_shapes(fits)])
     assert "[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came" in lines
     assert not any("the train step again" in line for line in lines) and (3, 19) not in fits
 

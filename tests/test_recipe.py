@@ -32,6 +32,18 @@ def write_dataset(path, n=600, seed=0, sep="\t"):
     return path
 
 
+def fit_shapes(fits):
+    """A Keras callback that appends `(epochs, batches per epoch)` of every
+    `fit` it joins to `fits`."""
+    from tfcompress import keras
+
+    class FitShapes(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            fits.append((self.params["epochs"], self.params["steps"]))
+
+    return FitShapes()
+
+
 def small_recipe(tmp_path, **overrides):
     write_dataset(tmp_path / "train.tsv")
     write_dataset(tmp_path / "dev.tsv", n=120, seed=1)

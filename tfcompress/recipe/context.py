@@ -141,13 +141,9 @@ class RunContext:
         """The dense model again, trained on the data training sees now (call
         it inside `training_with_selection`): the train step's model built (or
         loaded) anew and trained with `args` (`train_again_args`)."""
-        from tfcompress import precision
         from tfcompress.recipe.step import get_step
 
-        config = self.recipe.config["model"]
-        with precision.policy_scope(self.precision), self.strategy.scope():
-            model = self.loaded_model() if config["load"] else self.build_model(config["build"])
-            return self.fit(model, args, default_lr=get_step("train").learning_rate)
+        return get_step("train").train(self, None, args)
 
     # -------------------------------------------------------------- training
 

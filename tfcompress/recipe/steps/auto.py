@@ -30,6 +30,9 @@ REFIT_DEFAULT = True
 # made it), rather than from the dense model the search started from, which never saw the split.
 REFIT_DENSE_DEFAULT = True
 
+# Candidates fine-tuned at most (with shrink_first, round 1 is the shrink).
+ROUNDS_DEFAULT = 4
+
 
 @register_step
 class Auto(Step):
@@ -41,7 +44,7 @@ class Auto(Step):
     )
     schema = {
         "max_loss": (schema.optional(schema.nonneg_number, "a number >= 0 (points of accuracy, or bits/char)"), None),
-        "rounds": (schema.positive_int, 4),
+        "rounds": (schema.positive_int, ROUNDS_DEFAULT),
         "margin": (schema.expects("a number >= 0 (standard errors)")(schema.nonneg_number), 1.0),
         "start": (schema.choice("front", "uniform"), "front"),
         "start_sparsity": (schema.fraction, 0.8),
@@ -68,7 +71,7 @@ class Auto(Step):
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
-        Flag("--rounds", "rounds", int, 4, "fine-tuned candidates the auto step tries at most (default: 4)"),
+        Flag("--rounds", "rounds", int, ROUNDS_DEFAULT, f"fine-tuned candidates the auto step tries at most (default: {ROUNDS_DEFAULT})"),
         Flag("--margin", "margin", float, 1.0, "a candidate of the auto step keeps --max-loss only when its loss on the selection split plus this many "
              "paired standard errors does (default: 1; 0 checks the loss alone, which is optimistic)"),
         Flag("--refit", "refit", yes_no_arg, REFIT_DEFAULT, REFIT_HELP),
@@ -143,17 +146,16 @@ class Auto(Step):
         no_refit = ctx.no_refit_reason()
         if args["refit"] and no_refit is None:
             with ctx.training_with_selection() as count:
-                data = f"train + selection ({count:,} examples)"
-                dense, again = None, ctx.train_again_args() if args["refit_dense"] else None
+                data, base = f"train + selection ({count:,} examples)", model
+                again = ctx.train_again_args() if args["refit_dense"] else None
                 if again is not None:
                     ctx.log(f"[auto] refit: the train step again on {data}, for the dense model the plan starts from")
-                    dense = ctx.train_again(again)
+                    base = ctx.train_again(again)
+                    data += ", from a dense model trained on them too"
                 elif args["refit_dense"]:
                     ctx.log("[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came")
-                if dense is not None:
-                    data += ", from a dense model trained on them too"
                 ctx.log(f"[auto] refit: {result.chosen.plan.describe()}, trained again on {data}")
-                budget.refit_plan(model if dense is None else dense, result, tuner_for, tune_shrunk, data)
+                budget.refit_plan(base, result, tuner_for, tune_shrunk, data)
         elif args["refit"]:
             ctx.log(f"[auto] no refit: {no_refit}")
         if grouped is not None:

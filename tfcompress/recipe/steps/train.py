@@ -10,15 +10,19 @@ class Train(Step):
     summary = "train the model (a new one from model.build, or yours from model.load)"
     schema = dict(schema.TRAINING)
     flags = training_flags(2)
-    learning_rate = 2e-3
-    """Adam's rate when the step's `learning_rate` is not given."""
 
     def run(self, ctx, args):
+        model = self.train(ctx, ctx.model, args)
+        return StepResult(model, [ctx.keras_record("train", model)])
+
+    @staticmethod
+    def train(ctx, model, args):
+        """`model` (None: a new one from `model.build`, or the user's from
+        `model.load`) fitted as `args` say, in the run's precision and
+        strategy (also the `auto` step's refit of the dense model)."""
         from tfcompress import precision
 
         with precision.policy_scope(ctx.precision), ctx.strategy.scope():
-            model = ctx.model
             if model is None:
                 model = ctx.loaded_model() if ctx.recipe.config["model"]["load"] else ctx.build_model(ctx.recipe.config["model"]["build"])
-            model = ctx.fit(model, args, default_lr=self.learning_rate)
-        return StepResult(model, [ctx.keras_record("train", model)])
+            return ctx.fit(model, args, default_lr=2e-3)
