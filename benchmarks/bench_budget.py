@@ -11,8 +11,8 @@ Rows (one seed; SST-2 train, its dev set scored once, seen by no choice):
   budget; sensitivity, per-layer plans starting at the size of 80% pruned
   and 8 clusters, at most 4 fine-tuned rounds in all,
   verified on a selection split of whole training sentences, 10% of them
-  (the row `0.5-25%`: 25%, the recipe's default with an auto step since
-  2026-12-04),
+  (the rows `0.5-25%` and `1.0-25%`: 25%, the recipe's default with an auto
+  step since 2026-12-04),
   each scored as the mean over itself and the phrases cut from it, with the
   paired standard error of each loss over the sentences; a candidate keeps
   the budget when its loss plus one standard error does; the chosen plan is
@@ -34,7 +34,9 @@ Rows (one seed; SST-2 train, its dev set scored once, seen by no choice):
 - `--max-loss 0.5` verified on the held-out sentences alone
   (`auto: {phrases: false}`, the default before 2026-12-02);
 - TF-IDF (word 1-2-grams) + logistic regression (scikit-learn, the `bench`
-  extra): C chosen on the same kind of selection split, then scored on dev.
+  extra): C chosen on the same kind of selection split (10%), then fit on
+  every phrase (before 2026-12-04 it kept the fit on the other 90%) and
+  scored on dev; with `--seeds`, each seed carves its own split.
 
 Sizes are gzip -9 of the file (the TF-IDF model: its vocabulary, idf and
 coefficients, pickled). Latency: one example at a time, median.
@@ -53,7 +55,7 @@ import numpy as np
 from common import DATA, emit, parser, require_shared, row_names, sst2, table
 
 SEED = 0
-ROWS = ("0.5", "1.0", "0.5-norefit", "1.0-norefit", "0.5-25%", "0.5-as-given", "0.5-25%-as-given", "0.5-sentences", "0.5-unshrunk", "0.5-margin0", "0.5-uniform", "tfidf")
+ROWS = ("0.5", "1.0", "0.5-norefit", "1.0-norefit", "0.5-25%", "1.0-25%", "0.5-as-given", "0.5-25%-as-given", "0.5-sentences", "0.5-unshrunk", "0.5-margin0", "0.5-uniform", "tfidf")
 TITLE = "The smallest model within an accuracy budget: `--max-loss` (issue 17)"
 
 
@@ -76,15 +78,15 @@ def _recipe(name, steps, quick, selection_fraction=None, seed=SEED):
     }
 
 
-def _tfidf(train, dev, quick):
+def _tfidf(train, dev, quick, seed=SEED):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     from tfcompress import text
 
     t0 = time.perf_counter()
-    groups = text.containment_groups(text.word_sequences(train.texts), seed=SEED)
-    kept, held = text.grouped_split(groups, 0.1, seed=[SEED, 17])
+    groups = text.containment_groups(text.word_sequences(train.texts), seed=seed)
+    kept, held = text.grouped_split(groups, 0.1, seed=[seed, 17])
     texts = [train.texts[i] for i in kept]
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
     x = vec.fit_transform(texts)
@@ -94,7 +96,9 @@ def _tfidf(train, dev, quick):
         lr = LogisticRegression(C=c, max_iter=2000).fit(x, train.labels[kept])
         scores[c] = (lr.predict(xs) == train.labels[held]).mean()
     best = max(scores, key=scores.get)
-    lr = LogisticRegression(C=best, max_iter=2000).fit(x, train.labels[kept])
+    # C chosen, the selection split goes back into training, as the recipes' refit does
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    lr = LogisticRegression(C=best, max_iter=2000).fit(vec.fit_transform(train.texts), train.labels)
     seconds = time.perf_counter() - t0
     accuracy = float((lr.predict(vec.transform(dev.texts)) == dev.labels).mean())
     blob = pickle.dumps({"vocabulary": vec.vocabulary_, "idf": vec.idf_.astype(np.float32), "coef": lr.coef_.astype(np.float32), "intercept": lr.intercept_})
@@ -103,7 +107,7 @@ def _tfidf(train, dev, quick):
         s = time.perf_counter()
         lr.predict_proba(vec.transform([t]))
         times.append((time.perf_counter() - s) * 1000)
-    return {"accuracy": accuracy, "gzip": len(gzip.compress(blob, 9)), "latency": statistics.median(times), "seconds": seconds, "note": f"C={best} (selection accuracy {scores[best]:.4f})"}
+    return {"accuracy": accuracy, "gzip": len(gzip.compress(blob, 9)), "latency": statistics.median(times), "seconds": seconds, "note": f"C={best} (selection accuracy {scores[best]:.4f}), then fit on every phrase"}
 
 
 def main():
@@ -124,6 +128,7 @@ def main():
         "--max-loss 0.5, the verified model (refit: false)": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 0.5, "refit": False}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
         "--max-loss 1.0, the verified model (refit: false)": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 1.0, "refit": False}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
         "--max-loss 0.5, selection split 25%": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 0.5}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
+        "--max-loss 1.0, selection split 25%": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 1.0}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
         "--max-loss 0.5, refit from the dense model as given (refit_dense: false)": [
             {"train": {"epochs": 2}}, {"auto": {"max_loss": 0.5, "refit_dense": False}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}},
         ],
@@ -143,7 +148,7 @@ def main():
     # auto step since 2026-12-04, 10% before), so that a row measures today what it measured when it ran.
     fractions = {name: 0.25 if "25%" in name else 0.1 for name, steps in runs.items() if any("auto" in step for step in steps)}
     if args.seeds > 1:
-        return emit(args, title, _seeds(runs, fractions, args, recipes))
+        return emit(args, title, _seeds(runs, fractions, args, recipes, (train, dev) if "tfidf" in args.rows else None))
     with tempfile.TemporaryDirectory() as tmp:
         results = _run_all(runs, fractions, args.quick, recipes, tmp, SEED)
     _, fixed_s = results["fixed recipe (80% + QAT)"]
@@ -212,11 +217,13 @@ class _Seed:
     auto: object  # the auto step's record, None without one
 
 
-def _seeds(runs, fractions, args, recipes):
+def _seeds(runs, fractions, args, recipes, tfidf_data=None):
     """Every run once per seed: mean ± sd of the dev accuracy, Δ against the same seed's dense model
     (mean and worst), the size, the wall time against the same seed's fixed recipe, and how often
-    the budget was met; then each seed's rounds."""
+    the budget was met; then each seed's rounds. With `tfidf_data` (train, dev), the TF-IDF baseline
+    too, its C chosen on each seed's own selection split."""
     per = {name: [] for name in runs}  # name -> [_Seed], one per seed
+    tfidf = []  # (result, Δ points, smaller, wall × fixed), one per seed
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             reports = _run_all(runs, fractions, args.quick, recipes, tmp, seed)
@@ -230,6 +237,9 @@ def _seeds(runs, fractions, args, recipes):
                     dense if name == "dense" else final.value, (final.value - dense) * 100 if name != "dense" else 0.0, final.gzip_bytes,
                     reference.gzip_bytes / final.gzip_bytes, None if name == "dense" else seconds / fixed_s, final.latency_ms, report, got["train"].value, got["auto"],
                 ))
+            if tfidf_data:
+                lr = _tfidf(*tfidf_data, args.quick, seed)
+                tfidf.append((lr, (lr["accuracy"] - dense) * 100, reference.gzip_bytes / lr["gzip"], lr["seconds"] / fixed_s))
     rows, details = [], []
     for name, got in per.items():
         acc = [g.accuracy for g in got]
@@ -246,6 +256,16 @@ def _seeds(runs, fractions, args, recipes):
             if g.auto is not None:
                 details.append(f"**{name}, seed {seed}**: dev {g.accuracy:.4f} ({g.delta:+.2f} against this seed's dense model; its own dense model, trained without the "
                                f"selection split, scored {g.own_dense:.4f}), {g.smaller:.1f}× smaller. {_budget_section(g.report)}")
+    if tfidf:
+        acc = [lr["accuracy"] for lr, *_ in tfidf]
+        rows.append([
+            "TF-IDF 1-2-grams + logistic regression", f"{np.mean(acc):.4f} ± {np.std(acc):.4f}",
+            f"{np.mean([d for _, d, _, _ in tfidf]):+.2f} (worst {min(d for _, d, _, _ in tfidf):+.2f})",
+            f"{np.mean([lr['gzip'] for lr, *_ in tfidf]) / 1024:,.1f}", f"{np.mean([s for *_, s, _ in tfidf]):.1f}× (least {min(s for *_, s, _ in tfidf):.1f}×)",
+            f"{np.mean([lr['latency'] for lr, *_ in tfidf]):.3f} (most {max(lr['latency'] for lr, *_ in tfidf):.3f})",
+            f"{np.mean([w for *_, w in tfidf]):.2f}× (most {max(w for *_, w in tfidf):.2f}×)",
+            "; ".join(f"seed {i}: {lr['note']}" for i, (lr, *_) in enumerate(tfidf)),
+        ])
     return (
         table(["model", "SST-2 dev accuracy (mean ± sd)", "Δ vs same seed's dense (points)", "gzip KiB (mean)", "smaller", "latency ms (mean)", "wall (× same seed's fixed)", "what"], rows)
         + f"\n\nSeeds 0–{args.seeds - 1}: each seed trains its own models and carves its own selection split (10% of the training sentences; 25% in the rows that say so). "
