@@ -67,6 +67,69 @@ def test_best_epoch_minimises_losses_and_names_a_missing_value():
         BestEpoch(patience=0)
 
 
+def _one_unit(p):
+    """A model whose one sigmoid output is `p` for every input: its bias set to logit(p)."""
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid", kernel_initializer="zeros")])
+    model.set_weights([np.zeros((1, 1)), np.array([np.log(p / (1 - p))])])
+    return model
+
+
+def _drive_outputs(stop, outputs, y):
+    """Runs `stop` over epochs in which the model outputs `outputs[i]` for every example,
+    logging the mean loss Keras would; returns the output of the epoch restored."""
+    model = _one_unit(0.5)
+    stop.set_model(model)
+    stop.set_params({"epochs": 10})
+    stop.on_train_begin()
+    for epoch, p in enumerate(outputs):
+        model.set_weights(_one_unit(p).get_weights())
+        loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+        stop.on_epoch_end(epoch, {"val_loss": loss})
+        if model.stop_training:
+            break
+    stop.on_train_end()
+    return float(model.predict_on_batch(np.zeros((1, 1)))[0, 0])
+
+
+def test_one_se_keeps_the_fewest_epochs_within_one_paired_standard_error_of_the_best():
+    # 70% positives: a constant output is best at 0.7; 0.69 is within a hair of it, 0.5 far from it
+    y = (np.arange(1000) % 10 < 7).astype(np.float32)
+    x = np.zeros((1000, 1), np.float32)
+    outputs = [0.5, 0.69, 0.7, 0.6, 0.55]
+    best = BestEpoch("val_loss", patience=2)
+    assert _drive_outputs(best, outputs, y) == pytest.approx(0.7, abs=1e-6)
+    assert (best.best_epoch, best.epochs_run) == (3, 5)
+    stop = BestEpoch("val_loss", patience=2, choose="one_se", examples=(x, y))
+    assert _drive_outputs(stop, outputs, y) == pytest.approx(0.69, abs=1e-6)
+    assert (stop.best_epoch, stop.lowest_epoch, stop.epochs_run, stop.restored) == (2, 3, 5, True)
+    # per example, 0.69 against 0.7 costs log(0.7/0.69) on a positive and log(0.31/0.3) less on a negative
+    diff = np.where(y == 1, np.log(0.7 / 0.69), np.log(0.3 / 0.31))
+    mean, se = stop.within
+    assert mean == pytest.approx(diff.mean(), rel=1e-3) and se == pytest.approx(diff.std(ddof=1) / np.sqrt(1000), rel=1e-3)  # float32 outputs
+    assert mean < se
+    assert "best 3 (val_loss 0.6109); stopped: no improvement in 2 epoch(s); kept 2, the fewest epochs within one standard error" in stop.summary()
+    # a lead larger than the split can blur is kept: 0.5 against 0.7 is many standard errors worse
+    far = BestEpoch("val_loss", patience=2, choose="one_se", examples=(x, y))
+    assert _drive_outputs(far, [0.5, 0.7, 0.6, 0.55], y) == pytest.approx(0.7, abs=1e-6)
+    assert (far.best_epoch, far.lowest_epoch) == (2, 2)
+    # an accuracy monitor compares who is right: every epoch above 0.5 predicts 1, all equally right
+    acc = BestEpoch("val_accuracy", patience=1, choose="one_se", examples=(x, y))
+    acc.set_model(_one_unit(0.5))
+    acc.on_train_begin()
+    for epoch, (p, value) in enumerate([(0.6, 0.7), (0.9, 0.71)]):  # the logged values differ, the examples do not
+        acc.model.set_weights(_one_unit(p).get_weights())
+        acc.on_epoch_end(epoch, {"val_accuracy": value})
+    acc.on_train_end()
+    assert (acc.best_epoch, acc.lowest_epoch) == (1, 2)
+
+
+def test_one_se_needs_the_examples():
+    with pytest.raises(ValueError, match=r"choose='one_se' scores each epoch example by example: pass examples=\(x, y\)"):
+        BestEpoch("val_loss", choose="one_se")
+    with pytest.raises(ValueError, match="choose must be one of best, one_se"):
+        BestEpoch("val_loss", choose="fewest")
+
+
 def _tiny_recipe(tmp_path):
     """A tiny classifier recipe on 600 training and 120 dev examples (steps to add)."""
     write_dataset(tmp_path / "train.tsv")
@@ -248,6 +311,22 @@ def test_min_epochs_above_max_epochs_is_refused_and_the_flag_reaches_every_step(
     assert [(name, a["min_epochs"]) for s in steps for name, a in s.items() if name != "export"] == [("train", 3), ("prune", 3), ("quantize", 3)]
     bad = _cli("compress", tmp_path / "train.tsv", "--epochs", "auto", "--min-epochs", "30", "--out", tmp_path / "o")
     assert bad.returncode != 0 and "min_epochs 30 is more than max_epochs 20" in bad.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_epoch_rule_defaults_to_one_se_and_the_flag_reaches_every_step(tmp_path):
+    from tfcompress import cli
+
+    write_dataset(tmp_path / "train.tsv", n=20)
+    base = {"data": {"train": str(tmp_path / "train.tsv")}}
+    assert Recipe.from_dict({**base, "steps": [{"train": {"epochs": "auto"}}]}).steps[0][1]["choose"] == "one_se"
+    with pytest.raises(RecipeError, match=r"steps\[0\].train.choose.*'one_se', 'best'"):
+        Recipe.from_dict({**base, "steps": [{"train": {"epochs": "auto", "choose": "last"}}]})
+    parser = cli.build_parser()
+    steps = cli._command_config(parser.parse_args(["compress", "train.tsv", "--epochs", "auto", "--choose", "best"]), parser)["steps"]
+    assert [(name, a["choose"]) for s in steps for name, a in s.items() if name != "export"] == [("train", "best"), ("prune", "best"), ("quantize", "best")]
+    bad = _cli("compress", tmp_path / "train.tsv", "--choose", "last", "--out", tmp_path / "o")
+    assert bad.returncode == 2 and "--choose: expected one_se or best, got 'last'" in bad.stderr
     assert not (tmp_path / "o").exists()
 
 

@@ -126,10 +126,11 @@ def build_parser():
         default=None,
         help=f"comma-separated steps from the list below (default: {','.join(recipe.COMPRESS_STEPS)}; without train when --model is given)",
     )
-    from tfcompress.recipe.schema import yes_no_arg
+    from tfcompress.recipe.schema import choose_arg, yes_no_arg
 
+    metavars = {yes_no_arg: "{yes,no}", choose_arg: "{one_se,best}"}
     for flag in _step_flags():
-        compress.add_argument(flag.flag, type=flag.type, default=None, help=flag.help, metavar="{yes,no}" if flag.type is yes_no_arg else None)
+        compress.add_argument(flag.flag, type=flag.type, default=None, help=flag.help, metavar=metavars.get(flag.type))
     compress.add_argument("--max-len", type=int, help="sequence length (default: 99th percentile)")
     compress.add_argument(
         "--best-effort",

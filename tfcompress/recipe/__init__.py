@@ -26,7 +26,10 @@ A recipe is a YAML or JSON file (or the equivalent dict / `Recipe` object)::
 Any training step takes `epochs: auto` (command line: `--epochs auto`):
 it trains until its loss on a selection split (`monitor: accuracy` for the
 accuracy) has not improved for `patience` epochs (default 2), at most
-`max_epochs` (default 20), and keeps the best epoch's weights
+`max_epochs` (default 20), and keeps the weights of the fewest epochs
+whose loss is within one paired standard error of the best epoch's, each
+epoch scored example by example on the split (`choose: one_se`, the
+default; `choose: best` keeps the best epoch however small its lead)
 (`tfcompress.training.BestEpoch`). The selection
 split (`data.selection_fraction`, default 10%; 25% for a classifier with an
 `auto` step) is carved from the training

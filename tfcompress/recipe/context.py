@@ -244,9 +244,11 @@ class RunContext:
         """`((x, y) arrays to validate on, callbacks)` for a step's `fit`. Fixed epochs
         validate on dev (a curve to watch, no choice made); `epochs: auto`
         validates on the selection split, stops when its metric has not
-        improved for `patience` epochs and keeps the best epoch (`BestEpoch`,
-        whose summary goes into the step's report row), never one before
-        `min_epochs` (nor before `first_candidate`, e.g. a pruning ramp)."""
+        improved for `patience` epochs and keeps the fewest epochs within one
+        standard error of the best (`choose: one_se`, the default) or the best
+        (`choose: best`) (`BestEpoch`, whose summary goes into the step's report
+        row), never one before `min_epochs` (nor before `first_candidate`, e.g.
+        a pruning ramp)."""
         from tfcompress.training import BestEpoch
 
         if args["epochs"] != "auto":
@@ -259,9 +261,11 @@ class RunContext:
         else:
             monitor = "val_student_loss" if weights_of is not None else "val_loss"
         first = min(max(first_candidate, args.get("min_epochs", 1)), args["max_epochs"])
-        stop = BestEpoch(monitor, patience=args["patience"], first_candidate=first, weights_of=weights_of)
+        examples = (self.data["x_sel"], self.data["y_sel"])
+        choose = args.get("choose", "one_se")
+        stop = BestEpoch(monitor, patience=args["patience"], first_candidate=first, weights_of=weights_of, choose=choose, examples=examples)
         self.stopping = stop
-        return (self.data["x_sel"], self.data["y_sel"]), [stop]
+        return examples, [stop]
 
     def fit(self, model, args, default_lr, callbacks=(), first_candidate=1):
         """Compiles `model` (Adam at the step's learning rate, unless it is

@@ -76,6 +76,15 @@ def yes_no_arg(text):
     return answers[text.lower()]
 
 
+def choose_arg(text):
+    """`--choose` on the command line: one_se or best."""
+    import argparse
+
+    if text not in ("one_se", "best"):
+        raise argparse.ArgumentTypeError(f"expected one_se or best, got {text!r}")
+    return text
+
+
 @expects("a number > 0")
 def positive_number(v):
     return _number(v) and v > 0
@@ -152,6 +161,7 @@ TRAINING = {
     "max_epochs": (positive_int, 20),
     "min_epochs": (positive_int, 1),
     "monitor": (choice("loss", "accuracy"), "loss"),
+    "choose": (choice("one_se", "best"), "one_se"),
     "refit": (choice(True, False), True),
     "batch_size": (positive_int, 128),
     "learning_rate": (optional(positive_number, "a number > 0, or null (the step's default)"), None),

@@ -57,11 +57,17 @@ REFIT_HELP = (
 )
 
 
+CHOOSE_HELP = (
+    "with --epochs auto: one_se (the default) keeps the fewest epochs whose selection loss is within one paired standard "
+    "error of the best epoch's (a lead the split cannot measure buys no extra epochs); best keeps the best epoch"
+)
+
+
 def training_flags(epochs):
     """The command-line flags every training step shares: `--epochs` (this
-    step's default `epochs`), `--patience`, `--min-epochs`, `--max-epochs` and
-    `--refit` (for auto)."""
-    from tfcompress.recipe.schema import TRAINING, epochs_arg, yes_no_arg
+    step's default `epochs`), `--patience`, `--min-epochs`, `--max-epochs`,
+    `--refit` and `--choose` (for auto)."""
+    from tfcompress.recipe.schema import TRAINING, choose_arg, epochs_arg, yes_no_arg
 
     patience, most = TRAINING["patience"][1], TRAINING["max_epochs"][1]
     return (
@@ -70,6 +76,7 @@ def training_flags(epochs):
         Flag("--min-epochs", "min_epochs", int, TRAINING["min_epochs"][1], MIN_EPOCHS_HELP),
         Flag("--max-epochs", "max_epochs", int, most, f"with --epochs auto: the most epochs a step trains (default: {most})"),
         Flag("--refit", "refit", yes_no_arg, TRAINING["refit"][1], REFIT_HELP),
+        Flag("--choose", "choose", choose_arg, TRAINING["choose"][1], CHOOSE_HELP),
     )
 
 
