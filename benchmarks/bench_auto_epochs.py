@@ -187,6 +187,8 @@ def main():
         + (
             f". Then {chain}. The fixed recipe trained on "
             if chain
+            else "; a language model does not refit (its selection split is the end of its corpus, which training never takes back); "
+            if lm
             else f"; {refits} of its {chose} steps then refit on all {fixed_report.meta['train examples']:,} (a step refits only when no later step chooses on the split), "
             if refit
             else ", "

@@ -314,6 +314,24 @@ def test_min_epochs_above_max_epochs_is_refused_and_the_flag_reaches_every_step(
     assert not (tmp_path / "o").exists()
 
 
+def test_compress_trains_until_the_selection_split_stops_improving_by_default():
+    from tfcompress import cli
+
+    parser = cli.build_parser()
+
+    def training(*flags):
+        steps = cli._command_config(parser.parse_args(["compress", "train.tsv", *flags]), parser)["steps"]
+        return [(name, a["epochs"], a["min_epochs"], a["choose"]) for s in steps for name, a in s.items() if name not in ("export", "auto")]
+
+    # train on auto, never fewer than 2 epochs; the compression steps keep their fixed epochs
+    assert training() == [("train", "auto", 2, "one_se"), ("prune", 2, 1, "one_se"), ("quantize", 1, 1, "one_se")]
+    assert training("--epochs", "2") == [("train", 2, 2, "one_se"), ("prune", 2, 1, "one_se"), ("quantize", 2, 1, "one_se")]
+    # a budget's dense model trains the 2 epochs its figures were measured with, unless told
+    assert training("--max-loss", "0.5") == [("train", 2, 2, "one_se")]
+    assert training("--max-loss", "0.5", "--epochs", "auto") == [("train", "auto", 2, "one_se")]
+    assert training("--steps", "train,export", "--min-epochs", "1") == [("train", "auto", 1, "one_se")]
+
+
 def test_the_epoch_rule_defaults_to_one_se_and_the_flag_reaches_every_step(tmp_path):
     from tfcompress import cli
 

@@ -114,7 +114,7 @@ def test_defaults_are_filled_and_json_is_read(tmp_path):
     path.write_text(json.dumps({"data": {"train": "t.tsv"}, "steps": ["train", {"export": {}}]}))
     r = Recipe.load(path)
     assert r.steps == [
-        ("train", {"epochs": 1, "patience": 2, "max_epochs": 20, "min_epochs": 1, "monitor": "loss", "batch_size": 128, "learning_rate": None, "max_steps": None, "refit": True}),
+        ("train", {"epochs": 1, "patience": 2, "max_epochs": 20, "min_epochs": 1, "monitor": "loss", "choose": "one_se", "batch_size": 128, "learning_rate": None, "max_steps": None, "refit": True}),
         ("export", {"name": "model", "modes": ["dynamic"], "representative_samples": 300, "sparse": "auto", "latency_runs": 200, "recurrent": "auto", "verify_threshold": None}),
     ]
     assert r.config["precision"] == "float32" and r.config["text"]["max_size"] == 20000

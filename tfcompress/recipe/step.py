@@ -39,13 +39,14 @@ class Flag:
 
 EPOCHS_HELP = (
     "epochs of each training step, or 'auto': until the loss on a selection split carved from the "
-    "training data stops improving, best epoch kept (default: 2; quantize, cluster, factorize: 1)"
+    "training data stops improving, the fewest epochs within one standard error of the best kept (--choose) "
+    "(default: train auto, 2 with --max-loss; prune, shrink, distill 2; quantize, cluster, factorize 1)"
 )
 
 
 MIN_EPOCHS_HELP = (
     "with --epochs auto: the fewest epochs a step trains and may keep; an earlier epoch is never chosen, and "
-    "patience counts from this one (default: 1; a pruning step's ramp of 2 epochs is its own floor)"
+    "patience counts from this one (default: train 2, the others 1; a pruning step's ramp of 2 epochs is its own floor)"
 )
 
 
@@ -63,17 +64,18 @@ CHOOSE_HELP = (
 )
 
 
-def training_flags(epochs):
+def training_flags(epochs, min_epochs=None):
     """The command-line flags every training step shares: `--epochs` (this
-    step's default `epochs`), `--patience`, `--min-epochs`, `--max-epochs`,
-    `--refit` and `--choose` (for auto)."""
+    step's default `epochs`), `--patience`, `--min-epochs` (this step's
+    default, else the recipe's), `--max-epochs`, `--refit` and `--choose`
+    (for auto)."""
     from tfcompress.recipe.schema import TRAINING, choose_arg, epochs_arg, yes_no_arg
 
     patience, most = TRAINING["patience"][1], TRAINING["max_epochs"][1]
     return (
         Flag("--epochs", "epochs", epochs_arg, epochs, EPOCHS_HELP),
         Flag("--patience", "patience", int, patience, f"with --epochs auto: epochs without improvement before a step stops (default: {patience})"),
-        Flag("--min-epochs", "min_epochs", int, TRAINING["min_epochs"][1], MIN_EPOCHS_HELP),
+        Flag("--min-epochs", "min_epochs", int, TRAINING["min_epochs"][1] if min_epochs is None else min_epochs, MIN_EPOCHS_HELP),
         Flag("--max-epochs", "max_epochs", int, most, f"with --epochs auto: the most epochs a step trains (default: {most})"),
         Flag("--refit", "refit", yes_no_arg, TRAINING["refit"][1], REFIT_HELP),
         Flag("--choose", "choose", choose_arg, TRAINING["choose"][1], CHOOSE_HELP),

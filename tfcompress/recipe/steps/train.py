@@ -9,7 +9,10 @@ class Train(Step):
     name = "train"
     summary = "train the model (a new one from model.build, or yours from model.load)"
     schema = dict(schema.TRAINING)
-    flags = training_flags(2)
+    # `compress` trains until the selection split stops improving, never fewer than the 2 epochs it
+    # trained before: a set that 2 epochs underfit gets more (BENCHMARKS.md, "a character language
+    # model"); on SST-2 it kept 2 or 3 (the same within dev's noise). With --max-loss, 2 (cli).
+    flags = training_flags("auto", min_epochs=2)
 
     def run(self, ctx, args):
         model = self.train(ctx, ctx.model, args)
