@@ -249,6 +249,7 @@ class RunContext:
         (`choose: best`) (`BestEpoch`, whose summary goes into the step's report
         row), never one before `min_epochs` (nor before `first_candidate`, e.g.
         a pruning ramp)."""
+        from tfcompress.recipe.schema import TRAINING
         from tfcompress.training import BestEpoch
 
         if args["epochs"] != "auto":
@@ -262,7 +263,7 @@ class RunContext:
             monitor = "val_student_loss" if weights_of is not None else "val_loss"
         first = min(max(first_candidate, args.get("min_epochs", 1)), args["max_epochs"])
         examples = (self.data["x_sel"], self.data["y_sel"])
-        choose = args.get("choose", "one_se")
+        choose = args.get("choose", TRAINING["choose"][1])
         stop = BestEpoch(monitor, patience=args["patience"], first_candidate=first, weights_of=weights_of, choose=choose, examples=examples)
         self.stopping = stop
         return examples, [stop]

@@ -76,12 +76,16 @@ def yes_no_arg(text):
     return answers[text.lower()]
 
 
+EPOCH_CHOICES = ("one_se", "best")
+"""How `epochs: auto` keeps an epoch (`choose`; `tfcompress.training.BestEpoch`), the default first."""
+
+
 def choose_arg(text):
-    """`--choose` on the command line: one_se or best."""
+    """`--choose` on the command line: one of `EPOCH_CHOICES`."""
     import argparse
 
-    if text not in ("one_se", "best"):
-        raise argparse.ArgumentTypeError(f"expected one_se or best, got {text!r}")
+    if text not in EPOCH_CHOICES:
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(EPOCH_CHOICES)}, got {text!r}")
     return text
 
 
@@ -161,7 +165,7 @@ TRAINING = {
     "max_epochs": (positive_int, 20),
     "min_epochs": (positive_int, 1),
     "monitor": (choice("loss", "accuracy"), "loss"),
-    "choose": (choice("one_se", "best"), "one_se"),
+    "choose": (choice(*EPOCH_CHOICES), EPOCH_CHOICES[0]),
     "refit": (choice(True, False), True),
     "batch_size": (positive_int, 128),
     "learning_rate": (optional(positive_number, "a number > 0, or null (the step's default)"), None),
