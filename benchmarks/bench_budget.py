@@ -1,11 +1,22 @@
-"""SST-2: the accuracy-budget search (`--max-loss`) against the fixed recipe,
-the dense model and a TF-IDF + logistic-regression classifier, in one process.
+"""SST-2 (or, with `--data fine-foods`, Amazon fine-food reviews): the
+accuracy-budget search (`--max-loss`) against the fixed recipe, the dense
+model and a TF-IDF + logistic-regression classifier, in one process.
+
+`--data fine-foods` (`fine_foods.py`: 4,000 training and 1,000 test reviews,
+"great" or "other", from Debian's r-cran-modeldata) runs the same rows with
+the test reviews in the dev set's place, and `text.max_len` left to the
+recipe's default (the 99th percentile of the training lengths) where SST-2
+pins 64.
 
 Rows (one seed; SST-2 train, its dev set scored once, seen by no choice):
 
 - dense: the classifier `compress` builds, trained 2 epochs; its float32
   `.tflite` is the 1x size;
-- fixed recipe: `compress` as it is (train 2, prune 80% 2, QAT 1, dynamic);
+- fixed recipe: `compress` as it was before 2026-12-04 (train 2, prune 80%
+  2, QAT 1, dynamic);
+- default: `compress` as it is (train on `epochs: auto`, at least 2 epochs,
+  kept by the one-standard-error rule, on a 10% selection split, then
+  refit on everything; prune 80% 2, QAT 1, dynamic);
 - `--max-loss 0.5` and `--max-loss 1.0`: train 2 epochs, then the `auto`
   step (round 1 removes half the units if that costs at most half the
   budget; sensitivity, per-layer plans starting at the size of 80% pruned
@@ -46,6 +57,7 @@ import dataclasses
 import gzip
 import os
 import pickle
+import re
 import statistics
 import tempfile
 import time
@@ -54,12 +66,28 @@ import numpy as np
 
 from common import DATA, emit, parser, require_shared, row_names, sst2, table
 
+DATASETS = {
+    # name: (label in tables, a sentence on its held-out set, max_len)
+    "sst2": ("SST-2 dev", "SST-2 has one labelled dev set: no choice here looks at it, so these are final figures on it.", 64),
+    "fine-foods": ("fine-foods test", "The fine-food reviews' 1,000 test reviews play the dev set's part: no choice here looks at them, so these are final figures on them.", None),
+}
+
 SEED = 0
-ROWS = ("0.5", "1.0", "0.5-norefit", "1.0-norefit", "0.5-25%", "1.0-25%", "0.5-as-given", "0.5-25%-as-given", "0.5-sentences", "0.5-unshrunk", "0.5-margin0", "0.5-uniform", "tfidf")
+ROWS = ("default", "0.5", "1.0", "0.5-norefit", "1.0-norefit", "0.5-25%", "1.0-25%", "0.5-as-given", "0.5-25%-as-given", "0.5-sentences", "0.5-unshrunk", "0.5-margin0", "0.5-uniform", "tfidf")
 TITLE = "The smallest model within an accuracy budget: `--max-loss` (issue 17)"
 
 
-def _recipe(name, steps, quick, selection_fraction=None, seed=SEED):
+def _paths(data):
+    """(train, held-out) file paths of a `DATASETS` name."""
+    if data == "fine-foods":
+        import fine_foods
+
+        got = fine_foods.fetch()
+        return str(got["train"]), str(got["test"])
+    return str(DATA / "sst2" / "train.tsv"), str(DATA / "sst2" / "dev.tsv")
+
+
+def _recipe(name, steps, quick, selection_fraction=None, seed=SEED, data="sst2"):
     common = {"batch_size": 128, **({"max_steps": 20} if quick else {})}
     out = []
     for step in steps:
@@ -72,8 +100,8 @@ def _recipe(name, steps, quick, selection_fraction=None, seed=SEED):
     return {
         "name": name,
         "seed": seed,
-        "data": {"train": str(DATA / "sst2" / "train.tsv"), "dev": str(DATA / "sst2" / "dev.tsv"), **({"selection_fraction": selection_fraction} if selection_fraction else {})},
-        "text": {"max_len": 64},
+        "data": dict(zip(("train", "dev"), _paths(data)), **({"selection_fraction": selection_fraction} if selection_fraction else {})),
+        "text": {"max_len": DATASETS[data][2]},
         "steps": out,
     }
 
@@ -113,16 +141,27 @@ def _tfidf(train, dev, quick, seed=SEED):
 def main():
     p = parser(__doc__)
     p.add_argument("--rows", type=row_names(ROWS), default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)} (dense and the fixed recipe always run)")
+    p.add_argument("--data", choices=DATASETS, default="sst2", help="sst2 (../shared/data), or fine-foods (fetched once from the Debian archive; see fine_foods.py)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, each its own models and selection split; above 1, the table gives mean ± sd and the worst seed")
     args = p.parse_args()
-    title = TITLE + ("" if args.rows == list(ROWS) else f", rows {', '.join(args.rows)}") + ("" if args.seeds == 1 else f", {args.seeds} seeds")
+    title = TITLE + ("" if args.data == "sst2" else ", Amazon fine-food reviews") + ("" if args.rows == list(ROWS) else f", rows {', '.join(args.rows)}") + ("" if args.seeds == 1 else f", {args.seeds} seeds")
     require_shared()
     from tfcompress import recipe as recipes
 
-    train, dev = sst2()
+    if args.data == "sst2":
+        train, dev = sst2()
+    else:
+        from tfcompress import text
+
+        train_path, test_path = _paths(args.data)
+        train = text.load_texts(train_path)
+        dev = text.load_texts(test_path, label_names=train.label_names)
     runs = {
         "dense": [{"train": {"epochs": 2}}, {"export": {"modes": ["float32"], "latency_runs": 100}}],
         "fixed recipe (80% + QAT)": [{"train": {"epochs": 2}}, {"prune": {"target_sparsity": 0.8, "epochs": 2}}, {"quantize": {"epochs": 1}}, {"export": {"modes": ["dynamic", "float32"], "latency_runs": 100}}],
+        "compress's default today (train on auto)": [
+            {"train": {"epochs": "auto", "min_epochs": 2}}, {"prune": {"target_sparsity": 0.8, "epochs": 2}}, {"quantize": {"epochs": 1}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}},
+        ],
         "--max-loss 0.5": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 0.5}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
         "--max-loss 1.0": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 1.0}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
         "--max-loss 0.5, the verified model (refit: false)": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 0.5, "refit": False}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
@@ -150,7 +189,7 @@ def main():
     if args.seeds > 1:
         return emit(args, title, _seeds(runs, fractions, args, recipes, (train, dev) if "tfidf" in args.rows else None))
     with tempfile.TemporaryDirectory() as tmp:
-        results = _run_all(runs, fractions, args.quick, recipes, tmp, SEED)
+        results = _run_all(runs, fractions, args, recipes, tmp, SEED)
     _, fixed_s = results["fixed recipe (80% + QAT)"]
     dense_report, _ = results.pop("dense")
     dense_records = _records(dense_report, "float32")
@@ -160,7 +199,7 @@ def main():
     for name, (report, seconds) in results.items():
         got = _records(report)
         final, train_row, auto = got["file"], got["train"], got["auto"]
-        note = auto.notes if auto else "train 2, prune 80% 2, QAT 1 epochs"
+        note = auto.notes if auto else _fixed_what([train_row])
         rows.append([
             name, f"{final.value:.4f}", f"{(final.value - dense.value) * 100:+.2f}", f"{final.gzip_bytes / 1024:,.1f}",
             f"{reference.gzip_bytes / final.gzip_bytes:.1f}×", f"{final.latency_ms:.3f}", f"{seconds / 60:.1f} ({seconds / fixed_s:.2f}×)", note,
@@ -170,20 +209,20 @@ def main():
                              f"{report.meta['selection examples']:,} selection sentences set aside). {report.meta['budget']}.\n\n"
                              + _budget_section(report).split("\n\n", 1)[1])
     if "tfidf" not in args.rows:
-        return emit(args, title, body_of(rows, summaries))
+        return emit(args, title, body_of(rows, summaries, args.data))
     lr = _tfidf(train, dev, args.quick)
     rows.append(["TF-IDF 1-2-grams + logistic regression", f"{lr['accuracy']:.4f}", f"{(lr['accuracy'] - dense.value) * 100:+.2f}", f"{lr['gzip'] / 1024:,.1f}",
                  f"{reference.gzip_bytes / lr['gzip']:.1f}×", f"{lr['latency']:.3f}", f"{lr['seconds'] / 60:.1f}", lr["note"]])
-    emit(args, title, body_of(rows, summaries))
+    emit(args, title, body_of(rows, summaries, args.data))
 
 
-def _run_all(runs, fractions, quick, recipes, tmp, seed):
+def _run_all(runs, fractions, args, recipes, tmp, seed):
     """`{name: (report, wall seconds)}`: every recipe of `runs` run with `seed`, in order, in one process."""
     results = {}
     for name, steps in runs.items():
         t0 = time.perf_counter()
         out = os.path.join(tmp, f"{seed}-{len(results)}")
-        report = recipes.run(_recipe(name, steps, quick, fractions.get(name), seed), out, log=lambda line: print(line, flush=True), verbose=0)
+        report = recipes.run(_recipe(name, steps, args.quick, fractions.get(name), seed, args.data), out, log=lambda line: print(line, flush=True), verbose=0)
         results[name] = (report, time.perf_counter() - t0)
     return results
 
@@ -195,6 +234,17 @@ def _records(report, mode="dynamic"):
         "file": next(r for r in report.records if r.kind == "tflite" and mode in r.step),
         "auto": next((r for r in report.records if r.step.startswith("auto")), None),
     }
+
+
+def _fixed_what(trains):
+    """The what column of a row without an auto step: its train step's epochs (each seed's, when it chose them)."""
+    notes = [t.notes or "" for t in trains]
+    if not all("stopped:" in n for n in notes):
+        return "train 2, prune 80% 2, QAT 1 epochs"
+    kept = [re.search(r"kept (\d+)", n) or re.search(r"best (\d+)", n) for n in notes]
+    run = [re.match(r"(\d+) epochs", n) for n in notes]
+    return (f"train on auto: kept {', '.join(k.group(1) for k in kept)} of {', '.join(r.group(1) for r in run)} epochs run"
+            f"{' (per seed)' if len(notes) > 1 else ''}, then refit; prune 80% 2, QAT 1 epochs")
 
 
 def _budget_section(report):
@@ -214,6 +264,7 @@ class _Seed:
     latency: float  # ms per example, one at a time, median (the file's)
     report: object
     own_dense: float
+    train: object  # the train step's record
     auto: object  # the auto step's record, None without one
 
 
@@ -226,7 +277,7 @@ def _seeds(runs, fractions, args, recipes, tfidf_data=None):
     tfidf = []  # (result, Δ points, smaller, wall × fixed), one per seed
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
-            reports = _run_all(runs, fractions, args.quick, recipes, tmp, seed)
+            reports = _run_all(runs, fractions, args, recipes, tmp, seed)
             dense_records = _records(reports["dense"][0], "float32")
             dense, reference = dense_records["train"].value, dense_records["file"]
             fixed_s = reports["fixed recipe (80% + QAT)"][1]
@@ -235,7 +286,7 @@ def _seeds(runs, fractions, args, recipes, tfidf_data=None):
                 final = got["file"]
                 per[name].append(_Seed(
                     dense if name == "dense" else final.value, (final.value - dense) * 100 if name != "dense" else 0.0, final.gzip_bytes,
-                    reference.gzip_bytes / final.gzip_bytes, None if name == "dense" else seconds / fixed_s, final.latency_ms, report, got["train"].value, got["auto"],
+                    reference.gzip_bytes / final.gzip_bytes, None if name == "dense" else seconds / fixed_s, final.latency_ms, report, got["train"].value, got["train"], got["auto"],
                 ))
             if tfidf_data:
                 lr = _tfidf(*tfidf_data, args.quick, seed)
@@ -245,7 +296,7 @@ def _seeds(runs, fractions, args, recipes, tfidf_data=None):
         acc = [g.accuracy for g in got]
         delta = [g.delta for g in got]
         met = [g.report.meta.get("budget met") for g in got if g.auto is not None]
-        what = "the 1× size" if name == "dense" else (f"budget met on {sum(met)} of {len(met)} seeds" if met else "train 2, prune 80% 2, QAT 1 epochs")
+        what = "the 1× size" if name == "dense" else (f"budget met on {sum(met)} of {len(met)} seeds" if met else _fixed_what([g.train for g in got]))
         rows.append([
             name, f"{np.mean(acc):.4f} ± {np.std(acc):.4f}", "—" if name == "dense" else f"{np.mean(delta):+.2f} (worst {min(delta):+.2f})",
             f"{np.mean([g.gzip for g in got]) / 1024:,.1f}", f"{np.mean([g.smaller for g in got]):.1f}× (least {min(g.smaller for g in got):.1f}×)",
@@ -266,21 +317,22 @@ def _seeds(runs, fractions, args, recipes, tfidf_data=None):
             f"{np.mean([w for *_, w in tfidf]):.2f}× (most {max(w for *_, w in tfidf):.2f}×)",
             "; ".join(f"seed {i}: {lr['note']}" for i, (lr, *_) in enumerate(tfidf)),
         ])
+    label, held_out, _ = DATASETS[args.data]
     return (
-        table(["model", "SST-2 dev accuracy (mean ± sd)", "Δ vs same seed's dense (points)", "gzip KiB (mean)", "smaller", "latency ms (mean)", "wall (× same seed's fixed)", "what"], rows)
+        table(["model", f"{label} accuracy (mean ± sd)", "Δ vs same seed's dense (points)", "gzip KiB (mean)", "smaller", "latency ms (mean)", "wall (× same seed's fixed)", "what"], rows)
         + f"\n\nSeeds 0–{args.seeds - 1}: each seed trains its own models and carves its own selection split (10% of the training sentences; 25% in the rows that say so). "
         "Δ is against the same seed's dense model (trained on every phrase, as in the fixed recipe); the budget is checked on the selection "
-        "split against the run's own dense model. SST-2 has one labelled dev set: no choice here looks at it, so these are final figures on it.\n\n"
+        f"split against the run's own dense model. {held_out}\n\n"
         + "\n\n".join(details)
     )
 
 
-def body_of(rows, summaries):
+def body_of(rows, summaries, data="sst2"):
+    label, held_out, _ = DATASETS[data]
     return (
-        table(["model", "SST-2 dev accuracy", "Δ vs dense (points)", "gzip KiB", "smaller", "latency ms", "wall min (× fixed)", "what"], rows)
+        table(["model", f"{label} accuracy", "Δ vs dense (points)", "gzip KiB", "smaller", "latency ms", "wall min (× fixed)", "what"], rows)
         + "\n\nΔ is against the dense model (trained on every phrase, as in the fixed recipe); the budget itself is checked on "
-        "the selection split against the run's own dense model, which trained on the phrases outside it (90%, or 75%). "
-        "SST-2 has one labelled dev set: no choice here looks at it, so these are final figures on it.\n\n"
+        f"the selection split against the run's own dense model, which trained on the phrases outside it (90%, or 75%). {held_out}\n\n"
         + "\n\n".join(summaries)
     )
 
