@@ -519,6 +519,39 @@ def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_sta
     assert not any("the train step again" in line for line in lines) and (3, 19) not in fits
 
 
+@pytest.mark.slow
+def test_the_refit_gives_the_same_model_whatever_path_the_search_took(tmp_path, monkeypatch):
+    """Two budgets can choose the same plan by different searches. The refit
+    (the dense model built and trained again, the plan replayed) must then
+    give the same model: here the second search leaves the random state
+    elsewhere, as a longer search does (Keras draws each new layer's
+    initializer seed from it), and the two refit models must be equal."""
+    import random
+
+    import tensorflow as tf
+
+    config = _auto_config(tmp_path, shrink_first=None, start="uniform")
+    config["steps"].pop()  # no export: the refit model is the step's output
+
+    def refit_weights(out):
+        recipe.run(config, tmp_path / out)
+        return quantization.strip(tfcompress.load_model(tmp_path / out / ".run" / "02-auto" / "model.keras")).get_weights()
+
+    first = refit_weights("a")
+    search = budget.search
+
+    def longer_search(*args, **kwargs):
+        result = search(*args, **kwargs)
+        for units in (3, 5, 7):  # more models built: each layer's initializer draws a seed
+            keras.layers.Dense(units)(np.ones((1, 4), np.float32))
+        random.random(), np.random.rand(), tf.random.uniform((2,))
+        return result
+
+    monkeypatch.setattr(budget, "search", longer_search)
+    second = refit_weights("b")
+    assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
 def test_a_budget_verifies_on_a_quarter_of_the_training_data_unless_told(tmp_path):
     from tfcompress.recipe.data import selection_fraction
 

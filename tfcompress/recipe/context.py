@@ -137,6 +137,16 @@ class RunContext:
             args["epochs"] = self.chosen_counts.get(1)
         return args if args["epochs"] is not None else None
 
+    def reseed(self):
+        """The random state back to where the step started (the step's seed).
+        What follows is then a function of the seed and its inputs alone, not
+        of the path the step took before: Keras draws each new layer's
+        initializer seed from this state, so a search that built more models
+        would otherwise start the next model elsewhere."""
+        from tfcompress import keras
+
+        keras.utils.set_random_seed(self.recipe.step_seed(self.index))
+
     def train_again(self, args):
         """The dense model again, trained on the data training sees now (call
         it inside `training_with_selection`): the train step's model built (or

@@ -145,6 +145,9 @@ class Auto(Step):
             )
         no_refit = ctx.no_refit_reason()
         if args["refit"] and no_refit is None:
+            # Two budgets may choose the same plan by different searches: the refit (the dense model built and
+            # trained again, the plan replayed) must then give the same model, whatever the search drew.
+            ctx.reseed()
             with ctx.training_with_selection() as count:
                 data, base = f"train + selection ({count:,} examples)", model
                 again = ctx.train_again_args() if args["refit_dense"] else None
