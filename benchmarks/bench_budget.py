@@ -29,6 +29,9 @@ Rows (one seed; SST-2 train, its dev set scored once, seen by no choice):
   the budget when its loss plus one standard error does; the chosen plan is
   then refit with the selection split back in training, from the dense model
   trained again on it too), dynamic export;
+- `0.5-25%-auto`, `1.0-25%-auto`: as `0.5-25%` and `1.0-25%`, with the dense
+  model trained on `epochs: auto` (at least 2, one_se) on the same split,
+  and trained again for that count in the refit (`--max-loss` trains 2);
 - `--max-loss 0.5` refit from the dense model the search started from
   (`auto: {refit_dense: false}`, the default before 2026-12-04), with the
   10% and the 25% selection split;
@@ -73,7 +76,7 @@ DATASETS = {
 }
 
 SEED = 0
-ROWS = ("default", "0.5", "1.0", "0.5-norefit", "1.0-norefit", "0.5-25%", "1.0-25%", "0.5-as-given", "0.5-25%-as-given", "0.5-sentences", "0.5-unshrunk", "0.5-margin0", "0.5-uniform", "tfidf")
+ROWS = ("default", "0.5", "1.0", "0.5-norefit", "1.0-norefit", "0.5-25%", "1.0-25%", "0.5-25%-auto", "1.0-25%-auto", "0.5-as-given", "0.5-25%-as-given", "0.5-sentences", "0.5-unshrunk", "0.5-margin0", "0.5-uniform", "tfidf")
 TITLE = "The smallest model within an accuracy budget: `--max-loss` (issue 17)"
 
 
@@ -168,6 +171,12 @@ def main():
         "--max-loss 1.0, the verified model (refit: false)": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 1.0, "refit": False}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
         "--max-loss 0.5, selection split 25%": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 0.5}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
         "--max-loss 1.0, selection split 25%": [{"train": {"epochs": 2}}, {"auto": {"max_loss": 1.0}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}}],
+        "--max-loss 0.5, selection split 25%, dense model trained on auto": [
+            {"train": {"epochs": "auto", "min_epochs": 2}}, {"auto": {"max_loss": 0.5}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}},
+        ],
+        "--max-loss 1.0, selection split 25%, dense model trained on auto": [
+            {"train": {"epochs": "auto", "min_epochs": 2}}, {"auto": {"max_loss": 1.0}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}},
+        ],
         "--max-loss 0.5, refit from the dense model as given (refit_dense: false)": [
             {"train": {"epochs": 2}}, {"auto": {"max_loss": 0.5, "refit_dense": False}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}},
         ],
