@@ -494,7 +494,12 @@ def test_the_refit_is_on_unless_the_command_line_says_no(capsys):
 
 
 @pytest.mark.slow
-def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_starts_from_it_as_given(tmp_path):
+def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_starts_from_it_as_given(tmp_path, monkeypatch):
+    import random
+    import shutil
+
+    import tensorflow as tf
+
     config = _auto_config(tmp_path, shrink_first=None, start="uniform")
     config["steps"][0]["train"] = {"epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}
     lines, fits = [], []
@@ -504,6 +509,30 @@ def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_sta
     assert fits == [(3, 15), (1, 15), (1, 15), (chosen, 19), (1, 19), (1, 19)]
     assert "no refit: step 2 auto still chooses" in report.records[0].notes
     assert report.records[1].notes.endswith("from a dense model trained on them too (the dev figures are the refit model's, which nothing verified)")
+
+    # Two budgets can choose the same plan by different searches: the refit must then give the same model.
+    # The auto step again, its search now leaving the random state elsewhere, as a longer search does
+    # (Keras draws each new layer's initializer seed from it): the refit models must be equal.
+    def refit_weights():
+        return quantization.strip(tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras")).get_weights()
+
+    first, search = refit_weights(), budget.search
+
+    def longer_search(*args, **kwargs):
+        result = search(*args, **kwargs)
+        for units in (3, 5, 7):  # more models built: each layer's initializer draws a seed
+            keras.layers.Dense(units)(np.ones((1, 4), np.float32))
+        random.random(), np.random.rand(), tf.random.uniform((2,))
+        return result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(budget, "search", longer_search)
+        for done in ("02-auto", "03-export"):
+            shutil.rmtree(tmp_path / "out" / ".run" / done)
+        recipe.run(config, tmp_path / "out", log=lines.append)  # the train step resumed, the auto step run again
+    second = refit_weights()
+    assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+
     # refit_dense: false replays the plan from the dense model the search started from.
     config["steps"][1]["auto"]["refit_dense"] = False
     lines.clear(), fits.clear()
@@ -517,39 +546,6 @@ def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_sta
     report = recipe.run(config, tmp_path / "shrunk", log=lines.append, callbacks=[fit_shapes(fits)])
     assert "[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came" in lines
     assert not any("the train step again" in line for line in lines) and (3, 19) not in fits
-
-
-@pytest.mark.slow
-def test_the_refit_gives_the_same_model_whatever_path_the_search_took(tmp_path, monkeypatch):
-    """Two budgets can choose the same plan by different searches. The refit
-    (the dense model built and trained again, the plan replayed) must then
-    give the same model: here the second search leaves the random state
-    elsewhere, as a longer search does (Keras draws each new layer's
-    initializer seed from it), and the two refit models must be equal."""
-    import random
-
-    import tensorflow as tf
-
-    config = _auto_config(tmp_path, shrink_first=None, start="uniform")
-    config["steps"].pop()  # no export: the refit model is the step's output
-
-    def refit_weights(out):
-        recipe.run(config, tmp_path / out)
-        return quantization.strip(tfcompress.load_model(tmp_path / out / ".run" / "02-auto" / "model.keras")).get_weights()
-
-    first = refit_weights("a")
-    search = budget.search
-
-    def longer_search(*args, **kwargs):
-        result = search(*args, **kwargs)
-        for units in (3, 5, 7):  # more models built: each layer's initializer draws a seed
-            keras.layers.Dense(units)(np.ones((1, 4), np.float32))
-        random.random(), np.random.rand(), tf.random.uniform((2,))
-        return result
-
-    monkeypatch.setattr(budget, "search", longer_search)
-    second = refit_weights("b")
-    assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
 def test_a_budget_verifies_on_a_quarter_of_the_training_data_unless_told(tmp_path):
