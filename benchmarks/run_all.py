@@ -77,7 +77,7 @@ VARIANTS = {
     "bench_budget_uniform": ("bench_budget", ["--rows", "0.5-uniform", "--seeds", "3"]),
     "bench_budget_split25": ("bench_budget", ["--rows", "0.5-25%-as-given", "--seeds", "3"]),
     "bench_budget_dense_refit": ("bench_budget", ["--rows", "0.5,0.5-25%", "--seeds", "3"]),
-    "bench_budget_defaults": ("bench_budget", ["--rows", "0.5-25%,1.0-25%,tfidf", "--seeds", "3"]),
+    "bench_budget_defaults": ("bench_budget", ["--rows", "default,0.5-25%,1.0-25%,tfidf", "--seeds", "3"]),
     "bench_budget_fine_foods": ("bench_budget", ["--data", "fine-foods", "--rows", "default,0.5-25%,1.0-25%,tfidf", "--seeds", "3"]),
     "bench_budget_phrases": ("bench_budget", ["--rows", "0.5,1.0"]),
     "bench_budget_margin0": ("bench_budget", ["--rows", "0.5-margin0", "--seeds", "3"]),
