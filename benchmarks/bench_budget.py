@@ -69,7 +69,7 @@ import time
 
 import numpy as np
 
-from common import DATA, emit, parser, require_shared, row_names, table
+from common import DATA, emit, labelled, parser, require_shared, row_names, table
 
 DATASETS = {
     # name: (label in tables, a sentence on its held-out set, max_len)
@@ -90,15 +90,6 @@ def _paths(data):
         got = fine_foods.fetch()
         return str(got["train"]), str(got["test"])
     return str(DATA / "sst2" / "train.tsv"), str(DATA / "sst2" / "dev.tsv")
-
-
-def _load(data):
-    """(train, held-out) LabeledTexts of a `DATASETS` name, read from `_paths`."""
-    from tfcompress import text
-
-    train_path, held_path = _paths(data)
-    train = text.load_texts(train_path)
-    return train, text.load_texts(held_path, label_names=train.label_names)
 
 
 def _recipe(name, steps, quick, selection_fraction=None, seed=SEED, data="sst2"):
@@ -162,7 +153,7 @@ def main():
     require_shared()
     from tfcompress import recipe as recipes
 
-    train, dev = _load(args.data)
+    train, dev = labelled(*_paths(args.data))
     runs = {
         "dense": [{"train": {"epochs": 2}}, {"export": {"modes": ["float32"], "latency_runs": 100}}],
         "fixed recipe (80% + QAT)": [{"train": {"epochs": 2}}, {"prune": {"target_sparsity": 0.8, "epochs": 2}}, {"quantize": {"epochs": 1}}, {"export": {"modes": ["dynamic", "float32"], "latency_runs": 100}}],

@@ -48,13 +48,21 @@ def require_shared():
         sys.exit(f"This benchmark needs ../shared/data beside the repository ({DATA} not found).")
 
 
+def labelled(train_path, held_path):
+    """(train, held-out) LabeledTexts of two files, the held-out labels read
+    with the training file's label names."""
+    from tfcompress import text
+
+    train = text.load_texts(train_path)
+    return train, text.load_texts(held_path, label_names=train.label_names)
+
+
 def sst2(limit=None):
     """(train, dev) LabeledTexts from ../shared/data/sst2."""
     from tfcompress import text
 
     require_shared()
-    train = text.load_texts(DATA / "sst2" / "train.tsv")
-    dev = text.load_texts(DATA / "sst2" / "dev.tsv", label_names=train.label_names)
+    train, dev = labelled(DATA / "sst2" / "train.tsv", DATA / "sst2" / "dev.tsv")
     if limit:
         train = text.LabeledTexts(train.texts[:limit], train.labels[:limit], train.label_names)
     return train, dev
