@@ -44,7 +44,10 @@ with an error unless `--best-effort`).
 `refit_plan` replays the chosen plan with training that also sees the selection
 split, once every choice is made: the split no longer costs the returned
 model training data, but that model is not the one verified (the result
-says so, and only data no choice used can measure it).
+says so, and only data no choice used can measure it). `refit_verified`
+instead trains the verified model itself further on that data: it keeps the
+verified model's zeros, clusters and units, and starts from its weights, not
+from a new random start.
 """
 
 import dataclasses
@@ -55,7 +58,7 @@ import numpy as np
 
 from tfcompress.sensitivity import format_loss, loss_between, paired_standard_error, per_example
 
-__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "selection_scorer", "refit_plan", "compress"]
+__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "selection_scorer", "refit_plan", "refit_verified", "compress"]
 
 
 @dataclasses.dataclass
@@ -132,7 +135,8 @@ class SearchResult:
     shrink: "ShrinkProbe" = None  # `search_shrunk`: the model shrunk first, and whether the plans build on it
     examples_label: str = "selection examples"  # what `examples` counts
     margin: float = 0.0  # standard errors added to each loss before it is checked against the budget
-    refit: str = None  # what the chosen plan was refit on (`refit_plan`), when `model` is not the verified one
+    refit: str = None  # what the chosen plan was refit on (`refit_plan`, `refit_verified`), when `model` is not the verified one
+    refit_epochs: int = 0  # `refit_verified`: the epochs the verified model trained further (0: the plan was replayed)
 
     def _metric(self):
         return self.table.metric if self.table is not None else self.metric
@@ -149,10 +153,12 @@ class SearchResult:
         return text + (f"; {self.resolution_note()}" if self.unresolved() else "")
 
     def refit_note(self):
-        return (
-            f"the model handed on is that plan refit on {self.refit}, not the verified model: "
-            "the selection split measures nothing of it, so judge it on data no choice used (dev)"
+        what = (
+            f"the verified model trained {self.refit_epochs} more epoch(s) on {self.refit}, which changes its weights (not its zeros, clusters or units)"
+            if self.refit_epochs
+            else f"that plan refit on {self.refit}, not the verified model"
         )
+        return f"the model handed on is {what}: the selection split measures nothing of it, so judge it on data no choice used (dev)"
 
     def unresolved(self):
         """Whether the selection split is too small to tell the chosen
@@ -745,6 +751,9 @@ def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rou
 # --------------------------------------------------------------- the whole path
 
 
+QAT_RATE = 5e-4  # the learning rate of a plan's quantization-aware epochs, and of `refit_verified`
+
+
 def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=1, steps_per_epoch=None, shrink_epochs=2):
     """`plan -> QAT model`: with `plan.units`, removes whole units first
     (`pruning.shrink`) and fine-tunes for `shrink_epochs`; prunes a copy of
@@ -765,7 +774,7 @@ def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=
         if plan.clusters:
             clustered = clustering.cluster(current, clusters=plan.clusters, preserve_sparsity="auto")
             current = clustering.strip(fit(clustered, cluster_epochs, 1e-4))
-        return fit(quantization.quantize(current), quantize_epochs, 5e-4)
+        return fit(quantization.quantize(current), quantize_epochs, QAT_RATE)
 
     return fine_tune
 
@@ -811,7 +820,28 @@ def refit_plan(model, result, tuner_for, tune_shrunk, data):
     return result
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start="front", start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=True, groups=None, log=None):
+def refit_verified(result, fit, data, epochs=1, learning_rate=QAT_RATE):
+    """`result`'s verified model trained `epochs` more at `learning_rate`
+    (the fine-tune's QAT rate) with training that sees more data (`data`
+    names it; `fit(model, epochs, learning_rate)` trains on it), once the
+    search has made every choice. Unlike `refit_plan` it starts from the
+    verified weights, not from a new random start, and keeps what the plan
+    made of the model: the QAT wrappers hold its zeros and clusters
+    (`quantization.quantize`'s preserve_sparsity and preserve_clusters), and
+    shrunk layers stay shrunk. Sets `result.model` (and the chosen
+    candidate's), `result.refit` and `result.refit_epochs`.
+
+    The selection split can no longer measure the model (it trained on it):
+    the losses in `result` are the verified weights', as `summary` and
+    `to_markdown` then say."""
+    if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1):
+        raise ValueError(f"epochs must be an integer >= 1 (the epochs the verified model trains further). Received: epochs={epochs!r}.")
+    result.model = result.chosen.model = fit(result.chosen.model, epochs, learning_rate)
+    result.refit, result.refit_epochs = data, epochs
+    return result
+
+
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start="front", start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=True, refit_from="plan", refit_epochs=1, groups=None, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `shrink_first` (a fraction of units; None: not), round 1 removes
@@ -833,6 +863,10 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
             fine-tune; False returns the verified model. The plan starts
             from `model` as given, which never saw `selection` (the recipe's
             `auto` step trains its dense model again first: `refit_dense`).
+        refit_from: `"plan"` (the default): the refit replays the plan from
+            `model` as above; `"verified"`: the verified model trains
+            `refit_epochs` more on `train` and `selection` (`refit_verified`),
+            so it keeps the verified weights as its start.
         groups: `(x, y, group)`, to verify each candidate on group means
             instead of `selection` example by example: every held-out
             example with the id of its group (a sentence and the phrases
@@ -853,6 +887,8 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
 
     if objective not in ("size", "latency"):
         raise ValueError(f"objective must be 'size' (the smallest file) or 'latency' (the fewest multiply-adds). Received: objective={objective!r}.")
+    if refit_from not in ("plan", "verified"):
+        raise ValueError(f"refit_from must be 'plan' (replay the chosen plan) or 'verified' (train the verified model further). Received: refit_from={refit_from!r}.")
     model = ensure_tf_keras(model, caller="budget.compress")
     (x, y), (xs, ys) = train, selection
     loss = "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
@@ -869,10 +905,10 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
                 steps_per_epoch=int(np.ceil(len(x) / batch_size)), shrink_epochs=shrink_epochs,
             )
 
-        return (lambda small: fit(small, shrink_epochs, 1e-3)), tuner_for
+        return (lambda small: fit(small, shrink_epochs, 1e-3)), tuner_for, fit
 
     evaluate = selection_scorer(xs, ys, metric, groups)
-    tune_shrunk, tuner_for = fitter(x, y)
+    tune_shrunk, tuner_for, _ = fitter(x, y)
     args = {"margin": margin, "start": start, "start_sparsity": start_sparsity, "start_clusters": start_clusters, "recovery": recovery, "clusters": clusters, "backoff": backoff}
 
     def analyze(m):
@@ -890,6 +926,10 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
     if groups is not None:
         result.examples_label = f"selection groups, each the mean over its examples ({len(held_x):,} examples)"
     if refit:
-        refit_shrunk, refit_tuner = fitter(np.concatenate([x, held_x]), np.concatenate([y, held_y]))
-        result = refit_plan(model, result, refit_tuner, refit_shrunk, f"train + selection ({len(x) + len(held_x):,} examples)")
+        refit_shrunk, refit_tuner, refit_fit = fitter(np.concatenate([x, held_x]), np.concatenate([y, held_y]))
+        data = f"train + selection ({len(x) + len(held_x):,} examples)"
+        if refit_from == "verified":
+            result = refit_verified(result, refit_fit, data, refit_epochs)
+        else:
+            result = refit_plan(model, result, refit_tuner, refit_shrunk, data)
     return result

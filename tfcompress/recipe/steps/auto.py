@@ -3,7 +3,8 @@ whole units removed first when that leaves room in the budget, then
 sensitivity, per-layer plans, each fine-tuned and verified on the selection
 split, backing off when over budget; the chosen plan is then refit with the
 selection split back in training (`refit`), from the train step's dense model
-made again on train + selection (`refit_dense`)."""
+made again on train + selection (`refit_dense`), or with `refit_from:
+verified` the verified model itself is trained further on them."""
 
 import os
 import warnings
@@ -29,6 +30,10 @@ REFIT_DEFAULT = True
 # Whether that replay starts from a dense model trained again on train + selection (when one train step
 # made it), rather than from the dense model the search started from, which never saw the split.
 REFIT_DENSE_DEFAULT = True
+
+# What the refit starts from: "plan" (the plan replayed, from a dense model) or "verified" (the verified
+# model trained `refit_epochs` more, at the QAT rate of the fine-tune).
+REFIT_FROM_DEFAULT = "plan"
 
 # Candidates fine-tuned at most (with shrink_first, round 1 is the shrink).
 ROUNDS_DEFAULT = 4
@@ -68,6 +73,8 @@ class Auto(Step):
         "phrases": (schema.choice(True, False), PHRASES_DEFAULT),
         "refit": (schema.choice(True, False), REFIT_DEFAULT),
         "refit_dense": (schema.choice(True, False), REFIT_DENSE_DEFAULT),
+        "refit_from": (schema.choice("plan", "verified"), REFIT_FROM_DEFAULT),
+        "refit_epochs": (schema.positive_int, 1),
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
@@ -150,15 +157,20 @@ class Auto(Step):
             ctx.reseed()
             with ctx.training_with_selection() as count:
                 data, base = f"train + selection ({count:,} examples)", model
-                again = ctx.train_again_args() if args["refit_dense"] else None
-                if again is not None:
-                    ctx.log(f"[auto] refit: the train step again on {data}, for the dense model the plan starts from")
-                    base = ctx.train_again(again)
-                    data += ", from a dense model trained on them too"
-                elif args["refit_dense"]:
-                    ctx.log("[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came")
-                ctx.log(f"[auto] refit: {result.chosen.plan.describe()}, trained again on {data}")
-                budget.refit_plan(base, result, tuner_for, tune_shrunk, data)
+                if args["refit_from"] == "verified":
+                    ctx.log(f"[auto] refit: the verified model ({result.chosen.plan.describe()}) trained {args['refit_epochs']} more epoch(s) on {data}")
+                    with ctx.float32_scope():
+                        budget.refit_verified(result, fit, data, args["refit_epochs"])
+                else:
+                    again = ctx.train_again_args() if args["refit_dense"] else None
+                    if again is not None:
+                        ctx.log(f"[auto] refit: the train step again on {data}, for the dense model the plan starts from")
+                        base = ctx.train_again(again)
+                        data += ", from a dense model trained on them too"
+                    elif args["refit_dense"]:
+                        ctx.log("[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came")
+                    ctx.log(f"[auto] refit: {result.chosen.plan.describe()}, trained again on {data}")
+                    budget.refit_plan(base, result, tuner_for, tune_shrunk, data)
         elif args["refit"]:
             ctx.log(f"[auto] no refit: {no_refit}")
         if grouped is not None:
@@ -168,7 +180,9 @@ class Auto(Step):
         result.plot(os.path.join(ctx.out, plot))
         chosen = result.chosen
         notes = f"{chosen.plan.describe()}; selection loss {chosen.loss_text(result.unit)} (budget {sensitivity.format_loss(args['max_loss'], result.unit)}); {len(result.candidates)} candidates"
-        if result.refit:
+        if result.refit_epochs:
+            notes += f"; then trained {result.refit_epochs} more epoch(s) on {result.refit} (the dev figures are after that, which nothing verified)"
+        elif result.refit:
             notes += f"; then refit on {result.refit} (the dev figures are the refit model's, which nothing verified)"
         if result.unresolved():
             ctx.log(f"[auto] NOTE: {result.resolution_note()}")
