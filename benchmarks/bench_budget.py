@@ -38,6 +38,8 @@ Rows (one seed; SST-2 train, its dev set scored once, seen by no choice):
   the refit starting from the verified model and training it one more epoch
   on train + selection (`auto: {refit_from: verified}`) in place of the plan
   replayed from a dense model trained again;
+- `0.5-25%-norefit`: as `0.5-25%`, handing on the verified model
+  (`auto: {refit: false}`);
 - `--max-loss 0.5` refit from the dense model the search started from
   (`auto: {refit_dense: false}`, the default before 2026-12-04), with the
   10% and the 25% selection split;
@@ -82,7 +84,7 @@ DATASETS = {
 }
 
 SEED = 0
-ROWS = ("default", "default-acc", "0.5", "1.0", "0.5-norefit", "1.0-norefit", "0.5-25%", "1.0-25%", "0.5-25%-auto", "1.0-25%-auto", "0.5-as-given", "0.5-25%-as-given", "0.5-sentences", "0.5-unshrunk", "0.5-margin0", "0.5-uniform", "0.5-25%-verified", "1.0-25%-verified", "tfidf")
+ROWS = ("default", "default-acc", "0.5", "1.0", "0.5-norefit", "1.0-norefit", "0.5-25%", "1.0-25%", "0.5-25%-auto", "1.0-25%-auto", "0.5-as-given", "0.5-25%-as-given", "0.5-sentences", "0.5-unshrunk", "0.5-margin0", "0.5-uniform", "0.5-25%-verified", "1.0-25%-verified", "0.5-25%-norefit", "tfidf")
 TITLE = "The smallest model within an accuracy budget: `--max-loss` (issue 17)"
 
 
@@ -196,6 +198,9 @@ def main():
         ],
         "--max-loss 1.0, selection split 25%, the verified model trained 1 more epoch on train + selection (refit_from: verified)": [
             {"train": {"epochs": 2}}, {"auto": {"max_loss": 1.0, "refit_from": "verified"}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}},
+        ],
+        "--max-loss 0.5, selection split 25%, the verified model (refit: false)": [
+            {"train": {"epochs": 2}}, {"auto": {"max_loss": 0.5, "refit": False}}, {"export": {"modes": ["dynamic"], "latency_runs": 100}},
         ],
     }
     keys = dict(zip(ROWS, list(runs)[2:] + ["tfidf"]))

@@ -10,7 +10,7 @@ import pytest
 from test_recipe import fit_shapes, write_dataset
 from test_sensitivity import trained  # noqa: F401  (the fixture)
 import tfcompress
-from tfcompress import budget, cli, keras, metrics, quantization, recipe, sensitivity
+from tfcompress import budget, cli, clustering, keras, metrics, quantization, recipe, sensitivity
 from tfcompress.pruning.layers import prunable_weights
 from tfcompress.recipe import Recipe, RecipeError
 from tfcompress.sensitivity import prune_array
@@ -286,6 +286,46 @@ def test_a_refit_replays_the_chosen_plan_from_the_model_as_given(trained, max_lo
     assert note in result.summary() and f"**Refit:** {note}" in result.to_markdown()
 
 
+def test_a_refit_from_the_verified_model_trains_it_on_and_keeps_its_zeros_and_clusters(trained):  # noqa: F811
+    """`refit_verified` (`refit_from="verified"`) hands on the verified QAT
+    model trained further on more data: its weights move from where they were
+    verified, but no zero fills in and no layer gains distinct values."""
+    model, x, y = trained
+    rng = np.random.default_rng(2)
+    xt = rng.integers(2, 50, size=(300, 10)).astype("int32")
+    yt = (xt[:, -3:] < 20).any(1).astype("int32")
+    fits = []
+
+    def fitter(xs, ys):
+        def fit(m, epochs, learning_rate):
+            fits.append((len(xs), epochs, learning_rate))
+            m.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
+            m.fit(xs, ys, batch_size=64, epochs=epochs, verbose=0)
+            return m
+
+        return fit
+
+    plan = budget.Plan({"embedding": 0.5, "lstm": 0.8, "dense": 0.0}, 8)
+    verified = budget.fine_tuner(model, fitter(xt, yt), prune_epochs=1, steps_per_epoch=5)(plan)
+    chosen = budget.Candidate(1, plan, 0.9, 0.0, True, verified, 0.5)
+    result = budget.SearchResult(verified, chosen, [chosen], True, 0.9, [plan], None, 1.0, "points")
+    before, weights = clustering.cluster_report(quantization.strip(verified)), [w.copy() for w in verified.get_weights()]
+    assert {r["layer"] for r in before if r["zeros"]} >= {"embedding", "lstm"} and all(r["distinct"] <= 9 for r in before)
+    fits.clear()
+    budget.refit_verified(result, fitter(np.concatenate([xt, x]), np.concatenate([yt, y])), "train + selection (500 examples)", epochs=2)
+    assert fits == [(500, 2, budget.QAT_RATE)]
+    assert result.model is result.chosen.model is verified and result.refit == "train + selection (500 examples)" and result.refit_epochs == 2
+    assert not all(np.array_equal(a, b) for a, b in zip(weights, verified.get_weights()))
+    for old, new in zip(before, clustering.cluster_report(quantization.strip(verified))):
+        assert new["distinct"] <= old["distinct"] and new["zeros"] >= old["zeros"], (old, new)
+    note = "the model handed on is the verified model trained 2 more epoch(s) on train + selection (500 examples), which changes its weights"
+    assert note in result.summary()  # (the recipe's report: test_the_command_line_exits_non_zero_...)
+    with pytest.raises(ValueError, match=r"epochs must be an integer >= 1 \(the epochs the verified model trains further\). Received: epochs=0"):
+        budget.refit_verified(result, fits.append, "x", epochs=0)
+    with pytest.raises(ValueError, match=r"refit_from must be 'plan' \(replay the chosen plan\) or 'verified'.*Received: refit_from='dense'"):
+        budget.compress(model, (xt, yt), (x, y), 1.0, refit_from="dense")
+
+
 def test_compress_from_arrays_verifies_on_group_means_and_refits(trained):  # noqa: F811
     model, x, y = trained
     rng = np.random.default_rng(0)
@@ -362,13 +402,17 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
 def test_the_command_line_exits_non_zero_when_the_budget_is_not_met_unless_best_effort(tmp_path, capsys):
     write_dataset(tmp_path / "train.tsv")
     write_dataset(tmp_path / "dev.tsv", n=120, seed=1)
-    # One round at the smallest plan (95% of every weight) with no loss allowed: over budget.
+    # One round at the smallest plan (95% of every weight) with no loss allowed: over budget. The refit trains
+    # the verified model on (refit_from: verified), which is cheap, and hands on the least-loss plan all the same.
     recipe_file = tmp_path / "r.json"
-    config = _auto_config(tmp_path, max_loss=0, recovery=1e9, sparsities=[0.95], refit=False)
+    config = _auto_config(tmp_path, max_loss=0, recovery=1e9, sparsities=[0.95], refit_from="verified")
     recipe_file.write_text(json.dumps(config))
     assert cli.main(["compress", "--recipe", str(recipe_file), "--out", str(tmp_path / "out"), "--quiet"]) == 3
     assert "the accuracy budget was NOT met" in capsys.readouterr().err
     assert (tmp_path / "out" / "model.tflite").exists()  # the least-loss candidate is still written
+    refit = "then trained 1 more epoch(s) on train + selection (600 examples) (the dev figures are after that, which nothing verified)"
+    written = (tmp_path / "out" / "report.md").read_text()
+    assert refit in written and "**Refit:** the model handed on is the verified model trained 1 more epoch(s) on train + selection (600 examples)" in written
     assert cli.main(["compress", "--recipe", str(recipe_file), "--out", str(tmp_path / "out"), "--quiet", "--best-effort"]) == 0
     with pytest.raises(SystemExit) as exit:
         cli.main(["compress", str(tmp_path / "train.tsv"), "--max-loss", "1", "--steps", "train,prune,export", "--out", str(tmp_path / "o2")])
@@ -378,6 +422,8 @@ def test_the_command_line_exits_non_zero_when_the_budget_is_not_met_unless_best_
 def test_max_loss_is_required_and_auto_comes_first(tmp_path):
     with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.start': 'smallest' is not valid here"):
         recipe.Recipe.from_dict(_auto_config(tmp_path, start="smallest"))
+    with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.refit_from': 'dense' is not valid here"):
+        recipe.Recipe.from_dict(_auto_config(tmp_path, refit_from="dense"))
     config = _auto_config(tmp_path, max_loss=None)
     with pytest.raises(recipe.RecipeError, match=r"key 'steps\[1\].auto.max_loss': the auto step needs a budget"):
         recipe.Recipe.from_dict(config)
@@ -486,6 +532,8 @@ def test_the_refit_is_on_unless_the_command_line_says_no(capsys):
     with pytest.raises(SystemExit):
         refit("--refit", "maybe")
     assert "argument --refit: expected yes or no, got 'maybe'" in capsys.readouterr().err
+    config = cli._command_config(parser.parse_args(["compress", "train.tsv", "--max-loss", "1", "--refit-from", "verified"]), parser)
+    assert next(s["auto"] for s in config["steps"] if "auto" in s)["refit_from"] == "verified"
     # The same flag turns off the refit after `--epochs auto` in every training step.
     steps = cli._command_config(parser.parse_args(["compress", "train.tsv", "--epochs", "auto", "--refit", "no"]), parser)["steps"]
     assert [(name, a["epochs"], a["refit"]) for s in steps for name, a in s.items() if name != "export"] == [

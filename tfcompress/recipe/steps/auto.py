@@ -82,6 +82,8 @@ class Auto(Step):
         Flag("--margin", "margin", float, 1.0, "a candidate of the auto step keeps --max-loss only when its loss on the selection split plus this many "
              "paired standard errors does (default: 1; 0 checks the loss alone, which is optimistic)"),
         Flag("--refit", "refit", yes_no_arg, REFIT_DEFAULT, REFIT_HELP),
+        Flag("--refit-from", "refit_from", str, REFIT_FROM_DEFAULT, f"what the auto step's refit starts from: plan (the chosen plan replayed from a dense model) or verified "
+             f"(the verified model trained one more epoch on train + selection; it keeps its weights, zeros and clusters) (default: {REFIT_FROM_DEFAULT})"),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
              "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )
