@@ -324,6 +324,8 @@ def test_a_refit_from_the_verified_model_trains_it_on_and_keeps_its_zeros_and_cl
         budget.refit_verified(result, fits.append, "x", epochs=0)
     with pytest.raises(ValueError, match=r"refit_from must be 'plan' \(replay the chosen plan\) or 'verified'.*Received: refit_from='dense'"):
         budget.compress(model, (xt, yt), (x, y), 1.0, refit_from="dense")
+    with pytest.raises(ValueError, match=r"refit_epochs must be an integer >= 1 \(the epochs of a refit from the verified model\). Received: refit_epochs=0.5"):
+        budget.compress(model, (xt, yt), (x, y), 1.0, refit_from="verified", refit_epochs=0.5)
 
 
 def test_compress_from_arrays_verifies_on_group_means_and_refits(trained):  # noqa: F811

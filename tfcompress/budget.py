@@ -865,8 +865,10 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
             `auto` step trains its dense model again first: `refit_dense`).
         refit_from: `"plan"` (the default): the refit replays the plan from
             `model` as above; `"verified"`: the verified model trains
-            `refit_epochs` more on `train` and `selection` (`refit_verified`),
-            so it keeps the verified weights as its start.
+            `refit_epochs` (an integer >= 1) more on `train` and `selection`
+            (`refit_verified`), so it keeps the verified weights as its
+            start. On SST-2 it was no more accurate than `refit=False` and
+            below `"plan"` (BENCHMARKS.md).
         groups: `(x, y, group)`, to verify each candidate on group means
             instead of `selection` example by example: every held-out
             example with the id of its group (a sentence and the phrases
@@ -889,6 +891,8 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         raise ValueError(f"objective must be 'size' (the smallest file) or 'latency' (the fewest multiply-adds). Received: objective={objective!r}.")
     if refit_from not in ("plan", "verified"):
         raise ValueError(f"refit_from must be 'plan' (replay the chosen plan) or 'verified' (train the verified model further). Received: refit_from={refit_from!r}.")
+    if not (isinstance(refit_epochs, int) and not isinstance(refit_epochs, bool) and refit_epochs >= 1):
+        raise ValueError(f"refit_epochs must be an integer >= 1 (the epochs of a refit from the verified model). Received: refit_epochs={refit_epochs!r}.")
     model = ensure_tf_keras(model, caller="budget.compress")
     (x, y), (xs, ys) = train, selection
     loss = "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
