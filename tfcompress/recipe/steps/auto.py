@@ -159,13 +159,13 @@ class Auto(Step):
             # trained again, the plan replayed) must then give the same model, whatever the search drew.
             ctx.reseed()
             with ctx.training_with_selection() as count:
-                data, base = f"train + selection ({count:,} examples)", model
+                data = f"train + selection ({count:,} examples)"
                 if args["refit_from"] == "verified":
                     ctx.log(f"[auto] refit: the verified model ({result.chosen.plan.describe()}) trained {args['refit_epochs']} more epoch(s) on {data}")
                     with ctx.float32_scope():
                         budget.refit_verified(result, fit, data, args["refit_epochs"])
                 else:
-                    again = ctx.train_again_args() if args["refit_dense"] else None
+                    base, again = model, ctx.train_again_args() if args["refit_dense"] else None
                     if again is not None:
                         ctx.log(f"[auto] refit: the train step again on {data}, for the dense model the plan starts from")
                         base = ctx.train_again(again)
