@@ -154,8 +154,9 @@ def main():
     p.add_argument("--rows", type=row_names(ROWS), default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)} (dense and the fixed recipe always run)")
     p.add_argument("--data", choices=DATASETS, default="sst2", help="sst2 (../shared/data), or fine-foods (fetched once from the Debian archive; see fine_foods.py)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, each its own models and selection split; above 1, the table gives mean ± sd and the worst seed")
+    p.add_argument("--first-seed", type=int, default=0, help="with --seeds N above 1: seeds K..K+N-1 (more seeds for an earlier run, in a second process)")
     args = p.parse_args()
-    title = TITLE + ("" if args.data == "sst2" else ", Amazon fine-food reviews") + ("" if args.rows == list(ROWS) else f", rows {', '.join(args.rows)}") + ("" if args.seeds == 1 else f", {args.seeds} seeds")
+    title = TITLE + ("" if args.data == "sst2" else ", Amazon fine-food reviews") + ("" if args.rows == list(ROWS) else f", rows {', '.join(args.rows)}") + ("" if args.seeds == 1 else f", {args.seeds} seeds") + (f" from seed {args.first_seed}" if args.first_seed else "")
     require_shared()
     from tfcompress import recipe as recipes
 
@@ -298,7 +299,7 @@ def _seeds(runs, fractions, args, recipes, tfidf_data=None):
     per = {name: [] for name in runs}  # name -> [_Seed], one per seed
     tfidf = []  # (result, Δ points, smaller, wall × fixed), one per seed
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             reports = _run_all(runs, fractions, args, recipes, tmp, seed)
             dense_records = _records(reports["dense"][0], "float32")
             dense, reference = dense_records["train"].value, dense_records["file"]
@@ -325,7 +326,7 @@ def _seeds(runs, fractions, args, recipes, tfidf_data=None):
             f"{np.mean([g.latency for g in got]):.3f} (most {max(g.latency for g in got):.3f})",
             "—" if got[0].wall is None else f"{np.mean([g.wall for g in got]):.2f}× (most {max(g.wall for g in got):.2f}×)", what,
         ])
-        for seed, g in enumerate(got):
+        for seed, g in enumerate(got, start=args.first_seed):
             if g.auto is not None:
                 details.append(f"**{name}, seed {seed}**: dev {g.accuracy:.4f} ({g.delta:+.2f} against this seed's dense model; its own dense model, trained without the "
                                f"selection split, scored {g.own_dense:.4f}), {g.smaller:.1f}× smaller. {_budget_section(g.report)}")
@@ -337,12 +338,14 @@ def _seeds(runs, fractions, args, recipes, tfidf_data=None):
             f"{np.mean([lr['gzip'] for lr, *_ in tfidf]) / 1024:,.1f}", f"{np.mean([s for *_, s, _ in tfidf]):.1f}× (least {min(s for *_, s, _ in tfidf):.1f}×)",
             f"{np.mean([lr['latency'] for lr, *_ in tfidf]):.3f} (most {max(lr['latency'] for lr, *_ in tfidf):.3f})",
             f"{np.mean([w for *_, w in tfidf]):.2f}× (most {max(w for *_, w in tfidf):.2f}×)",
-            "; ".join(f"seed {i}: {lr['note']}" for i, (lr, *_) in enumerate(tfidf)),
+            "; ".join(f"seed {i}: {lr['note']}" for i, (lr, *_) in enumerate(tfidf, start=args.first_seed)),
         ])
     label, held_out, _ = DATASETS[args.data]
     return (
         table(["model", f"{label} accuracy (mean ± sd)", "Δ vs same seed's dense (points)", "gzip KiB (mean)", "smaller", "latency ms (mean)", "wall (× same seed's fixed)", "what"], rows)
-        + f"\n\nSeeds 0–{args.seeds - 1}: each seed trains its own models and carves its own selection split (10% of the training sentences; 25% in the rows that say so). "
+        + "\n\nPer seed, dev accuracy (file; the dense model it pruned in parentheses): "
+        + "; ".join(f"{name}: " + ", ".join(f"{g.accuracy:.4f}" + ("" if name == "dense" else f" ({g.train.value:.4f})") for g in got) for name, got in per.items())
+        + f"\n\nSeeds {args.first_seed}–{args.first_seed + args.seeds - 1}: each seed trains its own models and carves its own selection split (10% of the training sentences; 25% in the rows that say so). "
         "Δ is against the same seed's dense model (trained on every phrase, as in the fixed recipe); the budget is checked on the selection "
         f"split against the run's own dense model. {held_out}\n\n"
         + "\n\n".join(details)
