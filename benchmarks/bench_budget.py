@@ -151,10 +151,10 @@ def _tfidf(train, dev, quick, seed=SEED):
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--rows", type=row_names(ROWS), default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)} (dense and the fixed recipe always run)")
+    p.add_argument("--rows", type=row_names(ROWS), default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)} (dense and the fixed recipe always run)".replace("%", "%%"))
     p.add_argument("--data", choices=DATASETS, default="sst2", help="sst2 (../shared/data), or fine-foods (fetched once from the Debian archive; see fine_foods.py)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, each its own models and selection split; above 1, the table gives mean ± sd and the worst seed")
-    p.add_argument("--first-seed", type=int, default=0, help="with --seeds N above 1: seeds K..K+N-1 (more seeds for an earlier run, in a second process)")
+    p.add_argument("--first-seed", type=int, default=SEED, help="the first seed: seeds K..K+N-1 (more seeds for an earlier run, in a second process)")
     args = p.parse_args()
     title = TITLE + ("" if args.data == "sst2" else ", Amazon fine-food reviews") + ("" if args.rows == list(ROWS) else f", rows {', '.join(args.rows)}") + ("" if args.seeds == 1 else f", {args.seeds} seeds") + (f" from seed {args.first_seed}" if args.first_seed else "")
     require_shared()
@@ -212,7 +212,7 @@ def main():
     if args.seeds > 1:
         return emit(args, title, _seeds(runs, fractions, args, recipes, (train, dev) if "tfidf" in args.rows else None))
     with tempfile.TemporaryDirectory() as tmp:
-        results = _run_all(runs, fractions, args, recipes, tmp, SEED)
+        results = _run_all(runs, fractions, args, recipes, tmp, args.first_seed)
     _, fixed_s = results["fixed recipe (80% + QAT)"]
     dense_report, _ = results.pop("dense")
     dense_records = _records(dense_report, "float32")
@@ -233,7 +233,7 @@ def main():
                              + _budget_section(report).split("\n\n", 1)[1])
     if "tfidf" not in args.rows:
         return emit(args, title, body_of(rows, summaries, args.data))
-    lr = _tfidf(train, dev, args.quick)
+    lr = _tfidf(train, dev, args.quick, args.first_seed)
     rows.append(["TF-IDF 1-2-grams + logistic regression", f"{lr['accuracy']:.4f}", f"{(lr['accuracy'] - dense.value) * 100:+.2f}", f"{lr['gzip'] / 1024:,.1f}",
                  f"{reference.gzip_bytes / lr['gzip']:.1f}×", f"{lr['latency']:.3f}", f"{lr['seconds'] / 60:.1f}", lr["note"]])
     emit(args, title, body_of(rows, summaries, args.data))
