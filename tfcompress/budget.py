@@ -820,6 +820,11 @@ def refit_plan(model, result, tuner_for, tune_shrunk, data):
     return result
 
 
+def _is_count(value):
+    """Whether `value` is an epoch count: an integer >= 1 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def refit_verified(result, fit, data, epochs=1, learning_rate=QAT_RATE):
     """`result`'s verified model trained `epochs` more at `learning_rate`
     (the fine-tune's QAT rate) with training that sees more data (`data`
@@ -834,7 +839,7 @@ def refit_verified(result, fit, data, epochs=1, learning_rate=QAT_RATE):
     The selection split can no longer measure the model (it trained on it):
     the losses in `result` are the verified weights', as `summary` and
     `to_markdown` then say."""
-    if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1):
+    if not _is_count(epochs):
         raise ValueError(f"epochs must be an integer >= 1 (the epochs the verified model trains further). Received: epochs={epochs!r}.")
     result.model = result.chosen.model = fit(result.chosen.model, epochs, learning_rate)
     result.refit, result.refit_epochs = data, epochs
@@ -891,7 +896,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         raise ValueError(f"objective must be 'size' (the smallest file) or 'latency' (the fewest multiply-adds). Received: objective={objective!r}.")
     if refit_from not in ("plan", "verified"):
         raise ValueError(f"refit_from must be 'plan' (replay the chosen plan) or 'verified' (train the verified model further). Received: refit_from={refit_from!r}.")
-    if not (isinstance(refit_epochs, int) and not isinstance(refit_epochs, bool) and refit_epochs >= 1):
+    if not _is_count(refit_epochs):
         raise ValueError(f"refit_epochs must be an integer >= 1 (the epochs of a refit from the verified model). Received: refit_epochs={refit_epochs!r}.")
     model = ensure_tf_keras(model, caller="budget.compress")
     (x, y), (xs, ys) = train, selection
