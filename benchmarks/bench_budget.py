@@ -259,14 +259,19 @@ def _records(report, mode="dynamic"):
     }
 
 
+def kept_epochs(notes):
+    """The epoch count an `epochs: auto` train row kept (its report notes), or None for fixed epochs."""
+    found = re.search(r"kept (\d+)", notes) or re.search(r"best (\d+)", notes)
+    return found.group(1) if found else None
+
+
 def _fixed_what(trains):
     """The what column of a row without an auto step: its train step's epochs (each seed's, when it chose them)."""
     notes = [t.notes or "" for t in trains]
     if not all("stopped:" in n for n in notes):
         return "train 2, prune 80% 2, QAT 1 epochs"
-    kept = [re.search(r"kept (\d+)", n) or re.search(r"best (\d+)", n) for n in notes]
     run = [re.match(r"(\d+) epochs", n) for n in notes]
-    return (f"train on auto: kept {', '.join(k.group(1) for k in kept)} of {', '.join(r.group(1) for r in run)} epochs run"
+    return (f"train on auto: kept {', '.join(kept_epochs(n) for n in notes)} of {', '.join(r.group(1) for r in run)} epochs run"
             f"{' (per seed)' if len(notes) > 1 else ''}, then refit; prune 80% 2, QAT 1 epochs")
 
 

@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from bench_budget import SEED, _recipe
+from bench_budget import SEED, _recipe, kept_epochs
 from common import emit, parser, require_shared, table
 
 TAIL = [{"prune": {"target_sparsity": 0.8, "epochs": 2}}, {"quantize": {"epochs": 1}}, {"export": {"modes": ["dynamic"], "latency_runs": 10}}]
@@ -34,13 +34,6 @@ def _values(report):
     train = next(r for r in report.records if r.step in ("train", "your model (as loaded)"))
     file = next(r for r in report.records if r.kind == "tflite")
     return train.value, file.value, train.notes or ""
-
-
-def _kept(notes):
-    import re
-
-    found = re.search(r"kept (\d+)", notes) or re.search(r"best (\d+)", notes)
-    return found.group(1) if found else "2 (fixed)"
 
 
 def main():
@@ -69,7 +62,7 @@ def main():
             swapped.append((da - fa) * 100)
             chain_noise += [(fa - ff) * 100, (da - df) * 100]
             rows.append([
-                str(seed), f"{fd:.4f} → {ff:.4f}", f"{dd:.4f} → {df:.4f} (kept {_kept(notes)})", f"{(df - ff) * 100:+.2f}",
+                str(seed), f"{fd:.4f} → {ff:.4f}", f"{dd:.4f} → {df:.4f} (kept {kept_epochs(notes) or '2 (fixed)'})", f"{(df - ff) * 100:+.2f}",
                 f"{fa:.4f}", f"{da:.4f}", f"{(da - fa) * 100:+.2f}",
             ])
 
