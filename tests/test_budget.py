@@ -204,8 +204,11 @@ def test_bad_budgets_are_refused(trained, table):  # noqa: F811
     model, x, y = trained
     with pytest.raises(ValueError, match=r"max_loss must be a number >= 0 .* Received: max_loss=-1"):
         budget.search(model, table, _one_shot(model), lambda m: 0.0, -1)
-    with pytest.raises(ValueError, match=r"rounds must be an integer >= 1"):
-        budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, rounds=0)
+    for rounds in (0, True):  # a bool is an int to Python, not a count of rounds
+        with pytest.raises(ValueError, match=r"rounds must be an integer >= 1"):
+            budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, rounds=rounds)
+    with pytest.raises(ValueError, match=r"max_loss must be a number >= 0 .* Received: max_loss=True"):
+        budget.search(model, table, _one_shot(model), lambda m: 0.0, True)
     with pytest.raises(ValueError, match=r"start_sparsity must be a number in \[0, 1\). Received: start_sparsity=1"):
         budget.search(model, table, _one_shot(model), lambda m: 0.0, 1.0, start_sparsity=1)
     with pytest.raises(ValueError, match=r"recovery must be a number > 0"):

@@ -447,13 +447,13 @@ class _Rounds:
     unchanged model's value, each round's verification, and the choice."""
 
     def __init__(self, evaluate, max_loss, rounds, metric, unit, log, margin=1.0):
-        if not (isinstance(max_loss, (int, float)) and not isinstance(max_loss, bool) and max_loss >= 0):
+        if not (_is_number(max_loss) and max_loss >= 0):
             raise ValueError(f"max_loss must be a number >= 0 (points of accuracy, or bits/char). Received: max_loss={max_loss!r}.")
-        if not (isinstance(margin, (int, float)) and not isinstance(margin, bool) and margin >= 0):
+        if not (_is_number(margin) and margin >= 0):
             raise ValueError(
                 f"margin must be a number >= 0 of standard errors added to each verified loss (0: the plain loss). Received: margin={margin!r}."
             )
-        if not (isinstance(rounds, int) and rounds >= 1):
+        if not _is_count(rounds):
             raise ValueError(f"rounds must be an integer >= 1. Received: rounds={rounds!r}.")
         self.evaluate, self.max_loss, self.metric, self.unit, self.log, self.margin = evaluate, max_loss, metric, unit, log, margin
         self.candidates = []
@@ -567,9 +567,9 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, margin=1.0,
     """
     log = log or (lambda line: None)
     rounds_ = _state or _Rounds(evaluate, max_loss, rounds, table.metric, table.unit, log, margin)
-    if recovery is not None and not (isinstance(recovery, (int, float)) and not isinstance(recovery, bool) and recovery > 0):
+    if recovery is not None and not (_is_number(recovery) and recovery > 0):
         raise ValueError(f"recovery must be a number > 0 (or None, to start from start_sparsity). Received: recovery={recovery!r}.")
-    if recovery is None and not (isinstance(start_sparsity, (int, float)) and not isinstance(start_sparsity, bool) and 0 <= start_sparsity < 1):
+    if recovery is None and not (_is_number(start_sparsity) and 0 <= start_sparsity < 1):
         raise ValueError(f"start_sparsity must be a number in [0, 1). Received: start_sparsity={start_sparsity!r}.")
     if start not in ("uniform", "front"):
         raise ValueError(f'start must be "uniform" (every layer pruned to start_sparsity) or "front" (the front\'s plan of that size). Received: start={start!r}.')
@@ -675,7 +675,7 @@ def search_shrunk(model, tune_shrunk, analyze, tuner_for, evaluate, max_loss, *,
     log = log or (lambda line: None)
     if not (isinstance(units, float) and 0 < units < 1):
         raise ValueError(f"units must be a fraction in (0, 1) of the units to keep. Received: units={units!r}.")
-    if not (isinstance(share, (int, float)) and not isinstance(share, bool) and 0 < share <= 1):
+    if not (_is_number(share) and 0 < share <= 1):
         raise ValueError(f"share must be a fraction in (0, 1] of the budget. Received: share={share!r}.")
     rounds_ = _Rounds(evaluate, max_loss, rounds, metric, "points" if metric == "accuracy" else "bits/char", log, margin)
     if rounds == 1:
@@ -821,8 +821,13 @@ def refit_plan(model, result, tuner_for, tune_shrunk, data):
 
 
 def _is_count(value):
-    """Whether `value` is an epoch count: an integer >= 1 (not a bool)."""
+    """Whether `value` is a count (of epochs, of rounds): an integer >= 1 (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_number(value):
+    """Whether `value` is a real number: an int or a float, not a bool (a bool is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def refit_verified(result, fit, data, epochs=1, learning_rate=QAT_RATE):
