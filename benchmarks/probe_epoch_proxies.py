@@ -26,9 +26,9 @@ import tempfile
 
 import numpy as np
 
-from bench_budget import SEED, _recipe
-from common import emit, parser, require_shared, table
-from probe_epochs_for_compression import TAIL, _epoch_list
+from bench_budget import _recipe
+from common import emit, table
+from probe_epochs_for_compression import TAIL, _values, arguments
 
 FINE_TUNE_STEPS = 100
 SPARSITY = 0.8
@@ -95,24 +95,12 @@ def _signals(ctx, model):
     return out
 
 
-def _values(report):
-    train = next(r for r in report.records if r.step == "train")
-    file = next(r for r in report.records if r.kind == "tflite")
-    return train.value, file.value
-
-
 def main():
-    p = parser(__doc__)
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (from --first-seed)")
-    p.add_argument("--first-seed", type=int, default=SEED, help="the first seed")
-    p.add_argument("--epochs", type=_epoch_list, default=[1, 2, 3, 4], help="comma-separated train-step epoch counts; must include 2")
-    args = p.parse_args()
-    require_shared()
+    args, seeds = arguments(__doc__)
     from tfcompress import recipe as recipes
 
     signals_step = _register_signal_step()
     quiet = dict(log=lambda line: None, verbose=0)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     dense, files = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:

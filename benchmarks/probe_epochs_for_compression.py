@@ -41,17 +41,22 @@ def _epoch_list(text):
     return sorted(set(epochs))
 
 
-def main():
-    p = parser(__doc__)
+def arguments(doc):
+    """The command line both epoch-count probes take: `(args, seeds)`."""
+    p = parser(doc)
     p.add_argument("--seeds", type=int, default=5, help="number of seeds (from --first-seed)")
     p.add_argument("--first-seed", type=int, default=SEED, help="the first seed")
     p.add_argument("--epochs", type=_epoch_list, default=[1, 2, 3, 4], help="comma-separated train-step epoch counts; must include 2")
     args = p.parse_args()
     require_shared()
+    return args, list(range(args.first_seed, args.first_seed + args.seeds))
+
+
+def main():
+    args, seeds = arguments(__doc__)
     from tfcompress import recipe as recipes
 
     quiet = dict(log=lambda line: None, verbose=0)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     dense, files = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
