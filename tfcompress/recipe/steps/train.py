@@ -11,8 +11,9 @@ class Train(Step):
     schema = dict(schema.TRAINING)
     # `compress` trains until the selection split stops improving, never fewer than the 2 epochs it
     # trained before: a set that 2 epochs underfit gets more (BENCHMARKS.md, "a character language
-    # model"); on SST-2 it kept 2 or 3, and a third epoch costs the compressed file 1.35 +- 0.31 points
-    # (BENCHMARKS.md, "the dense model's epochs and the compressed file"). With --max-loss, 2 (cli).
+    # model"); on SST-2 it kept 2 or 3, and a third epoch moved the compressed file by about a point,
+    # down on all the training data, up without the selection split; no selection signal tried predicts
+    # which (BENCHMARKS.md, the two "Probe: ... epochs" sections). With --max-loss, 2 (cli).
     flags = training_flags("auto", min_epochs=2)
 
     def run(self, ctx, args):
