@@ -641,3 +641,56 @@ def test_the_auto_step_can_verify_on_each_sentence_with_its_phrases(tmp_path):
     assert report.meta["selection examples"] == 20  # 20 sentences held out with their 60 phrases
     assert not report.meta["refit"] and "**Refit:**" not in report.sections["Accuracy budget (step 2)"]  # refit: false hands on the verified model
     assert "± is the paired standard error of each loss over the 20 selection sentences, each the mean over itself and its phrases (80 examples)." in report.sections["Accuracy budget (step 2)"]
+
+
+def test_teacher_targets_mix_each_label_with_the_models_own_output(trained):  # noqa: F811
+    model, x, y = trained
+    probs = model.predict(x, verbose=0)
+    assert budget.teacher_targets(model, x, y, 0) is y  # the labels alone: class ids, as before
+    half = budget.teacher_targets(model, x, y, 0.5)
+    assert half.shape == (200, 2) and np.allclose(half, 0.5 * np.eye(2)[y] + 0.5 * probs, atol=1e-6) and np.allclose(half.sum(1), 1.0)
+    assert np.allclose(budget.teacher_targets(model, x, y, 1), probs, atol=1e-6)
+    assert budget.target_loss(model, half) == "categorical_crossentropy" and budget.target_loss(model, y) == "sparse_categorical_crossentropy"
+    unit = keras.Sequential([keras.Input((10,), dtype="int32"), keras.layers.Embedding(50, 4), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
+    mixed = budget.teacher_targets(unit, x, y, 0.25)
+    assert mixed.shape == (200, 1) and np.allclose(mixed, 0.75 * y[:, None] + 0.25 * unit.predict(x, verbose=0), atol=1e-6)
+    assert budget.target_loss(unit, mixed) == "binary_crossentropy"
+    for bad in (1.5, -0.1, True, "half"):
+        with pytest.raises(ValueError, match=rf"weight must be a number in \[0, 1\] \(the teacher's share of each target; 0: the labels alone\). Received: weight={bad!r}"):
+            budget.teacher_targets(model, x, y, bad)
+    with pytest.raises(ValueError, match=r"teacher targets need a classifier with one label per example; received labels of shape \(200, 10\).*Fix: teacher_weight 0"):
+        budget.teacher_targets(model, x, x, 0.5)
+
+
+def test_a_fine_tune_with_teacher_weight_1_follows_the_dense_model_not_the_labels(trained):  # noqa: F811
+    """Every training label is wrong: on the labels alone the fine-tune
+    moves away from the dense model; on its outputs alone it stays with it."""
+    model, x, y = trained
+    rng = np.random.default_rng(3)
+    xt = rng.integers(2, 50, size=(2000, 10)).astype("int32")
+    wrong = 1 - (xt[:, -3:] < 20).any(1).astype("int32")
+    kwargs = {"rounds": 1, "shrink_first": None, "start": "uniform", "start_sparsity": 0.5, "clusters": (None,), "prune_epochs": 3, "quantize_epochs": 1, "batch_size": 32, "refit": False}
+    dense = model.predict(x, verbose=0).argmax(1)
+    agree = {}
+    for weight in (0.0, 1.0):
+        keras.utils.set_random_seed(0)
+        result = budget.compress(model, (xt, wrong), (x, y), 100.0, teacher_weight=weight, **kwargs)
+        agree[weight] = float(np.mean(result.model.predict(x, verbose=0).argmax(1) == dense))
+        assert result.model.loss == ("categorical_crossentropy" if weight else "sparse_categorical_crossentropy")
+    assert agree[1.0] >= 0.9 and agree[0.0] <= agree[1.0] - 0.3, agree
+    with pytest.raises(ValueError, match=r"teacher_weight must be a number in \[0, 1\].*Received: teacher_weight=2"):
+        budget.compress(model, (xt, wrong), (x, y), 1.0, teacher_weight=2)
+
+
+def test_the_auto_step_fine_tunes_and_refits_towards_its_dense_model_with_a_teacher_weight(tmp_path):
+    config = _auto_config(tmp_path, teacher_weight=0.5, shrink_first=None, start="uniform")
+    lines = []
+    report = recipe.run(config, tmp_path / "out", log=lines.append)
+    assert "[auto] fine-tunes train towards 0.5 x label + 0.5 x the dense model's output (teacher_weight 0.5)" in lines
+    row = next(r for r in report.records if r.step == "auto (max loss 100)")
+    assert row.notes.startswith("prune ") and report.meta["refit"]
+    assert "; 1 candidates, each fine-tuned towards 0.5 x label + 0.5 x the dense model's output (teacher_weight); then refit on " in row.notes
+    said = "Every fine-tune and the refit trained towards 0.5 x the label + 0.5 x the dense model's own output (`teacher_weight: 0.5`, self-distillation)"
+    assert said in report.sections["Accuracy budget (step 2)"]
+    model = tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras")
+    assert quantization.is_quantized(model)

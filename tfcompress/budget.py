@@ -41,6 +41,12 @@ The result is the smallest verified plan within budget. When no plan is,
 must say so (the recipe step warns, `tfcompress compress --max-loss` exits
 with an error unless `--best-effort`).
 
+With `teacher_weight` (`compress`; the recipe's `auto` step), every
+fine-tune trains towards a mix of the labels and the uncompressed model's
+own outputs (`teacher_targets`: self-distillation, the dense model as the
+teacher): the candidates then stay closer to the model they are measured
+against, which lowers both their loss and its paired standard error.
+
 `refit_plan` replays the chosen plan with training that also sees the selection
 split, once every choice is made: the split no longer costs the returned
 model training data, but that model is not the one verified (the result
@@ -58,7 +64,7 @@ import numpy as np
 
 from tfcompress.sensitivity import format_loss, loss_between, paired_standard_error, per_example
 
-__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "selection_scorer", "refit_plan", "refit_verified", "compress"]
+__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "teacher_targets", "target_loss", "TEACHER_WEIGHT", "selection_scorer", "refit_plan", "refit_verified", "compress"]
 
 
 @dataclasses.dataclass
@@ -779,6 +785,52 @@ def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=
     return fine_tune
 
 
+# The teacher's share in each fine-tune's targets in `compress` and the `auto` step (0: the labels alone).
+TEACHER_WEIGHT = 0.0
+
+
+def teacher_targets(teacher, x, y, weight):
+    """The training targets of a fine-tune that learns from `teacher` too:
+    `(1 - weight) * label + weight * teacher's output` per example, as
+    probabilities (one column for one sigmoid unit, else one per class; train
+    on them with `target_loss`). `weight` 0 gives `y` back unchanged.
+
+    Self-distillation at temperature 1, with the targets computed once
+    before training: the compressed model keeps the TFMOT wrappers and
+    `model.fit` of a plain fine-tune (no second model runs while it trains).
+
+    Args:
+        teacher: the uncompressed classifier (outputs are probabilities).
+        x, y: the training inputs and their class ids.
+        weight: the teacher's share, in [0, 1].
+    """
+    from tfcompress._keras import predict
+
+    if not (_is_number(weight) and 0 <= weight <= 1):
+        raise ValueError(f"weight must be a number in [0, 1] (the teacher's share of each target; 0: the labels alone). Received: weight={weight!r}.")
+    if not weight:
+        return y
+    classes = teacher.output_shape[-1]
+    y = np.asarray(y)
+    if (y.ndim > 1 and y.shape[-1] != 1) or len(teacher.output_shape) != 2:
+        raise ValueError(
+            f"teacher targets need a classifier with one label per example; received labels of shape {y.shape} for a model with outputs "
+            f"{teacher.output_shape}. Fix: teacher_weight 0 (the labels alone) for a language model or a sequence of labels."
+        )
+    labels = y.reshape(-1).astype(np.float32)
+    hard = labels.reshape(-1, 1) if classes == 1 else np.eye(classes, dtype=np.float32)[labels.astype(np.int64)]
+    soft = np.asarray(predict(teacher, x, batch_size=512), np.float32).reshape(hard.shape)
+    return (1 - weight) * hard + weight * soft
+
+
+def target_loss(model, targets):
+    """The loss to train `model` on `targets`: class ids or, from
+    `teacher_targets`, probabilities per class."""
+    if model.output_shape[-1] == 1:
+        return "binary_crossentropy"
+    return "categorical_crossentropy" if np.ndim(targets) == 2 and np.shape(targets)[-1] > 1 else "sparse_categorical_crossentropy"
+
+
 def selection_scorer(x, y, metric, groups=None):
     """`model -> scores` on the selection split, the `evaluate` that `search`
     takes: the metric per example of `(x, y)`, or with `groups` (`(x, y,
@@ -851,7 +903,7 @@ def refit_verified(result, fit, data, epochs=1, learning_rate=QAT_RATE):
     return result
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start="front", start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=True, refit_from="plan", refit_epochs=1, groups=None, log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start="front", start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=True, refit_from="plan", refit_epochs=1, groups=None, teacher_weight=TEACHER_WEIGHT, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `shrink_first` (a fraction of units; None: not), round 1 removes
@@ -887,6 +939,9 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
             each loss's standard error is clustered by group. `selection`
             still makes the sensitivity table; a refit adds these examples
             to training instead of `selection`'s.
+        teacher_weight: the share of `model`'s own outputs in the targets of
+            every fine-tune and refit (`teacher_targets`; 0: the labels
+            alone). A classifier only.
         the rest: see `search`, `fine_tuner` and `sensitivity.analyze`.
 
     Returns:
@@ -903,11 +958,15 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         raise ValueError(f"refit_from must be 'plan' (replay the chosen plan) or 'verified' (train the verified model further). Received: refit_from={refit_from!r}.")
     if not _is_count(refit_epochs):
         raise ValueError(f"refit_epochs must be an integer >= 1 (the epochs of a refit from the verified model). Received: refit_epochs={refit_epochs!r}.")
+    if not (_is_number(teacher_weight) and 0 <= teacher_weight <= 1):
+        raise ValueError(f"teacher_weight must be a number in [0, 1] (the share of the model's own outputs in the fine-tunes' targets; 0: the labels alone). Received: teacher_weight={teacher_weight!r}.")
     model = ensure_tf_keras(model, caller="budget.compress")
     (x, y), (xs, ys) = train, selection
-    loss = "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
 
     def fitter(x, y):
+        y = teacher_targets(model, x, y, teacher_weight)
+        loss = target_loss(model, y)
+
         def fit(m, epochs, learning_rate):
             m.compile(keras.optimizers.Adam(learning_rate), loss, ["accuracy"])
             m.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)

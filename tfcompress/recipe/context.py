@@ -236,6 +236,22 @@ class RunContext:
             self.data = saved
 
     @contextlib.contextmanager
+    def targets_from(self, teacher, weight):
+        """Inside, the steps train towards `budget.teacher_targets`: each
+        training example's label mixed with `teacher`'s output, `weight` the
+        teacher's share (0: the labels alone, nothing changes). A classifier
+        only; enter it inside `training_with_selection`, not around it."""
+        from tfcompress.budget import teacher_targets
+
+        saved = self.data
+        if weight:
+            self.data = {**saved, "y_train": teacher_targets(teacher, saved["x_train"], saved["y_train"], weight)}
+        try:
+            yield
+        finally:
+            self.data = saved
+
+    @contextlib.contextmanager
     def float32_scope(self):
         """Where a compression step builds and trains its wrapped model: the
         float32 policy (TFMOT's wrappers compute in float32; a mixed-precision
@@ -289,7 +305,7 @@ class RunContext:
 
         lr = args.get("learning_rate") or default_lr
         if model.optimizer is None or args.get("learning_rate"):
-            model.compile(keras.optimizers.Adam(lr), loss_for(model), ["accuracy"])
+            model.compile(keras.optimizers.Adam(lr), loss_for(model, self.data["y_train"]), ["accuracy"])
         self.fit_auto(model, args, lambda a: self._fit_once(model, a, callbacks, first_candidate))
         return model
 
@@ -307,6 +323,9 @@ class RunContext:
             train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=self.recipe.step_seed(self.index), reshuffle_each_iteration=True)
             train = train.batch(args["batch_size"])
         validation, stopping = self.validation(args, first_candidate)
+        if loss_for(model, self.data["y_train"]) == "categorical_crossentropy":  # teacher targets: the labels to validate on as probabilities too
+            vx, vy = validation
+            validation = vx, np.eye(model.output_shape[-1], dtype=np.float32)[np.asarray(vy).reshape(-1).astype(np.int64)]
         model.fit(
             train,
             epochs=self.max_epochs(args),
@@ -445,9 +464,12 @@ class _Replayed:
         )
 
 
-def loss_for(model):
-    """The training loss of a classifier: one sigmoid unit or a softmax."""
-    return "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
+def loss_for(model, targets=None):
+    """The training loss of a classifier (one sigmoid unit or a softmax) on
+    `targets`: class ids, or probabilities per class (`targets_from`)."""
+    from tfcompress.budget import target_loss
+
+    return target_loss(model, targets)
 
 
 def _optimizer_variables(model):

@@ -40,6 +40,17 @@ REFIT_FROM_DEFAULT = "plan"
 ROUNDS_DEFAULT = 4
 
 
+def _teacher_weight(ctx, given):
+    """The teacher's share in the fine-tunes' targets: as given, else
+    `budget.TEACHER_WEIGHT` for a classifier; a language model's windows
+    train on their labels alone (`validate` refuses a weight for one)."""
+    from tfcompress import budget
+
+    if ctx.task != "classification":
+        return 0
+    return budget.TEACHER_WEIGHT if given is None else given
+
+
 @register_step
 class Auto(Step):
     name = "auto"
@@ -76,6 +87,7 @@ class Auto(Step):
         "refit_dense": (schema.choice(True, False), REFIT_DENSE_DEFAULT),
         "refit_from": (schema.choice("plan", "verified"), REFIT_FROM_DEFAULT),
         "refit_epochs": (schema.positive_int, 1),
+        "teacher_weight": (schema.unit, None),  # None: budget.TEACHER_WEIGHT for a classifier, 0 for a language model
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
@@ -95,6 +107,8 @@ class Auto(Step):
             fail(["max_loss"], "the auto step needs a budget", "auto: {max_loss: 0.5} (points of accuracy; bits/char for a language model), or --max-loss 0.5")
         if any(name in ("prune", "cluster", "quantize", "auto") for name, _ in earlier):
             fail([], "auto compresses a trained float model, so it cannot follow prune, cluster, quantize or another auto", "put auto right after train (or first, with a loaded model)")
+        if args["teacher_weight"] and config["data"]["task"] == "language_model":
+            fail(["teacher_weight"], f"teacher_weight {args['teacher_weight']:g} needs a classifier: a language model's fine-tunes train on the next characters alone", "leave teacher_weight out (or 0) for a language model")
         if args["start_clusters"] not in ("fewest", None) and args["start_clusters"] not in args["clusters"]:
             fail(["start_clusters"], f"start_clusters {args['start_clusters']} is not one of clusters {args['clusters']}", f"add {args['start_clusters']} to clusters, or use \"fewest\" or null")
         return args
@@ -105,6 +119,9 @@ class Auto(Step):
         model = ctx.require_model()
         x, y, metric = ctx.selection(args["max_examples"])
         latency = args["objective"] == "latency"
+        teacher = _teacher_weight(ctx, args["teacher_weight"])
+        if teacher:
+            ctx.log(f"[auto] fine-tunes train towards {1 - teacher:g} x label + {teacher:g} x the dense model's output (teacher_weight {teacher:g})")
 
         def analyze(m):
             clusters = [c for c in args["clusters"] if c is not None]
@@ -142,17 +159,18 @@ class Auto(Step):
         evaluate = budget.selection_scorer(x, y, metric, grouped)
 
         search_args = {"margin": args["margin"], "start": args["start"], "start_sparsity": args["start_sparsity"], "start_clusters": args["start_clusters"], "recovery": args["recovery"], "clusters": args["clusters"], "backoff": args["backoff"]}
-        if latency:
-            result = budget.search_units(
-                model, tuner_for(model), evaluate, args["max_loss"], metric=metric, rounds=args["rounds"], margin=args["margin"], start_units=float(args["start_units"]), log=ctx.log
-            )
-        elif args["shrink_first"] is None:
-            result = budget.search(model, analyze(model), tuner_for(model), evaluate, args["max_loss"], rounds=args["rounds"], log=ctx.log, **search_args)
-        else:
-            result = budget.search_shrunk(
-                model, tune_shrunk, analyze, tuner_for, evaluate, args["max_loss"], units=float(args["shrink_first"]), share=args["shrink_share"],
-                metric=metric, rounds=args["rounds"], log=ctx.log, **search_args,
-            )
+        with ctx.targets_from(model, teacher):
+            if latency:
+                result = budget.search_units(
+                    model, tuner_for(model), evaluate, args["max_loss"], metric=metric, rounds=args["rounds"], margin=args["margin"], start_units=float(args["start_units"]), log=ctx.log
+                )
+            elif args["shrink_first"] is None:
+                result = budget.search(model, analyze(model), tuner_for(model), evaluate, args["max_loss"], rounds=args["rounds"], log=ctx.log, **search_args)
+            else:
+                result = budget.search_shrunk(
+                    model, tune_shrunk, analyze, tuner_for, evaluate, args["max_loss"], units=float(args["shrink_first"]), share=args["shrink_share"],
+                    metric=metric, rounds=args["rounds"], log=ctx.log, **search_args,
+                )
         no_refit = ctx.no_refit_reason()
         if args["refit"] and no_refit is None:
             # Two budgets may choose the same plan by different searches: the refit (the dense model built and
@@ -162,7 +180,7 @@ class Auto(Step):
                 data = f"train + selection ({count:,} examples)"
                 if args["refit_from"] == "verified":
                     ctx.log(f"[auto] refit: the verified model ({result.chosen.plan.describe()}) trained {args['refit_epochs']} more epoch(s) on {data}")
-                    with ctx.float32_scope():
+                    with ctx.float32_scope(), ctx.targets_from(model, teacher):
                         budget.refit_verified(result, fit, data, args["refit_epochs"])
                 else:
                     base, again = model, ctx.train_again_args() if args["refit_dense"] else None
@@ -173,7 +191,8 @@ class Auto(Step):
                     elif args["refit_dense"]:
                         ctx.log("[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came")
                     ctx.log(f"[auto] refit: {result.chosen.plan.describe()}, trained again on {data}")
-                    budget.refit_plan(base, result, tuner_for, tune_shrunk, data)
+                    with ctx.targets_from(base, teacher):
+                        budget.refit_plan(base, result, tuner_for, tune_shrunk, data)
         elif args["refit"]:
             ctx.log(f"[auto] no refit: {no_refit}")
         if grouped is not None:
@@ -183,6 +202,8 @@ class Auto(Step):
         result.plot(os.path.join(ctx.out, plot))
         chosen = result.chosen
         notes = f"{chosen.plan.describe()}; selection loss {chosen.loss_text(result.unit)} (budget {sensitivity.format_loss(args['max_loss'], result.unit)}); {len(result.candidates)} candidates"
+        if teacher:
+            notes += f", each fine-tuned towards {1 - teacher:g} x label + {teacher:g} x the dense model's output (teacher_weight)"
         if result.refit_epochs:
             notes += f"; then trained {result.refit_epochs} more epoch(s) on {result.refit} (the dev figures are after that, which nothing verified)"
         elif result.refit:
@@ -202,6 +223,11 @@ class Auto(Step):
             warnings.warn(message, stacklevel=2)
         record = ctx.keras_record(f"auto (max loss {args['max_loss']:g})", result.model, notes)
         body = f"{result.summary()}.\n\n{result.to_markdown()}\n![candidates against the budget]({plot})\n\n"
+        if teacher:
+            body += (
+                f"Every fine-tune{' and the refit' if result.refit else ''} trained towards {1 - teacher:g} x the label + {teacher:g} x the dense model's own "
+                f"output (`teacher_weight: {teacher:g}`, self-distillation), the dense model being the one each loss is measured against{' (in the refit: the dense model it starts from)' if result.refit and not result.refit_epochs else ''}.\n\n"
+            )
         if table is not None:
             body += f"Sensitivity behind the plans:\n\n{table.to_markdown()}"
         return StepResult(result.model, [record], {f"Accuracy budget (step {ctx.index})": body}, meta)
