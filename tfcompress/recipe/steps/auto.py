@@ -87,7 +87,8 @@ class Auto(Step):
         "refit_dense": (schema.choice(True, False), REFIT_DENSE_DEFAULT),
         "refit_from": (schema.choice("plan", "verified"), REFIT_FROM_DEFAULT),
         "refit_epochs": (schema.positive_int, 1),
-        "teacher_weight": (schema.unit, None),  # None: budget.TEACHER_WEIGHT for a classifier, 0 for a language model
+        # None: budget.TEACHER_WEIGHT for a classifier, 0 for a language model.
+        "teacher_weight": (schema.optional(schema.unit, "a number in [0, 1] (the dense model's share of each fine-tune target), or null (the default)"), None),
     }
     flags = (
         Flag("--max-loss", "max_loss", float, None, "the accuracy budget of the auto step: points of accuracy (bits/char for a language model) the compressed model may lose on the selection split"),
