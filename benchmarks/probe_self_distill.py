@@ -70,11 +70,8 @@ def _measure(ctx, dense, alpha):
     from tfcompress.sensitivity import loss_between, paired_standard_error
 
     xt, yt = ctx.data["x_train"][:QUICK_EXAMPLES], ctx.data["y_train"][:QUICK_EXAMPLES]
-    teacher = np.asarray(predict(dense, xt, batch_size=512), np.float32)
-    classes = dense.output_shape[-1]
-    labels = yt.astype(np.float32).reshape(-1, 1) if classes == 1 else np.eye(classes, dtype=np.float32)[yt.astype(int).reshape(-1)]
-    target = alpha * labels + (1 - alpha) * teacher.reshape(labels.shape)
-    loss = "binary_crossentropy" if classes == 1 else "categorical_crossentropy"
+    target = budget.teacher_targets(dense, xt, yt, 1 - alpha)  # alpha: the labels' weight
+    loss = budget.target_loss(dense, target)
     batch = 128
 
     def fit(m, epochs, learning_rate):

@@ -806,7 +806,7 @@ def teacher_targets(teacher, x, y, weight):
     """
     from tfcompress._keras import predict
 
-    if not (_is_number(weight) and 0 <= weight <= 1):
+    if not _is_share(weight):
         raise ValueError(f"weight must be a number in [0, 1] (the teacher's share of each target; 0: the labels alone). Received: weight={weight!r}.")
     if not weight:
         return y
@@ -880,6 +880,11 @@ def _is_count(value):
 def _is_number(value):
     """Whether `value` is a real number: an int or a float, not a bool (a bool is an int to Python)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_share(value):
+    """Whether `value` is a share: a real number in [0, 1] (not a bool)."""
+    return _is_number(value) and 0 <= value <= 1
 
 
 def refit_verified(result, fit, data, epochs=1, learning_rate=QAT_RATE):
@@ -958,7 +963,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         raise ValueError(f"refit_from must be 'plan' (replay the chosen plan) or 'verified' (train the verified model further). Received: refit_from={refit_from!r}.")
     if not _is_count(refit_epochs):
         raise ValueError(f"refit_epochs must be an integer >= 1 (the epochs of a refit from the verified model). Received: refit_epochs={refit_epochs!r}.")
-    if not (_is_number(teacher_weight) and 0 <= teacher_weight <= 1):
+    if not _is_share(teacher_weight):
         raise ValueError(f"teacher_weight must be a number in [0, 1] (the share of the model's own outputs in the fine-tunes' targets; 0: the labels alone). Received: teacher_weight={teacher_weight!r}.")
     model = ensure_tf_keras(model, caller="budget.compress")
     (x, y), (xs, ys) = train, selection
