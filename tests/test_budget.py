@@ -539,6 +539,9 @@ def test_the_refit_is_on_unless_the_command_line_says_no(capsys):
     assert "argument --refit: expected yes or no, got 'maybe'" in capsys.readouterr().err
     config = cli._command_config(parser.parse_args(["compress", "train.tsv", "--max-loss", "1", "--refit-from", "verified"]), parser)
     assert next(s["auto"] for s in config["steps"] if "auto" in s)["refit_from"] == "verified"
+    assert refit() is True and next(s["auto"] for s in config["steps"] if "auto" in s)["teacher_weight"] is None  # the step's default
+    config = cli._command_config(parser.parse_args(["compress", "train.tsv", "--max-loss", "1", "--teacher-weight", "0"]), parser)
+    assert next(s["auto"] for s in config["steps"] if "auto" in s)["teacher_weight"] == 0  # the labels alone
     # The same flag turns off the refit after `--epochs auto` in every training step.
     steps = cli._command_config(parser.parse_args(["compress", "train.tsv", "--epochs", "auto", "--refit", "no"]), parser)["steps"]
     assert [(name, a["epochs"], a["refit"]) for s in steps for name, a in s.items() if name != "export"] == [
@@ -631,13 +634,14 @@ def test_the_auto_step_can_verify_on_each_sentence_with_its_phrases(tmp_path):
         "model": {"build": {"embedding_dim": 4, "units": 4, "dropout": 0.0}},
         "steps": [
             {"train": {"epochs": 1, "batch_size": 64}},
-            {"auto": {"max_loss": 100.0, "rounds": 1, "prune_epochs": 1, "batch_size": 64, "clusters": [None], "shrink_first": None, "phrases": True, "refit": False, "start": "uniform"}},
+            {"auto": {"max_loss": 100.0, "rounds": 1, "prune_epochs": 1, "batch_size": 64, "clusters": [None], "shrink_first": None, "phrases": True, "refit": False, "start": "uniform", "teacher_weight": 0}},
         ],
     }
     lines = []
     report = recipe.run(config, tmp_path / "out", log=lines.append)
     # start: uniform reaches the search: round 1 is every layer pruned 80%.
     assert any(line.startswith("[auto] round 1: prune embedding 80%, lstm_0 80%, logits 80%; int8") for line in lines), lines
+    assert not any("fine-tunes train towards" in line for line in lines)  # teacher_weight 0: the labels alone
     assert report.meta["selection examples"] == 20  # 20 sentences held out with their 60 phrases
     assert not report.meta["refit"] and "**Refit:**" not in report.sections["Accuracy budget (step 2)"]  # refit: false hands on the verified model
     assert "± is the paired standard error of each loss over the 20 selection sentences, each the mean over itself and its phrases (80 examples)." in report.sections["Accuracy budget (step 2)"]
@@ -651,6 +655,7 @@ def test_teacher_targets_mix_each_label_with_the_models_own_output(trained):  # 
     assert half.shape == (200, 2) and np.allclose(half, 0.5 * np.eye(2)[y] + 0.5 * probs, atol=1e-6) and np.allclose(half.sum(1), 1.0)
     assert np.allclose(budget.teacher_targets(model, x, y, 1), probs, atol=1e-6)
     assert budget.target_loss(model, half) == "categorical_crossentropy" and budget.target_loss(model, y) == "sparse_categorical_crossentropy"
+    assert budget.default_teacher_weight("accuracy") == budget.TEACHER_WEIGHT == 0.5 and budget.default_teacher_weight("bits/char") == 0
     unit = keras.Sequential([keras.Input((10,), dtype="int32"), keras.layers.Embedding(50, 4), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1, activation="sigmoid")])
     mixed = budget.teacher_targets(unit, x, y, 0.25)
     assert mixed.shape == (200, 1) and np.allclose(mixed, 0.75 * y[:, None] + 0.25 * unit.predict(x, verbose=0), atol=1e-6)
@@ -682,8 +687,8 @@ def test_a_fine_tune_with_teacher_weight_1_follows_the_dense_model_not_the_label
         budget.compress(model, (xt, wrong), (x, y), 1.0, teacher_weight=2)
 
 
-def test_the_auto_step_fine_tunes_and_refits_towards_its_dense_model_with_a_teacher_weight(tmp_path):
-    config = _auto_config(tmp_path, teacher_weight=0.5, shrink_first=None, start="uniform")
+def test_the_auto_step_fine_tunes_and_refits_towards_its_dense_model_by_default(tmp_path):
+    config = _auto_config(tmp_path, shrink_first=None, start="uniform")  # teacher_weight left out: 0.5 for a classifier
     lines = []
     report = recipe.run(config, tmp_path / "out", log=lines.append)
     assert "[auto] fine-tunes train towards 0.5 x label + 0.5 x the dense model's output (teacher_weight 0.5)" in lines

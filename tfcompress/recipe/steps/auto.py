@@ -98,6 +98,8 @@ class Auto(Step):
         Flag("--refit", "refit", yes_no_arg, REFIT_DEFAULT, REFIT_HELP),
         Flag("--refit-from", "refit_from", str, REFIT_FROM_DEFAULT, f"what the auto step's refit starts from: plan (the chosen plan replayed from a dense model) or verified "
              f"(the verified model trained one more epoch on train + selection; it keeps its weights, zeros and clusters) (default: {REFIT_FROM_DEFAULT})"),
+        Flag("--teacher-weight", "teacher_weight", float, None, "the dense model's share in the targets of each fine-tune of the auto step: each trains towards "
+             "(1 - w) x label + w x the dense model's output (default: 0.5 for a classifier; 0, the labels alone, for a language model)"),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
              "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )
