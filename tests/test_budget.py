@@ -539,7 +539,7 @@ def test_the_refit_is_on_unless_the_command_line_says_no(capsys):
     assert "argument --refit: expected yes or no, got 'maybe'" in capsys.readouterr().err
     config = cli._command_config(parser.parse_args(["compress", "train.tsv", "--max-loss", "1", "--refit-from", "verified"]), parser)
     assert next(s["auto"] for s in config["steps"] if "auto" in s)["refit_from"] == "verified"
-    assert refit() is True and next(s["auto"] for s in config["steps"] if "auto" in s)["teacher_weight"] is None  # the step's default
+    assert next(s["auto"] for s in config["steps"] if "auto" in s)["teacher_weight"] is None  # the step's default
     config = cli._command_config(parser.parse_args(["compress", "train.tsv", "--max-loss", "1", "--teacher-weight", "0"]), parser)
     assert next(s["auto"] for s in config["steps"] if "auto" in s)["teacher_weight"] == 0  # the labels alone
     # The same flag turns off the refit after `--epochs auto` in every training step.
@@ -699,3 +699,16 @@ def test_the_auto_step_fine_tunes_and_refits_towards_its_dense_model_by_default(
     assert said in report.sections["Accuracy budget (step 2)"]
     model = tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras")
     assert quantization.is_quantized(model)
+
+
+def test_a_language_models_auto_step_trains_on_its_labels_alone_by_default(tmp_path):
+    (tmp_path / "c.txt").write_text("the cat sat on the mat. " * 200, encoding="utf-8")
+    config = {
+        "data": {"task": "language_model", "corpus": str(tmp_path / "c.txt"), "window": 10, "stride": 5},
+        "model": {"build": {"embedding_dim": 4, "units": 4, "num_layers": 1}},
+        "steps": [{"train": {"epochs": 1}}, {"auto": {"max_loss": 100.0, "rounds": 1, "prune_epochs": 1, "clusters": [None], "shrink_first": None, "start": "uniform"}}],
+    }
+    lines = []
+    recipe.run(config, tmp_path / "out", log=lines.append)
+    assert any(line.startswith("[auto] round 1: ") for line in lines), lines
+    assert not any("fine-tunes train towards" in line for line in lines)  # next characters alone: no teacher

@@ -40,17 +40,6 @@ REFIT_FROM_DEFAULT = "plan"
 ROUNDS_DEFAULT = 4
 
 
-def _teacher_weight(ctx, given):
-    """The teacher's share in the fine-tunes' targets: as given, else
-    `budget.TEACHER_WEIGHT` for a classifier; a language model's windows
-    train on their labels alone (`validate` refuses a weight for one)."""
-    from tfcompress import budget
-
-    if ctx.task != "classification":
-        return 0
-    return budget.TEACHER_WEIGHT if given is None else given
-
-
 @register_step
 class Auto(Step):
     name = "auto"
@@ -122,7 +111,8 @@ class Auto(Step):
         model = ctx.require_model()
         x, y, metric = ctx.selection(args["max_examples"])
         latency = args["objective"] == "latency"
-        teacher = _teacher_weight(ctx, args["teacher_weight"])
+        # None: budget's per-task default (a language model's windows train on their labels alone; validate refuses a weight for one)
+        teacher = budget.default_teacher_weight(metric) if args["teacher_weight"] is None else args["teacher_weight"]
         if teacher:
             ctx.log(f"[auto] fine-tunes train towards {1 - teacher:g} x label + {teacher:g} x the dense model's output (teacher_weight {teacher:g})")
 
