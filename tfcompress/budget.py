@@ -65,7 +65,7 @@ import numpy as np
 
 from tfcompress.sensitivity import format_loss, loss_between, paired_standard_error, per_example
 
-__all__ = ["Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "teacher_targets", "target_loss", "TEACHER_WEIGHT", "default_teacher_weight", "selection_scorer", "refit_plan", "refit_verified", "compress"]
+__all__ = ["token_counts", "Plan", "Candidate", "SearchResult", "ShrinkProbe", "plan_front", "relax", "uniform_bytes", "search", "search_shrunk", "search_units", "fine_tuner", "teacher_targets", "target_loss", "TEACHER_WEIGHT", "default_teacher_weight", "selection_scorer", "refit_plan", "refit_verified", "compress"]
 
 
 @dataclasses.dataclass
@@ -80,12 +80,15 @@ class Plan:
     units: float = None
     multiply_adds: int = None
     shrunk: float = None  # the plan compresses a model already shrunk to this fraction of its units (`search_shrunk`)
+    rows: float = None  # the fraction of `rows_layer`'s rows kept (`embeddings.prune_rows`; None: all)
+    rows_layer: str = None
 
     def describe(self):
         kept = self.units or self.shrunk
         head = f"shrink to {kept:.0%} of the units; " if kept else ""
+        head += f"{self.rows_layer} keeps {self.rows:.0%} of its rows; " if self.rows else ""
         tail = (f"; {self.clusters} clusters" if self.clusters else "") + "; int8"
-        if kept and not self.prunes:
+        if (kept or self.rows) and not self.prunes:
             return head + tail.lstrip("; ")
         parts = ", ".join(f"{name} {s:.0%}" for name, s in self.sparsity.items())
         return f"{head}prune {parts}{tail}"
@@ -289,12 +292,16 @@ class ShrinkProbe:
 # --------------------------------------------------------------- plans
 
 
-def _weight_bytes(arrays, sparsity, clusters):
-    """gzip -6 size of `arrays` pruned, clustered (zeros kept) and rounded to int8."""
+def _weight_bytes(arrays, sparsity, clusters, rows=None):
+    """gzip -6 size of `arrays` pruned, clustered (zeros kept) and rounded to
+    int8; with `rows` (a fraction), of an embedding table (`arrays`' one
+    array) cut to the rows `embeddings.prune_rows` keeps."""
+    from tfcompress.embeddings import rows_kept
     from tfcompress.sensitivity import cluster_array, int_codes, prune_array
 
     total = 0
     for w in arrays:
+        w = np.asarray(w)[: rows_kept(len(w), rows)] if rows else w
         w = prune_array(w, sparsity) if sparsity else np.asarray(w)
         if clusters:
             nonzero = w != 0
@@ -352,25 +359,30 @@ def plan_front(model, table, clusters=(None, 16, 8)):
         if c is not None and float(c) not in measured:
             raise ValueError(f"clusters={c} was not measured by the sensitivity table (it has {measured}). Fix: analyze with clusters including {c}.")
     weights = _layer_arrays(model, names, "budget.plan_front")
+    rows_layer = _rows_layer(table)
     front = []
     for c in clusters:
         # per layer and sparsity: (KiB, predicted loss)
-        cost = {n: [_layer_cost(weights[n], table, n, s, c) for s in sparsities] for n in names}
-        seen = set()
-        for lam in np.logspace(-4, 5, 160):  # bytes traded for loss at rate lam: the lower convex hull
-            pick = {n: min(range(len(sparsities)), key=lambda i: cost[n][i][0] + lam * cost[n][i][1]) for n in names}
-            key = tuple(pick[n] for n in names)
-            if key in seen:
-                continue
-            seen.add(key)
-            front.append(
-                Plan(
-                    {n: sparsities[pick[n]] for n in names},
-                    c,
-                    float(sum(cost[n][pick[n]][1] for n in names)),
-                    int(sum(cost[n][pick[n]][0] for n in names) * 1024),
+        common = {n: [_layer_cost(weights[n], table, n, s, c) for s in sparsities] for n in names}
+        for r in [None, *table.settings("rows")]:
+            cost = dict(common, **({rows_layer: [_layer_cost(weights[rows_layer], table, rows_layer, s, c, r) for s in sparsities]} if r else {}))
+            seen = set()
+            for lam in np.logspace(-4, 5, 160):  # bytes traded for loss at rate lam: the lower convex hull
+                pick = {n: min(range(len(sparsities)), key=lambda i: cost[n][i][0] + lam * cost[n][i][1]) for n in names}
+                key = tuple(pick[n] for n in names)
+                if key in seen:
+                    continue
+                seen.add(key)
+                front.append(
+                    Plan(
+                        {n: sparsities[pick[n]] for n in names},
+                        c,
+                        float(sum(cost[n][pick[n]][1] for n in names)),
+                        int(sum(cost[n][pick[n]][0] for n in names) * 1024),
+                        rows=r,
+                        rows_layer=rows_layer if r else None,
+                    )
                 )
-            )
     front.sort(key=lambda p: (p.estimated_bytes, p.predicted_loss))
     pareto, best = [], math.inf
     for p in front:
@@ -380,18 +392,26 @@ def plan_front(model, table, clusters=(None, 16, 8)):
     return pareto
 
 
-def _layer_cost(arrays, table, layer, sparsity, clusters):
+def _layer_cost(arrays, table, layer, sparsity, clusters, rows=None):
     """(estimated KiB, predicted one-shot loss) of one layer pruned to
-    `sparsity`, clustered to `clusters` (None: not) and rounded to int8."""
+    `sparsity`, clustered to `clusters` (None: not) and rounded to int8;
+    with `rows`, an embedding cut to that fraction of its rows first."""
     loss = _pos(table, layer, "quantize", 8) + (_pos(table, layer, "cluster", clusters) if clusters else 0.0)
     loss += _pos(table, layer, "prune", sparsity) if sparsity else 0.0
-    return _weight_bytes(arrays, sparsity, clusters) / 1024, loss
+    loss += _pos(table, layer, "rows", rows) if rows else 0.0
+    return _weight_bytes(arrays, sparsity, clusters, rows) / 1024, loss
 
 
-def _plan(weights, table, sparsity, clusters):
-    """The `Plan` of per-layer `sparsity` and `clusters`, sized and predicted as `plan_front` does."""
-    cost = [_layer_cost(weights[n], table, n, sparsity[n], clusters) for n in sparsity]
-    return Plan(dict(sparsity), clusters, float(sum(c[1] for c in cost)), int(sum(c[0] for c in cost) * 1024))
+def _rows_layer(table):
+    """The layer whose rows `table` measured (None: no rows were)."""
+    return next((r.layer for r in table.rows if r.kind == "rows"), None)
+
+
+def _plan(weights, table, sparsity, clusters, rows=None):
+    """The `Plan` of per-layer `sparsity`, `clusters` and `rows`, sized and predicted as `plan_front` does."""
+    layer = _rows_layer(table) if rows else None
+    cost = [_layer_cost(weights[n], table, n, sparsity[n], clusters, rows if n == layer else None) for n in sparsity]
+    return Plan(dict(sparsity), clusters, float(sum(c[1] for c in cost)), int(sum(c[0] for c in cost) * 1024), rows=rows, rows_layer=layer)
 
 
 def _uniform_plan(model, table, sparsity, clusters, size=None):
@@ -410,8 +430,9 @@ def _uniform_plan(model, table, sparsity, clusters, size=None):
 def relax(plan, model, table, clusters=(None, 16, 8)):
     """A local back-off from `plan`, which lost too much: the one change in
     it with the largest one-shot loss is made milder (that layer's sparsity
-    to the next lower one the table measured, or 0; or the clusters to the
-    next larger number in `clusters`, or none) and the rest is kept.
+    to the next lower one the table measured, or 0; the clusters to the
+    next larger number in `clusters`, or none; or the embedding's rows to
+    the next larger fraction measured, or all) and the rest is kept.
 
     Args:
         plan: a `Plan` of `model` (from `plan_front`, or one `relax` made).
@@ -427,15 +448,18 @@ def relax(plan, model, table, clusters=(None, 16, 8)):
     sparsities = [0.0] + table.settings("prune")
     for n, s in plan.prunes.items():
         lower = max((t for t in sparsities if t < s - 1e-9), default=0.0)
-        steps[n] = (_pos(table, n, "prune", s), {**plan.sparsity, n: lower}, plan.clusters)
+        steps[n] = (_pos(table, n, "prune", s), {**plan.sparsity, n: lower}, plan.clusters, plan.rows)
     if plan.clusters:
         larger = [c for c in clusters if c is not None and c > plan.clusters]
         milder = min(larger) if larger else None
-        steps["clusters"] = (sum(_pos(table, n, "cluster", plan.clusters) for n in plan.sparsity), plan.sparsity, milder)
+        steps["clusters"] = (sum(_pos(table, n, "cluster", plan.clusters) for n in plan.sparsity), plan.sparsity, milder, plan.rows)
+    if plan.rows:
+        more = [r for r in table.settings("rows") if r > plan.rows + 1e-9]
+        steps["rows"] = (_pos(table, plan.rows_layer, "rows", plan.rows), plan.sparsity, plan.clusters, min(more) if more else None)
     if not steps:
         return None
-    _, sparsity, c = max(steps.values(), key=lambda v: v[0])
-    return _plan(_layer_arrays(model, list(sparsity), "budget.relax"), table, sparsity, c)
+    _, sparsity, c, rows = max(steps.values(), key=lambda v: v[0])
+    return _plan(_layer_arrays(model, list(sparsity), "budget.relax"), table, sparsity, c, rows)
 
 
 def _pos(table, layer, kind, setting):
@@ -761,20 +785,24 @@ def search_units(model, fine_tune, evaluate, max_loss, *, metric="accuracy", rou
 QAT_RATE = 5e-4  # the learning rate of a plan's quantization-aware epochs, and of `refit_verified`
 
 
-def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=1, steps_per_epoch=None, shrink_epochs=2):
+def fine_tuner(model, fit, *, prune_epochs=2, cluster_epochs=1, quantize_epochs=1, steps_per_epoch=None, shrink_epochs=2, counts=None):
     """`plan -> QAT model`: with `plan.units`, removes whole units first
-    (`pruning.shrink`) and fine-tunes for `shrink_epochs`; prunes a copy of
+    (`pruning.shrink`) and fine-tunes for `shrink_epochs`; with `plan.rows`,
+    keeps that fraction of the embedding's rows (`embeddings.prune_rows`,
+    the shared row weighted by `counts`, token counts per id); prunes a copy of
     `model` to the plan's per-layer targets while training (the sparsity
     ramps up over `prune_epochs` when `steps_per_epoch` is known), clusters
     it (zeros kept) and trains it quantization-aware.
     `fit(model, epochs, learning_rate)` compiles and trains a model and
     returns it."""
-    from tfcompress import clustering, pruning, quantization
+    from tfcompress import clustering, embeddings, pruning, quantization
 
     def fine_tune(plan):
         current = model
         if plan.units:
             current = fit(pruning.shrink(current, units=plan.units), shrink_epochs, 1e-3)
+        if plan.rows:
+            current = embeddings.prune_rows(current, keep=plan.rows, counts=counts, layer=plan.rows_layer)
         if plan.prunes:
             pruned = pruning.prune(current, target_sparsity=plan.prunes, epochs=prune_epochs, steps_per_epoch=steps_per_epoch)
             current = pruning.strip(fit(pruned, prune_epochs, 1e-3))
@@ -858,6 +886,26 @@ def selection_scorer(x, y, metric, groups=None):
     return lambda m: group_means(per_example(predict(m, xg, batch_size=512), yg, metric), group)
 
 
+def token_counts(model, x):
+    """How often each id of `model`'s largest Embedding occurs in `x` (integer
+    token ids): `np.bincount`, one count per row, for `embeddings.prune_rows`
+    and `sensitivity.analyze(rows=...)`."""
+    from tfcompress._keras import ensure_tf_keras
+    from tfcompress.embeddings import _embedding
+
+    model = ensure_tf_keras(model, caller="budget.token_counts")
+    table = _embedding(model)
+    ids = np.asarray(x)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"rows: the training inputs are {ids.dtype} and the embedding's rows are kept by token frequency, which needs integer "
+            f"token ids (layer {table.name!r} reads them). Fix: feed integer ids, or leave rows out."
+        )
+    rows = int(table.embeddings.shape[0])
+    ids = ids.ravel()
+    return np.bincount(ids[(ids >= 0) & (ids < rows)].astype(np.int64), minlength=rows)
+
+
 def refit_plan(model, result, tuner_for, tune_shrunk, data):
     """`result`'s chosen plan replayed from `model` with training that sees
     more data (`data` names it): the tuners train on train + selection once
@@ -918,7 +966,7 @@ def refit_verified(result, fit, data, epochs=1, learning_rate=QAT_RATE):
     return result
 
 
-def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start="front", start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=True, refit_from="plan", refit_epochs=1, groups=None, teacher_weight=None, log=None):
+def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size=128, sparsities=(0.5, 0.8, 0.9, 0.95), clusters=(None, 16, 8), rows=(), prune_epochs=2, cluster_epochs=1, quantize_epochs=1, rounds=4, margin=1.0, start="front", start_sparsity=0.8, start_clusters="fewest", recovery=None, objective="size", shrink_epochs=2, start_units=0.5, backoff="local", shrink_first=0.5, shrink_share=0.5, refit=True, refit_from="plan", refit_epochs=1, groups=None, teacher_weight=None, log=None):
     """The smallest model within `max_loss`, from arrays: `sensitivity.analyze`
     on `selection`, then `search` with `fine_tuner` training on `train`.
     With `shrink_first` (a fraction of units; None: not), round 1 removes
@@ -954,6 +1002,12 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
             each loss's standard error is clustered by group. `selection`
             still makes the sensitivity table; a refit adds these examples
             to training instead of `selection`'s.
+        rows: fractions in (0, 1) of the embedding table's rows the plans may
+            keep, the rarest ids sharing one row (`embeddings.prune_rows`;
+            default none: every row kept). The token ids must be ordered by
+            frequency, as `tfcompress.text` vocabularies are; the shared row
+            is the mean of the rows it replaces, weighted by how often each
+            id occurs in `train`.
         teacher_weight: the share of `model`'s own outputs in the targets of
             every fine-tune and refit (`teacher_targets`; 0: the labels
             alone). A classifier only. None (the default):
@@ -981,6 +1035,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         raise ValueError(f"teacher_weight must be a number in [0, 1] (the share of the model's own outputs in the fine-tunes' targets; 0: the labels alone), or None for the default. Received: teacher_weight={teacher_weight!r}.")
     model = ensure_tf_keras(model, caller="budget.compress")
     (x, y), (xs, ys) = train, selection
+    counts = token_counts(model, x) if rows else None
 
     def fitter(x, y):
         y = teacher_targets(model, x, y, teacher_weight)
@@ -994,7 +1049,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
         def tuner_for(base):
             return fine_tuner(
                 base, fit, prune_epochs=prune_epochs, cluster_epochs=cluster_epochs, quantize_epochs=quantize_epochs,
-                steps_per_epoch=int(np.ceil(len(x) / batch_size)), shrink_epochs=shrink_epochs,
+                steps_per_epoch=int(np.ceil(len(x) / batch_size)), shrink_epochs=shrink_epochs, counts=counts,
             )
 
         return (lambda small: fit(small, shrink_epochs, 1e-3)), tuner_for, fit
@@ -1004,7 +1059,7 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
     args = {"margin": margin, "start": start, "start_sparsity": start_sparsity, "start_clusters": start_clusters, "recovery": recovery, "clusters": clusters, "backoff": backoff}
 
     def analyze(m):
-        return sensitivity.analyze(m, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], metric=metric)
+        return sensitivity.analyze(m, xs, ys, sparsities=sparsities, bits=[8], clusters=[c for c in clusters if c], rows=rows, counts=counts, metric=metric)
 
     if objective == "latency":
         result = search_units(model, tuner_for(model), evaluate, max_loss, metric=metric, rounds=rounds, margin=margin, start_units=start_units, log=log)

@@ -159,22 +159,13 @@ def prune_rows(model, keep, counts=None, layer=None):
     embedding = _embedding(model, layer)
     table = embedding.embeddings.numpy()
     rows, dim = table.shape
-    if isinstance(keep, float) and 0 < keep < 1:
-        keep = max(3, int(round(rows * keep)))
-    if not isinstance(keep, int) or isinstance(keep, bool) or not 3 <= keep < rows:
-        raise ValueError(
-            f"keep must be an integer in [3, {rows}) or a fraction in (0, 1) of layer {embedding.name!r}'s "
-            f"{rows} rows. Received: keep={keep!r}."
-        )
+    keep = rows_kept(rows, keep, embedding.name)
     if any(isinstance(l, CapVocabulary) for l in model.layers):
         raise ValueError(
             f"model {model.name!r} already caps its vocabulary (CapVocabulary). Fix: build it with a smaller "
             "embedding_vocab_size instead."
         )
-    weights = np.ones(rows - keep + 1) if counts is None else np.asarray(counts, np.float64)[keep - 1 :]
-    if counts is not None and len(counts) != rows:
-        raise ValueError(f"counts has {len(counts)} entries; layer {embedding.name!r} has {rows} rows. Fix: one count per id.")
-    shared = (table[keep - 1 :] * (weights / max(weights.sum(), 1e-12))[:, None]).sum(0)
+    shared = shared_row(table, keep, counts, embedding.name)
     small = keras.layers.Embedding(
         keep,
         dim,
@@ -185,8 +176,8 @@ def prune_rows(model, keep, counts=None, layer=None):
     )
     cap = CapVocabulary(keep, name=f"{embedding.name}_cap_vocabulary")
 
-    rows_kept = np.concatenate([table[: keep - 1], shared[None]]).astype(np.float32)
-    new = _replace_embedding(model, embedding, lambda ids: small(cap(ids)), {small: [rows_kept]})
+    kept_table = np.concatenate([table[: keep - 1], shared[None]]).astype(np.float32)
+    new = _replace_embedding(model, embedding, lambda ids: small(cap(ids)), {small: [kept_table]})
     new.tfcompress_prune_rows_report = {
         "layer": embedding.name,
         "rows_before": rows,
@@ -195,6 +186,33 @@ def prune_rows(model, keep, counts=None, layer=None):
     }
     log.info("embedding %s: kept %d of %d rows", embedding.name, keep, rows)
     return new
+
+
+def rows_kept(rows, keep, layer="the embedding"):
+    """The rows `prune_rows(keep=keep)` keeps of a table of `rows`: `keep`
+    itself (an integer in [3, rows)) or a fraction in (0, 1) of `rows`
+    (rounded, at least 3)."""
+    if isinstance(keep, float) and 0 < keep < 1:
+        keep = max(3, int(round(rows * keep)))
+    if not isinstance(keep, int) or isinstance(keep, bool) or not 3 <= keep < rows:
+        raise ValueError(
+            f"keep must be an integer in [3, {rows}) or a fraction in (0, 1) of layer {layer!r}'s "
+            f"{rows} rows. Received: keep={keep!r}."
+        )
+    return keep
+
+
+def shared_row(table, keep, counts=None, layer="the embedding"):
+    """The row that ids `keep - 1` and up share after `prune_rows`: the mean
+    of their rows in `table`, weighted by `counts` (one per id) when given."""
+    table = np.asarray(table)
+    rows = table.shape[0]
+    if counts is not None and len(counts) != rows:
+        raise ValueError(f"counts has {len(counts)} entries; layer {layer!r} has {rows} rows. Fix: one count per id.")
+    weights = np.ones(rows - keep + 1) if counts is None else np.asarray(counts, np.float64)[keep - 1 :]
+    if weights.sum() <= 0:  # none of the rare ids was seen: their plain mean
+        weights = np.ones(rows - keep + 1)
+    return (table[keep - 1 :] * (weights / weights.sum())[:, None]).sum(0)
 
 
 def _replace_embedding(model, embedding, replacement, weights):

@@ -5,7 +5,9 @@ weight tensor: what `pruning.prune` reaches at the end of its schedule),
 rounds them to each given bit width (symmetric, per tensor, as 8-bit QAT
 stores a Dense or LSTM kernel) and maps them to each given number of shared
 values (k-means, as `clustering.cluster` starts), and evaluates the model
-after each change, the other layers untouched. Nothing is fine-tuned: each
+after each change, the other layers untouched. With `rows`, it also keeps
+each given fraction of the embedding table's rows, the rarest ids sharing
+one row (what `embeddings.prune_rows` makes of the model). Nothing is fine-tuned: each
 figure is the loss right after the change, an upper bound on what training
 afterwards leaves. The cost is one evaluation of the given data per row,
 plus one for the baseline.
@@ -26,7 +28,7 @@ import numpy as np
 
 __all__ = ["analyze", "SensitivityTable", "Row", "prune_array", "quantize_array", "cluster_array", "score", "per_example", "paired_standard_error", "loss_between", "format_loss"]
 
-KINDS = ("prune", "quantize", "cluster")
+KINDS = ("prune", "quantize", "cluster", "rows")
 
 
 @dataclasses.dataclass
@@ -169,10 +171,11 @@ class SensitivityTable:
             line = ax.plot([0] + [p[0] for p in prune], [0] + [p[1] for p in prune], marker="o", label=name)[0]
             for r in self.rows:
                 if r.layer == name and r.kind != "prune":
-                    marker = "s" if r.kind == "quantize" else "^"
-                    ax.scatter([1.02 + 0.04 * (self.settings(r.kind).index(r.setting) + (3 if r.kind == "cluster" else 0))], [r.loss], marker=marker, color=line.get_color())
+                    marker = {"quantize": "s", "cluster": "^", "rows": "v"}[r.kind]
+                    offset = {"quantize": 0, "cluster": 3, "rows": 6}[r.kind]
+                    ax.scatter([1.02 + 0.04 * (self.settings(r.kind).index(r.setting) + offset)], [r.loss], marker=marker, color=line.get_color())
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xlabel("sparsity of the one layer pruned (squares: bit widths, triangles: clusters, at the right)")
+        ax.set_xlabel("sparsity of the one layer pruned (at the right: squares bit widths, triangles clusters, down triangles rows kept)")
         ax.set_ylabel(f"loss ({self.unit})")
         ax.set_title(f"sensitivity, one layer at a time ({self.metric} {self.baseline:.4f} unchanged)", fontsize=10)
         ax.grid(True, alpha=0.3)
@@ -244,7 +247,7 @@ _CHANGE = {"prune": prune_array, "quantize": quantize_array, "cluster": cluster_
 # ------------------------------------------------------------------ analysis
 
 
-def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clusters=(16, 8), layers=None, metric="accuracy", batch_size=512):
+def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clusters=(16, 8), rows=(), counts=None, layers=None, metric="accuracy", batch_size=512):
     """Measures the loss of compressing each layer alone.
 
     Args:
@@ -256,6 +259,16 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
             choice is reported on: a split carved from training.
         sparsities, bits, clusters: the changes to measure per layer (any
             may be empty).
+        rows: fractions in (0, 1) of the embedding table's rows to keep
+            (default none): the rows of ids from `keep - 1` up are replaced
+            by their mean, as `embeddings.prune_rows` makes them share one
+            row. Measured on the largest Embedding only (among `layers`),
+            whose ids must be ordered by frequency (as `tfcompress.text`
+            vocabularies, Keras `Tokenizer` word indexes and
+            `TextVectorization` vocabularies are).
+        counts: token counts per id (one per row of that table, e.g.
+            `np.bincount` of the training ids) to weight that mean; None:
+            the plain mean.
         layers: layer names to measure; default every layer with weights
             `pruning.prune` takes (Embedding, Dense, Conv1D, recurrent
             layers, Bidirectional).
@@ -277,6 +290,7 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
         ("sparsities", sparsities, lambda v: 0 < v < 1, "fractions in (0, 1)"),
         ("bits", bits, lambda v: isinstance(v, int) and 2 <= v <= 16, "integers in [2, 16]"),
         ("clusters", clusters, lambda v: isinstance(v, int) and 2 <= v <= 256, "integers in [2, 256]"),
+        ("rows", rows, lambda v: isinstance(v, float) and 0 < v < 1, "fractions in (0, 1)"),
     ):
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v)]
         if bad:
@@ -296,6 +310,8 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
         if unknown:
             raise ValueError(f"layers={list(layers)!r}: no layer {unknown[0]!r} with weights to measure. Layers that have: {sorted(names)}.")
         candidates = [layer for layer in candidates if layer.name in layers]
+    table_layer = _rows_layer(model, candidates, counts) if rows else None
+    row_settings = tuple(rows)  # `rows` names the table's rows below
 
     y = np.asarray(y)
 
@@ -310,10 +326,10 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
         originals = [v.numpy() for v in variables]
         params = int(sum(w.size for w in originals))
         try:
-            for kind, settings in (("prune", sparsities), ("quantize", bits), ("cluster", clusters)):
+            for kind, settings in (("prune", sparsities), ("quantize", bits), ("cluster", clusters), ("rows", row_settings if layer is table_layer else ())):
                 for setting in settings:
                     for v, w in zip(variables, originals):
-                        v.assign(_CHANGE[kind](w, setting))
+                        v.assign(_CHANGE[kind](w, setting) if kind != "rows" else _share_rows(w, setting, counts, layer.name))
                     value = evaluate()
                     rows.append(Row(layer.name, params, kind, float(setting), value, loss_between(baseline, value, metric)))
         finally:
@@ -322,9 +338,46 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
     return SensitivityTable(rows, metric, baseline, len(y), len(rows) + 1, time.perf_counter() - started)
 
 
+def _rows_layer(model, candidates, counts):
+    """The Embedding whose rows `analyze(rows=...)` measures: the largest
+    among `candidates`; a ValueError says why there is none."""
+    from tfcompress import keras
+    from tfcompress.models import CapVocabulary
+
+    tables = [layer for layer in candidates if isinstance(layer, keras.layers.Embedding)]
+    if not tables:
+        raise ValueError(
+            f"rows: model {model.name!r} has no Embedding layer among the layers measured, so there are no rows to keep. "
+            "Fix: leave rows out (rows=()), or include the Embedding in layers."
+        )
+    if any(isinstance(layer, CapVocabulary) for layer in model.layers):
+        raise ValueError(f"rows: model {model.name!r} already caps its vocabulary (CapVocabulary). Fix: leave rows out (rows=()).")
+    table = max(tables, key=lambda layer: int(np.prod(layer.embeddings.shape)))
+    if counts is not None and len(counts) != table.embeddings.shape[0]:
+        raise ValueError(
+            f"counts has {len(counts)} entries; layer {table.name!r} has {table.embeddings.shape[0]} rows. "
+            "Fix: one count per id (np.bincount(ids.ravel(), minlength=rows))."
+        )
+    return table
+
+
+def _share_rows(w, keep, counts, layer):
+    """`w` (an embedding table) with the rows from `keep - 1` up (`keep` a
+    fraction of its rows, as `embeddings.prune_rows` counts it) set to their
+    (count-weighted) mean."""
+    from tfcompress import embeddings
+
+    k = embeddings.rows_kept(w.shape[0], float(keep), layer)
+    out = np.array(w, copy=True)
+    out[k - 1 :] = embeddings.shared_row(w, k, counts, layer)
+    return out
+
+
 def _setting(kind, setting):
     if kind == "prune":
         return f"prune {setting:.0%}"
+    if kind == "rows":
+        return f"{setting:.0%} of rows"
     return f"{int(setting)} bits" if kind == "quantize" else f"{int(setting)} clusters"
 
 

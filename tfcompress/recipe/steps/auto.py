@@ -39,6 +39,9 @@ REFIT_FROM_DEFAULT = "plan"
 # Candidates fine-tuned at most (with shrink_first, round 1 is the shrink).
 ROUNDS_DEFAULT = 4
 
+# The fractions of the embedding's rows the plans may keep (none: every row stays).
+ROWS_DEFAULT = []
+
 
 @register_step
 class Auto(Step):
@@ -58,6 +61,8 @@ class Auto(Step):
         "recovery": (schema.optional(schema.positive_number, "a number > 0, or null (start from start_sparsity)"), None),
         "sparsities": (schema.expects("a list of numbers in (0, 1)")(lambda v: isinstance(v, list) and v and all(schema.open_fraction(i) for i in v)), [0.5, 0.8, 0.9, 0.95]),
         "clusters": (schema.expects("a list of null (no clustering) and integers in [2, 256]")(lambda v: isinstance(v, list) and v and all(_cluster_choice(i) for i in v)), [None, 16, 8]),
+        # Fractions of the embedding table's rows a plan may keep, the rarest token ids sharing one row.
+        "rows": (schema.expects("a list of numbers in (0, 1) (fractions of the embedding's rows to keep)")(lambda v: isinstance(v, list) and all(schema.open_fraction(i) for i in v)), ROWS_DEFAULT),
         "prune_epochs": (schema.positive_int, 2),
         "cluster_epochs": (schema.positive_int, 1),
         "quantize_epochs": (schema.positive_int, 1),
@@ -116,9 +121,13 @@ class Auto(Step):
         if teacher:
             ctx.log(f"[auto] fine-tunes train towards {1 - teacher:g} x label + {teacher:g} x the dense model's output (teacher_weight {teacher:g})")
 
+        rows = [float(r) for r in args["rows"]]
+        # How often each id occurs in the data the fine-tunes train on: the shared row of the rare ids is their weighted mean.
+        counts = budget.token_counts(model, ctx.data["x_train"]) if rows and not latency else None
+
         def analyze(m):
             clusters = [c for c in args["clusters"] if c is not None]
-            table = sensitivity.analyze(m, x, y, sparsities=args["sparsities"], bits=[8], clusters=clusters, metric=metric)
+            table = sensitivity.analyze(m, x, y, sparsities=args["sparsities"], bits=[8], clusters=clusters, rows=rows, counts=counts, metric=metric)
             ctx.log(f"[auto] sensitivity: {table.summary()}")
             return table
 
@@ -132,7 +141,7 @@ class Auto(Step):
             steps = int(np.ceil(ctx.train_count(train_args) / args["batch_size"]))
             tune = budget.fine_tuner(
                 base, fit, prune_epochs=args["prune_epochs"], cluster_epochs=args["cluster_epochs"], quantize_epochs=args["quantize_epochs"],
-                steps_per_epoch=steps, shrink_epochs=args["shrink_epochs"],
+                steps_per_epoch=steps, shrink_epochs=args["shrink_epochs"], counts=counts,
             )
 
             def fine_tune(plan):
