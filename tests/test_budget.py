@@ -36,6 +36,39 @@ def test_the_front_runs_from_smallest_to_safest(trained, table):  # noqa: F811
         budget.plan_front(model, table, clusters=(None, 16))
 
 
+def test_plans_that_keep_fewer_embedding_rows_are_smaller_and_fine_tune_to_a_file_that_agrees(trained, tmp_path):  # noqa: F811
+    from tfcompress import export
+    from tfcompress.models import CapVocabulary
+
+    model, x, y = trained
+    counts = budget.token_counts(model, x)
+    table = sensitivity.analyze(model, x, y, sparsities=[0.8], bits=[8], clusters=[8], rows=[0.5], counts=counts)
+    front = budget.plan_front(model, table, clusters=(None, 8))
+    with_rows = [p for p in front if p.rows]
+    assert with_rows and all(p.rows == 0.5 and p.rows_layer == "embedding" for p in with_rows)
+    plan = with_rows[0]
+    assert plan.describe().startswith("embedding keeps 50% of its rows; ")
+    same = budget._plan(budget._layer_arrays(model, list(plan.sparsity), "test"), table, plan.sparsity, plan.clusters)
+    assert same.rows is None and plan.estimated_bytes < same.estimated_bytes  # the same plan with every row is larger
+    assert plan.predicted_loss == pytest.approx(same.predicted_loss + max(0.0, table.loss("embedding", "rows", 0.5)))
+    # A back-off from a plan whose one change is the rows keeps them all again.
+    only_rows = budget._plan(budget._layer_arrays(model, list(plan.sparsity), "test"), table, dict.fromkeys(plan.sparsity, 0.0), None, 0.5)
+    milder = budget.relax(only_rows, model, table, clusters=(None, 8))
+    assert only_rows.rows == 0.5 and milder.rows is None and not milder.prunes and milder.estimated_bytes > only_rows.estimated_bytes
+    # The fine-tune caps the ids and trains the 25-row table; the file answers as the Keras model does.
+    def fit(m, epochs, learning_rate):
+        m.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
+        m.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+        return m
+
+    tuned = budget.fine_tuner(model, fit, prune_epochs=1, counts=counts)(budget.Plan({"embedding": 0.8, "lstm": 0.0, "dense": 0.0}, None, rows=0.5, rows_layer="embedding"))
+    stripped = quantization.strip(tuned)
+    assert any(isinstance(layer, CapVocabulary) for layer in stripped.layers) and stripped.get_layer("embedding").input_dim == 25
+    assert np.mean(stripped.get_layer("embedding").get_weights()[0] == 0) == pytest.approx(0.8, abs=0.01)
+    result = export.to_tflite(tuned, tmp_path / "rows.tflite", mode="dynamic", verify=x)
+    assert "MINIMUM" in result.ops and result.verification["agreement"] >= 0.99
+
+
 def _one_shot(model):
     """A fine-tune that only applies the plan (no training, no QAT): the search's logic on real models."""
 
@@ -558,6 +591,7 @@ def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_sta
 
     config = _auto_config(tmp_path, shrink_first=None, start="uniform")
     config["steps"][0]["train"] = {"epochs": "auto", "max_epochs": 3, "patience": 1, "batch_size": 32}
+    del config["steps"][2]  # no export: the auto step's model is what is compared
     lines, fits = [], []
     report = recipe.run(config, tmp_path / "out", log=lines.append, callbacks=[fit_shapes(fits)])
     chosen = report.meta["epochs chosen (step 1 train)"]  # train keeps its best epoch, unrefit: auto chooses after it
@@ -583,8 +617,7 @@ def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_sta
 
     with monkeypatch.context() as patch:
         patch.setattr(budget, "search", longer_search)
-        for done in ("02-auto", "03-export"):
-            shutil.rmtree(tmp_path / "out" / ".run" / done)
+        shutil.rmtree(tmp_path / "out" / ".run" / "02-auto")
         recipe.run(config, tmp_path / "out", log=lines.append)  # the train step resumed, the auto step run again
     second = refit_weights()
     assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
@@ -595,13 +628,16 @@ def test_the_refit_trains_the_dense_model_again_for_the_count_train_chose_or_sta
     report = recipe.run(config, tmp_path / "again", log=lines.append, callbacks=[fit_shapes(fits)])
     assert not any("the train step again" in line for line in lines) and fits == [(3, 15), (1, 15), (1, 15), (1, 19), (1, 19)]
     assert report.records[1].notes.endswith("; then refit on train + selection (600 examples) (the dev figures are the refit model's, which nothing verified)")
-    # Steps before auto that are not one train step cannot be made again here: the log says so.
-    config["steps"][1]["auto"]["refit_dense"] = True
-    config["steps"].insert(1, {"shrink": {"units": 0.5, "epochs": 1, "batch_size": 32}})
-    lines.clear(), fits.clear()
-    report = recipe.run(config, tmp_path / "shrunk", log=lines.append, callbacks=[fit_shapes(fits)])
+
+
+def test_a_refit_after_steps_that_are_not_one_train_step_starts_from_the_dense_model_as_it_came(tmp_path):
+    config = _auto_config(tmp_path, shrink_first=None, start="uniform")
+    config["steps"][0]["train"]["epochs"] = 2
+    config["steps"][1:] = [{"shrink": {"units": 0.5, "epochs": 1, "batch_size": 32}}, config["steps"][1]]  # no export
+    lines, fits = [], []
+    recipe.run(config, tmp_path / "shrunk", log=lines.append, callbacks=[fit_shapes(fits)])
     assert "[auto] refit: the steps before auto are not one train step, so the plan starts from the dense model as it came" in lines
-    assert not any("the train step again" in line for line in lines) and (3, 19) not in fits
+    assert not any("the train step again" in line for line in lines) and (2, 19) not in fits
 
 
 def test_a_budget_verifies_on_a_quarter_of_the_training_data_unless_told(tmp_path):
@@ -688,9 +724,12 @@ def test_a_fine_tune_with_teacher_weight_1_follows_the_dense_model_not_the_label
 
 
 def test_the_auto_step_fine_tunes_and_refits_towards_its_dense_model_by_default(tmp_path):
-    config = _auto_config(tmp_path, shrink_first=None, start="uniform")  # teacher_weight left out: 0.5 for a classifier
+    # teacher_weight left out: 0.5 for a classifier. With rows, the table measures the embedding's rows too.
+    config = _auto_config(tmp_path, shrink_first=None, start="uniform", rows=[0.5])
+    del config["steps"][2]  # no export
     lines = []
     report = recipe.run(config, tmp_path / "out", log=lines.append)
+    assert "| 50% of rows |" in report.sections["Accuracy budget (step 2)"]
     assert "[auto] fine-tunes train towards 0.5 x label + 0.5 x the dense model's output (teacher_weight 0.5)" in lines
     row = next(r for r in report.records if r.step == "auto (max loss 100)")
     assert row.notes.startswith("prune ") and report.meta["refit"]
@@ -712,3 +751,19 @@ def test_a_language_models_auto_step_trains_on_its_labels_alone_by_default(tmp_p
     recipe.run(config, tmp_path / "out", log=lines.append)
     assert any(line.startswith("[auto] round 1: ") for line in lines), lines
     assert not any("fine-tunes train towards" in line for line in lines)  # next characters alone: no teacher
+
+
+def test_rows_auto_tries_fewer_embedding_rows_only_where_the_ids_and_their_counts_are_known(trained):  # noqa: F811
+    from tfcompress import models
+    from tfcompress.recipe.steps.auto import ROW_FRACTIONS, _row_fractions
+
+    model, x, _ = trained
+    assert _row_fractions("auto", model, x, "accuracy", False) == (ROW_FRACTIONS, None)
+    assert _row_fractions([0.5], model, x, "accuracy", False) == ([0.5], None)  # as given
+    assert _row_fractions("auto", model, x, "accuracy", True) == ([], None)  # the latency objective keeps the table
+    assert _row_fractions("auto", model, x, "bits/char", False) == ([], "a language model's table is a few dozen characters")
+    assert _row_fractions("auto", model, x.astype(str), "accuracy", False) == ([], "the model reads text, not token ids, so the token counts are not known here")
+    one_hot = keras.Sequential([keras.Input((10, 5)), keras.layers.LSTM(4), keras.layers.Dense(5, activation="softmax")])
+    assert _row_fractions("auto", one_hot, np.zeros((2, 10, 5), "float32"), "accuracy", False) == ([], "the model has no Embedding")
+    capped = models.lstm_classifier(50, max_len=10, units=4, embedding_dim=4, embedding_vocab_size=20)
+    assert _row_fractions("auto", capped, x, "accuracy", False) == ([], "the model already caps its vocabulary (CapVocabulary)")

@@ -87,6 +87,31 @@ def test_bad_arguments_and_wrapped_models_are_refused(trained):
         sensitivity.analyze(pruning.prune(model, 0.5), x, y)
 
 
+def test_rows_are_measured_on_the_embedding_alone_as_prune_rows_makes_them(trained):
+    from tfcompress import budget, embeddings
+
+    model, x, y = trained
+    before = [w.copy() for w in model.get_weights()]
+    counts = budget.token_counts(model, x)
+    table = sensitivity.analyze(model, x, y, sparsities=[], bits=[], clusters=[], rows=[0.5, 0.2], counts=counts)
+    assert [(r.layer, r.kind, r.setting) for r in table.rows] == [("embedding", "rows", 0.5), ("embedding", "rows", 0.2)]
+    assert table.evaluations == 3 and table.settings("rows") == [0.5, 0.2]  # mildest first
+    for w, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(w, b)
+    for keep in (0.5, 0.2):  # each row: the metric of the model prune_rows makes (ids from 24, or 9, share one row)
+        small = embeddings.prune_rows(model, keep=keep, counts=counts)
+        assert table.loss("embedding", "rows", keep) == pytest.approx(sensitivity.loss_between(table.baseline, metrics.accuracy(small.predict(x, verbose=0), y), "accuracy"))
+    # The class is whether an id below 20 is among the last three: ids 24 and up can share a row, ids 10-19 cannot.
+    assert table.loss("embedding", "rows", 0.5) < 1.0 < table.loss("embedding", "rows", 0.2)
+    assert "| 50% of rows | 20% of rows |" in table.to_markdown()
+    with pytest.raises(ValueError, match=r"rows must be fractions in \(0, 1\). Received: rows=\[0.5, 1.0\] \(1.0 is not\)"):
+        sensitivity.analyze(model, x, y, rows=[0.5, 1.0])
+    with pytest.raises(ValueError, match=r"counts has 3 entries; layer 'embedding' has 50 rows. Fix: one count per id"):
+        sensitivity.analyze(model, x, y, rows=[0.5], counts=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"rows: model '.*' has no Embedding layer among the layers measured.*Fix: leave rows out"):
+        sensitivity.analyze(model, x, y, rows=[0.5], layers=["lstm"])
+
+
 def test_a_keras3_model_is_measured_too(trained):
     import keras as keras3
 

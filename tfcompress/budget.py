@@ -7,7 +7,11 @@ the smallest compressed model it verified within that budget:
 1. **Sensitivity** (`tfcompress.sensitivity.analyze`): the loss of pruning,
    rounding and clustering each layer alone, one shot, on a selection split.
 2. **Plans**: for every layer a sparsity (0 or one the table measured), and
-   one number of clusters (or none) for the model; each plan's size is
+   one number of clusters (or none) for the model; with `rows`, also the
+   fraction of the embedding table's rows kept (the rarest token ids share
+   one row: `embeddings.prune_rows`; after shrinking, the table is nearly
+   the whole file, and the rows of rare words cost as much as the rest);
+   each plan's size is
    estimated (the gzip size of each weight pruned, clustered and rounded to
    int8, as the `.tflite` file stores it) and its loss predicted (the sum of
    the one-shot losses of its changes). Only plans that no other plan beats

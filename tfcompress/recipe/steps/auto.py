@@ -39,8 +39,32 @@ REFIT_FROM_DEFAULT = "plan"
 # Candidates fine-tuned at most (with shrink_first, round 1 is the shrink).
 ROUNDS_DEFAULT = 4
 
-# The fractions of the embedding's rows the plans may keep (none: every row stays).
+# The fractions of the embedding's rows the plans may keep, the rarest token ids sharing one row
+# ("auto": ROW_FRACTIONS for a classifier whose Embedding reads integer ids, else none).
+ROW_FRACTIONS = [0.75, 0.5, 0.35, 0.25]
 ROWS_DEFAULT = []
+
+
+def _row_fractions(rows, model, x_train, metric, latency):
+    """`(fractions, why none)`: the `rows` argument resolved for this model;
+    "auto" tries `ROW_FRACTIONS` only where keeping fewer rows is known to
+    work (a classifier whose largest Embedding reads integer token ids)."""
+    if rows != "auto":
+        return [float(r) for r in rows], None
+    from tfcompress import keras
+    from tfcompress._keras import ensure_tf_keras
+    from tfcompress.models import CapVocabulary
+
+    layers = ensure_tf_keras(model, caller="auto").layers
+    if latency or metric != "accuracy":
+        return [], "a language model's table is a few dozen characters" if metric != "accuracy" else None
+    if not any(isinstance(layer, keras.layers.Embedding) for layer in layers):
+        return [], "the model has no Embedding"
+    if any(isinstance(layer, CapVocabulary) for layer in layers):
+        return [], "the model already caps its vocabulary (CapVocabulary)"
+    if not np.issubdtype(np.asarray(x_train).dtype, np.integer):
+        return [], "the model reads text, not token ids, so the token counts are not known here"
+    return list(ROW_FRACTIONS), None
 
 
 @register_step
@@ -62,7 +86,7 @@ class Auto(Step):
         "sparsities": (schema.expects("a list of numbers in (0, 1)")(lambda v: isinstance(v, list) and v and all(schema.open_fraction(i) for i in v)), [0.5, 0.8, 0.9, 0.95]),
         "clusters": (schema.expects("a list of null (no clustering) and integers in [2, 256]")(lambda v: isinstance(v, list) and v and all(_cluster_choice(i) for i in v)), [None, 16, 8]),
         # Fractions of the embedding table's rows a plan may keep, the rarest token ids sharing one row.
-        "rows": (schema.expects("a list of numbers in (0, 1) (fractions of the embedding's rows to keep)")(lambda v: isinstance(v, list) and all(schema.open_fraction(i) for i in v)), ROWS_DEFAULT),
+        "rows": (schema.expects('"auto" or a list of numbers in (0, 1) (fractions of the embedding\'s rows to keep; [] keeps every row)')(lambda v: v == "auto" or (isinstance(v, list) and all(schema.open_fraction(i) for i in v))), ROWS_DEFAULT),
         "prune_epochs": (schema.positive_int, 2),
         "cluster_epochs": (schema.positive_int, 1),
         "quantize_epochs": (schema.positive_int, 1),
@@ -121,7 +145,9 @@ class Auto(Step):
         if teacher:
             ctx.log(f"[auto] fine-tunes train towards {1 - teacher:g} x label + {teacher:g} x the dense model's output (teacher_weight {teacher:g})")
 
-        rows = [float(r) for r in args["rows"]]
+        rows, why_not = _row_fractions(args["rows"], model, ctx.data.get("x_train"), metric, latency)
+        if why_not:
+            ctx.log(f"[auto] every row of the embedding stays: {why_not}")
         # How often each id occurs in the data the fine-tunes train on: the shared row of the rare ids is their weighted mean.
         counts = budget.token_counts(model, ctx.data["x_train"]) if rows and not latency else None
 
