@@ -560,6 +560,8 @@ def test_the_latency_objective_exports_the_unrolled_form_unless_told_otherwise()
 
 
 def test_the_refit_is_on_unless_the_command_line_says_no(capsys):
+    from tfcompress.recipe.steps import auto as auto_step
+
     parser = cli.build_parser()
 
     def refit(*flags):
@@ -575,6 +577,12 @@ def test_the_refit_is_on_unless_the_command_line_says_no(capsys):
     assert next(s["auto"] for s in config["steps"] if "auto" in s)["teacher_weight"] is None  # the step's default
     config = cli._command_config(parser.parse_args(["compress", "train.tsv", "--max-loss", "1", "--teacher-weight", "0"]), parser)
     assert next(s["auto"] for s in config["steps"] if "auto" in s)["teacher_weight"] == 0  # the labels alone
+    for given, rows in ((None, auto_step.ROWS_DEFAULT), ("auto", "auto"), ("all", []), ("0.5,0.35", [0.5, 0.35])):
+        config = cli._command_config(parser.parse_args(["compress", "train.tsv", "--max-loss", "1", *(["--embedding-rows", given] if given else [])]), parser)
+        assert next(s["auto"] for s in config["steps"] if "auto" in s)["rows"] == rows, given
+    with pytest.raises(SystemExit):
+        refit("--embedding-rows", "0.5,2")
+    assert "argument --embedding-rows: expected auto, all, or comma-separated fractions in (0, 1) such as 0.5,0.35; got '0.5,2'" in capsys.readouterr().err
     # The same flag turns off the refit after `--epochs auto` in every training step.
     steps = cli._command_config(parser.parse_args(["compress", "train.tsv", "--epochs", "auto", "--refit", "no"]), parser)["steps"]
     assert [(name, a["epochs"], a["refit"]) for s in steps for name, a in s.items() if name != "export"] == [

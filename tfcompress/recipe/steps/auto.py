@@ -45,6 +45,21 @@ ROW_FRACTIONS = [0.75, 0.5, 0.35, 0.25]
 ROWS_DEFAULT = []
 
 
+def rows_arg(text):
+    """`--embedding-rows`: "auto", "all" (every row stays: []) or comma-separated fractions in (0, 1)."""
+    import argparse
+
+    if text in ("auto", "all"):
+        return "auto" if text == "auto" else []
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = None
+    if not values or not all(0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected auto, all, or comma-separated fractions in (0, 1) such as 0.5,0.35; got {text!r}")
+    return values
+
+
 def _row_fractions(rows, model, x_train, metric, latency):
     """`(fractions, why none)`: the `rows` argument resolved for this model;
     "auto" tries `ROW_FRACTIONS` only where keeping fewer rows is known to
@@ -118,6 +133,8 @@ class Auto(Step):
              f"(the verified model trained one more epoch on train + selection; it keeps its weights, zeros and clusters) (default: {REFIT_FROM_DEFAULT})"),
         Flag("--teacher-weight", "teacher_weight", float, None, "the dense model's share in the targets of each fine-tune of the auto step: each trains towards "
              "(1 - w) x label + w x the dense model's output (default: 0.5 for a classifier; 0, the labels alone, for a language model)"),
+        Flag("--embedding-rows", "rows", rows_arg, ROWS_DEFAULT, "the fractions of the embedding table's rows the auto step's plans may keep, the rarest token ids "
+             "sharing one row: auto (0.75,0.5,0.35,0.25 for a classifier that reads token ids), all (every row stays), or a list such as 0.5,0.35"),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
              "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )
