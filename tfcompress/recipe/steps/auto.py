@@ -87,7 +87,7 @@ class Auto(Step):
     name = "auto"
     summary = (
         "the smallest model within --max-loss: whole units removed first when that costs at most shrink_share of the budget, then per-layer "
-        "sparsity and clusters from a sensitivity table, fine-tuned (prune, cluster, QAT) "
+        "sparsity, clusters (and with rows, fewer embedding rows) from a sensitivity table, fine-tuned (prune, cluster, QAT) "
         "and verified on the selection split, the chosen one refit on train + selection; with --objective latency, the one with the fewest multiply-adds (whole units removed)"
     )
     schema = {
