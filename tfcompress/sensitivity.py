@@ -311,7 +311,6 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
             raise ValueError(f"layers={list(layers)!r}: no layer {unknown[0]!r} with weights to measure. Layers that have: {sorted(names)}.")
         candidates = [layer for layer in candidates if layer.name in layers]
     table_layer = _rows_layer(model, candidates, counts) if rows else None
-    row_settings = tuple(rows)  # `rows` names the table's rows below
 
     y = np.asarray(y)
 
@@ -320,22 +319,23 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
 
     started = time.perf_counter()
     baseline = evaluate()
-    rows = []
+    measured = []
     for layer in candidates:
         variables = prunable_weights(layer)
         originals = [v.numpy() for v in variables]
         params = int(sum(w.size for w in originals))
         try:
-            for kind, settings in (("prune", sparsities), ("quantize", bits), ("cluster", clusters), ("rows", row_settings if layer is table_layer else ())):
+            change = {**_CHANGE, "rows": lambda w, keep: _share_rows(w, keep, counts, layer.name)}
+            for kind, settings in (("prune", sparsities), ("quantize", bits), ("cluster", clusters), ("rows", rows if layer is table_layer else ())):
                 for setting in settings:
                     for v, w in zip(variables, originals):
-                        v.assign(_CHANGE[kind](w, setting) if kind != "rows" else _share_rows(w, setting, counts, layer.name))
+                        v.assign(change[kind](w, setting))
                     value = evaluate()
-                    rows.append(Row(layer.name, params, kind, float(setting), value, loss_between(baseline, value, metric)))
+                    measured.append(Row(layer.name, params, kind, float(setting), value, loss_between(baseline, value, metric)))
         finally:
             for v, w in zip(variables, originals):
                 v.assign(w)
-    return SensitivityTable(rows, metric, baseline, len(y), len(rows) + 1, time.perf_counter() - started)
+    return SensitivityTable(measured, metric, baseline, len(y), len(measured) + 1, time.perf_counter() - started)
 
 
 def _rows_layer(model, candidates, counts):

@@ -70,9 +70,11 @@ def _row_fractions(rows, model, x_train, metric, latency):
     from tfcompress._keras import ensure_tf_keras
     from tfcompress.models import CapVocabulary
 
+    if metric != "accuracy":
+        return [], "a language model's table is a few dozen characters"
+    if latency:
+        return [], None
     layers = ensure_tf_keras(model, caller="auto").layers
-    if latency or metric != "accuracy":
-        return [], "a language model's table is a few dozen characters" if metric != "accuracy" else None
     if not any(isinstance(layer, keras.layers.Embedding) for layer in layers):
         return [], "the model has no Embedding"
     if any(isinstance(layer, CapVocabulary) for layer in layers):
