@@ -69,6 +69,29 @@ def test_plans_that_keep_fewer_embedding_rows_are_smaller_and_fine_tune_to_a_fil
     assert "MINIMUM" in result.ops and result.verification["agreement"] >= 0.99
 
 
+def test_a_plan_over_budget_whose_costliest_change_is_the_rows_backs_off_to_more_rows(trained):  # noqa: F811
+    model, x, y = trained
+    table = sensitivity.analyze(model, x, y, sparsities=[0.8], bits=[8], clusters=[], rows=[0.75, 0.5], counts=budget.token_counts(model, x))
+    for r in table.rows:  # only the rows cost anything, half the rows more than three quarters
+        r.loss = {0.75: 0.2, 0.5: 0.4}[r.setting] if r.kind == "rows" else 0.0
+    broken = keras.models.clone_model(model)  # what half the rows "fine-tune" to here: every weight zero
+
+    def fine_tune(plan):
+        return broken if plan.rows == 0.5 else model
+
+    accuracy = lambda m: metrics.accuracy(m.predict(x, verbose=0), y)  # noqa: E731
+    for w in broken.weights:
+        w.assign(np.zeros(w.shape, w.dtype.name))
+    log = []
+    result = budget.search(model, table, fine_tune, accuracy, 0.5, rounds=3, clusters=(None,), margin=0, log=log.append)
+    plans = [c.plan for c in result.candidates]
+    # Round 1, the front's plan as large as 80% everywhere, keeps half the rows and loses too much.
+    assert [p.rows for p in plans] == [0.5, 0.75] and not result.candidates[0].within_budget
+    assert plans[1].sparsity == plans[0].sparsity and plans[1].clusters == plans[0].clusters  # only the rows were made milder
+    assert any(line.startswith("[auto] round 2: local back-off: embedding keeps 75% of its rows") for line in log)
+    assert result.within_budget and result.chosen.plan is plans[1]
+
+
 def _one_shot(model):
     """A fine-tune that only applies the plan (no training, no QAT): the search's logic on real models."""
 

@@ -29,8 +29,9 @@ the smallest compressed model it verified within that budget:
    plan within budget sends the next round to a smaller one on the front,
    halving the gap (in log scale of the predicted loss) each time; a plan
    over it backs off locally: the same plan with its change of largest
-   one-shot loss made milder (`relax`: that layer pruned one step less, or
-   fewer clusters), the rest kept. At most `rounds` rounds.
+   one-shot loss made milder (`relax`: that layer pruned one step less,
+   more clusters, or more of the embedding's rows), the rest kept. At most
+   `rounds` rounds.
 
 A plan counts as within the budget when its verified loss plus `margin`
 paired standard errors (1 by default) is at most `max_loss`. Without the
@@ -590,8 +591,9 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, margin=1.0,
         clusters: see `plan_front`.
         backoff: after a plan over budget, `"local"` tries that plan with
             its change of largest one-shot loss made milder (`relax`: one
-            layer's sparsity one step down, or fewer clusters), the rest
-            kept; `"front"` moves along the front to a plan predicted to
+            layer's sparsity one step down, more clusters, or more of the
+            embedding's rows), the rest kept; `"front"` moves along the
+            front to a plan predicted to
             lose less (which may change every layer). Either way the next
             plan within budget sends the search along the front to smaller
             plans.
@@ -670,8 +672,8 @@ def search(model, table, fine_tune, evaluate, max_loss, *, rounds=4, margin=1.0,
                 milder = relax(plan, model, table, clusters)
                 if milder is not None:
                     milder.shrunk = rounds_.shrunk
-                tried = [(t.plan.sparsity, t.plan.clusters) for t in rounds_.candidates]
-                if milder is not None and ((milder.sparsity, milder.clusters) in tried or (below is not None and milder.estimated_bytes >= below)):
+                tried = [(t.plan.sparsity, t.plan.clusters, t.plan.rows) for t in rounds_.candidates]
+                if milder is not None and ((milder.sparsity, milder.clusters, milder.rows) in tried or (below is not None and milder.estimated_bytes >= below)):
                     milder = None  # tried already, or no smaller than a plan known to keep the budget: along the front instead
     return rounds_.result(lambda plan: plan.estimated_bytes, front, table)
 
