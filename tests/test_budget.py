@@ -69,7 +69,7 @@ def test_plans_that_keep_fewer_embedding_rows_are_smaller_and_fine_tune_to_a_fil
     assert "MINIMUM" in result.ops and result.verification["agreement"] >= 0.99
 
 
-def test_a_plan_over_budget_whose_costliest_change_is_the_rows_backs_off_to_more_rows(trained):  # noqa: F811
+def test_a_plan_over_budget_that_keeps_fewer_embedding_rows_backs_off_to_more_rows_first(trained):  # noqa: F811
     model, x, y = trained
     table = sensitivity.analyze(model, x, y, sparsities=[0.8], bits=[8], clusters=[], rows=[0.75, 0.5], counts=budget.token_counts(model, x))
     for r in table.rows:  # only the rows cost anything, half the rows more than three quarters
@@ -86,10 +86,17 @@ def test_a_plan_over_budget_whose_costliest_change_is_the_rows_backs_off_to_more
     result = budget.search(model, table, fine_tune, accuracy, 0.5, rounds=3, clusters=(None,), margin=0, log=log.append)
     plans = [c.plan for c in result.candidates]
     # Round 1, the front's plan as large as 80% everywhere, keeps half the rows and loses too much.
-    assert [p.rows for p in plans] == [0.5, 0.75] and not result.candidates[0].within_budget
+    assert [p.rows for p in plans] == [0.5, 0.75] and plans[0].prunes and not result.candidates[0].within_budget
     assert plans[1].sparsity == plans[0].sparsity and plans[1].clusters == plans[0].clusters  # only the rows were made milder
     assert any(line.startswith("[auto] round 2: local back-off: embedding keeps 75% of its rows") for line in log)
     assert result.within_budget and result.chosen.plan is plans[1]
+    # The rows go back first even where pruning's one-shot loss is the larger: fine-tuning recovers that one.
+    for r in table.rows:
+        r.loss = 5.0 if r.kind == "prune" else r.loss
+    three_quarters = budget.relax(plans[0], model, table, clusters=(None,))
+    every_row = budget.relax(three_quarters, model, table, clusters=(None,))
+    assert (three_quarters.rows, every_row.rows) == (0.75, None) and three_quarters.sparsity == every_row.sparsity == plans[0].sparsity
+    assert budget.relax(every_row, model, table, clusters=(None,)).sparsity != plans[0].sparsity  # then the pruning
 
 
 def _one_shot(model):
