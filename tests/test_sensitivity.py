@@ -108,8 +108,13 @@ def test_rows_are_measured_on_the_embedding_alone_as_prune_rows_makes_them(train
         sensitivity.analyze(model, x, y, rows=[0.5, 1.0])
     with pytest.raises(ValueError, match=r"counts has 3 entries; layer 'embedding' has 50 rows. Fix: one count per id"):
         sensitivity.analyze(model, x, y, rows=[0.5], counts=[1, 2, 3])
-    with pytest.raises(ValueError, match=r"rows: model '.*' has no Embedding layer among the layers measured.*Fix: leave rows out"):
+    with pytest.raises(ValueError, match=r"rows: layer 'embedding', the model's embedding table, is not among the layers measured. Fix: include it in layers"):
         sensitivity.analyze(model, x, y, rows=[0.5], layers=["lstm"])
+    no_table = keras.Sequential([keras.Input((10, 3)), keras.layers.LSTM(4), keras.layers.Dense(2, activation="softmax")])
+    with pytest.raises(ValueError, match=r"rows: model '.*' has no rows to keep fewer of: the model has no Embedding. Fix: leave rows out"):
+        sensitivity.analyze(no_table, np.zeros((4, 10, 3), "float32"), np.zeros(4, "int64"), rows=[0.5])
+    with pytest.raises(ValueError, match=r"rows: model '.*' has no rows to keep fewer of: the model has no Embedding"):
+        budget.token_counts(no_table, np.zeros((4, 10), "int64"))
 
 
 def test_a_keras3_model_is_measured_too(trained):

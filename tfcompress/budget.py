@@ -904,10 +904,12 @@ def token_counts(model, x):
     token ids): `np.bincount`, one count per row, for `embeddings.prune_rows`
     and `sensitivity.analyze(rows=...)`."""
     from tfcompress._keras import ensure_tf_keras
-    from tfcompress.embeddings import _embedding
+    from tfcompress.embeddings import row_table
 
     model = ensure_tf_keras(model, caller="budget.token_counts")
-    table = _embedding(model)
+    table, why = row_table(model)
+    if table is None:
+        raise ValueError(f"rows: model {model.name!r} has no rows to keep fewer of: {why}. Fix: leave rows out.")
     ids = np.asarray(x)
     if not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(

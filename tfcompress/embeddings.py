@@ -188,6 +188,20 @@ def prune_rows(model, keep, counts=None, layer=None):
     return new
 
 
+def row_table(model):
+    """`(layer, None)`: the Embedding of a tf_keras `model` whose rows
+    `prune_rows` keeps fewer of by default (the largest); `(None, why)` when
+    it has none to cut. Token counts, the sensitivity table's rows and the
+    budget search all ask this, so they name the same table."""
+    from tfcompress.models import CapVocabulary
+
+    if not any(isinstance(l, keras.layers.Embedding) for l in model.layers):
+        return None, "the model has no Embedding"
+    if any(isinstance(l, CapVocabulary) for l in model.layers):
+        return None, "the model already caps its vocabulary (CapVocabulary)"
+    return _embedding(model), None
+
+
 def rows_kept(rows, keep, layer="the embedding"):
     """The rows `prune_rows(keep=keep)` keeps of a table of `rows`: `keep`
     itself (an integer in [3, rows)) or a fraction in (0, 1) of `rows`

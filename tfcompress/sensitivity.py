@@ -339,20 +339,19 @@ def analyze(model, x, y, *, sparsities=(0.5, 0.8, 0.9, 0.95), bits=(8, 4), clust
 
 
 def _rows_layer(model, candidates, counts):
-    """The Embedding whose rows `analyze(rows=...)` measures: the largest
-    among `candidates`; a ValueError says why there is none."""
-    from tfcompress import keras
-    from tfcompress.models import CapVocabulary
+    """The Embedding whose rows `analyze(rows=...)` measures: the one
+    `embeddings.prune_rows` cuts, which must be among `candidates`; a
+    ValueError says why there is none."""
+    from tfcompress import embeddings
 
-    tables = [layer for layer in candidates if isinstance(layer, keras.layers.Embedding)]
-    if not tables:
+    table, why = embeddings.row_table(model)
+    if table is None:
+        raise ValueError(f"rows: model {model.name!r} has no rows to keep fewer of: {why}. Fix: leave rows out (rows=()).")
+    if table not in candidates:
         raise ValueError(
-            f"rows: model {model.name!r} has no Embedding layer among the layers measured, so there are no rows to keep. "
-            "Fix: leave rows out (rows=()), or include the Embedding in layers."
+            f"rows: layer {table.name!r}, the model's embedding table, is not among the layers measured. "
+            "Fix: include it in layers, or leave rows out (rows=())."
         )
-    if any(isinstance(layer, CapVocabulary) for layer in model.layers):
-        raise ValueError(f"rows: model {model.name!r} already caps its vocabulary (CapVocabulary). Fix: leave rows out (rows=()).")
-    table = max(tables, key=lambda layer: int(np.prod(layer.embeddings.shape)))
     if counts is not None and len(counts) != table.embeddings.shape[0]:
         raise ValueError(
             f"counts has {len(counts)} entries; layer {table.name!r} has {table.embeddings.shape[0]} rows. "

@@ -66,19 +66,16 @@ def _row_fractions(rows, model, x_train, metric, latency):
     work (a classifier whose largest Embedding reads integer token ids)."""
     if rows != "auto":
         return [float(r) for r in rows], None
-    from tfcompress import keras
+    from tfcompress import embeddings
     from tfcompress._keras import ensure_tf_keras
-    from tfcompress.models import CapVocabulary
 
     if metric != "accuracy":
         return [], "a language model's table is a few dozen characters"
     if latency:
         return [], None
-    layers = ensure_tf_keras(model, caller="auto").layers
-    if not any(isinstance(layer, keras.layers.Embedding) for layer in layers):
-        return [], "the model has no Embedding"
-    if any(isinstance(layer, CapVocabulary) for layer in layers):
-        return [], "the model already caps its vocabulary (CapVocabulary)"
+    table, why = embeddings.row_table(ensure_tf_keras(model, caller="auto"))
+    if table is None:
+        return [], why
     if not np.issubdtype(np.asarray(x_train).dtype, np.integer):
         return [], "the model reads text, not token ids, so the token counts are not known here"
     return list(ROW_FRACTIONS), None
