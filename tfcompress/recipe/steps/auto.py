@@ -146,6 +146,8 @@ class Auto(Step):
             fail([], "auto compresses a trained float model, so it cannot follow prune, cluster, quantize or another auto", "put auto right after train (or first, with a loaded model)")
         if args["teacher_weight"] and config["data"]["task"] == "language_model":
             fail(["teacher_weight"], f"teacher_weight {args['teacher_weight']:g} needs a classifier: a language model's fine-tunes train on the next characters alone", "leave teacher_weight out (or 0) for a language model")
+        if args["objective"] == "latency" and args["rows"] not in ("auto", []):
+            fail(["rows"], f"rows {args['rows']} with objective latency: that search removes whole units, and fewer embedding rows do not change the multiply-adds", "leave rows out (or []) with objective latency, or use objective size")
         if args["start_clusters"] not in ("fewest", None) and args["start_clusters"] not in args["clusters"]:
             fail(["start_clusters"], f"start_clusters {args['start_clusters']} is not one of clusters {args['clusters']}", f"add {args['start_clusters']} to clusters, or use \"fewest\" or null")
         return args
