@@ -42,7 +42,7 @@ ROUNDS_DEFAULT = 4
 # The fractions of the embedding's rows the plans may keep, the rarest token ids sharing one row
 # ("auto": ROW_FRACTIONS for a classifier whose Embedding reads integer ids, else none).
 ROW_FRACTIONS = [0.75, 0.5]
-ROWS_DEFAULT = []
+ROWS_DEFAULT = "auto"
 
 
 def rows_arg(text):
@@ -133,7 +133,7 @@ class Auto(Step):
         Flag("--teacher-weight", "teacher_weight", float, None, "the dense model's share in the targets of each fine-tune of the auto step: each trains towards "
              "(1 - w) x label + w x the dense model's output (default: 0.5 for a classifier; 0, the labels alone, for a language model)"),
         Flag("--embedding-rows", "rows", rows_arg, ROWS_DEFAULT, "the fractions of the embedding table's rows the auto step's plans may keep, the rarest token ids "
-             "sharing one row: auto (0.75,0.5 for a classifier that reads token ids), all (every row stays), or a list such as 0.5,0.35"),
+             f"sharing one row: auto ({','.join(f'{r:g}' for r in ROW_FRACTIONS)} for a classifier that reads token ids), all (every row stays), or a list such as 0.5,0.35 (default: {ROWS_DEFAULT})"),
         Flag("--objective", "objective", str, "size", "what the auto step makes as small as the budget allows: size (the gzip size of the file) "
              "or latency (multiply-adds: whole units removed, for a faster model; the export then writes the unrolled form unless --recurrent is given)"),
     )
