@@ -3,6 +3,7 @@ smaller when a plan keeps the budget and back off when it does not, and the
 `auto` step through recipes and the command line."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -442,7 +443,8 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     row = next(r for r in report.records if r.step == "auto (max loss 100)")
     assert report.meta["budget met"] and not row.notes.startswith("BUDGET NOT MET")  # (the rounds' logic is tested above)
     # Refit (the default): the chosen plan trained again with the selection split's 60 sentences back in training.
-    assert report.meta["refit"] and "[auto] refit: shrink to 50% of the units; prune " in "\n".join(lines)
+    # (rows: auto, the default: the plans may also keep 75% or 50% of the embedding's 20 rows)
+    assert report.meta["refit"] and re.search(r"\[auto\] refit: shrink to 50% of the units; (embedding keeps (75|50)% of its rows; )?prune ", "\n".join(lines))
     refit = "train + selection (600 examples), from a dense model trained on them too"
     assert row.notes.endswith(f"; then refit on {refit} (the dev figures are the refit model's, which nothing verified)")
     assert f"**Refit:** the model handed on is that plan refit on {refit}, not the verified model" in section
@@ -451,10 +453,13 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     assert fits[0] == (4, 15) and fits.count((4, 19)) == 1 and fits.index((4, 19)) > 2
     state = json.loads((tmp_path / "out" / ".run" / "02-auto" / "done.json").read_text())
     assert state["meta"]["budget met"] == report.meta["budget met"]
-    shrunk, chosen = row.notes.split(";")[:2]  # "shrink to 50% ...; prune embedding 80%, lstm_0 95%, ..."
-    assert shrunk == "shrink to 50% of the units"
+    parts = row.notes.split("; ")  # "shrink to 50% ...; [embedding keeps 50% of its rows; ]prune embedding 80%, lstm_0 95%, ..."
+    chosen = next(p for p in parts if p.startswith("prune "))
+    assert parts[0] == "shrink to 50% of the units"
     model = quantization.strip(tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras"))
     assert model.get_layer("lstm_0").units == 4 and model.get_layer("embedding").output_dim == 4
+    kept = re.fullmatch(r"embedding keeps (\d+)% of its rows", parts[1])
+    assert model.get_layer("embedding").input_dim == (round(20 * int(kept[1]) / 100) if kept else 20)
     for name, share in (p.rsplit(" ", 1) for p in chosen.strip().removeprefix("prune ").split(", ")):
         weights = [w.numpy() for w in prunable_weights(model.get_layer(name))]
         zeros = np.mean([np.mean(w == 0) for w in weights])
