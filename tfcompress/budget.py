@@ -441,10 +441,9 @@ def relax(plan, model, table, clusters=(None, 16, 8)):
     of removed rows (SST-2, 25% of the rows: +0.9 point at once, 1.2 and
     1.6 points more than the whole table after an epoch; BENCHMARKS.md,
     "Probe: embedding rows kept"), so the one-shot losses would rank the
-    rows last. Otherwise the change with the largest
-    one-shot loss is made milder: that layer's sparsity to the next lower
-    one the table measured, or 0; or the clusters to the next larger number
-    in `clusters`, or none.
+    rows last. Otherwise the change with the largest one-shot loss is made
+    milder: that layer's sparsity to the next lower one the table measured,
+    or 0; or the clusters to the next larger number in `clusters`, or none.
 
     Args:
         plan: a `Plan` of `model` (from `plan_front`, or one `relax` made).
@@ -1019,7 +1018,8 @@ def compress(model, train, selection, max_loss, *, metric="accuracy", batch_size
             to training instead of `selection`'s.
         rows: fractions in (0, 1) of the embedding table's rows the plans may
             keep, the rarest ids sharing one row (`embeddings.prune_rows`;
-            default none: every row kept). The token ids must be ordered by
+            default none: every row kept; the recipe's `rows: auto` tries
+            [0.75, 0.5] for a classifier). The token ids must be ordered by
             frequency, as `tfcompress.text` vocabularies are; the shared row
             is the mean of the rows it replaces, weighted by how often each
             id occurs in `train`.
