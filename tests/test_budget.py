@@ -440,6 +440,12 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     rounds = [line for line in section.splitlines() if line.startswith("| 2 ")]
     assert len(rounds) == 1 and "within (chosen)" in rounds[0] and "![candidates against the budget](auto-2.png)" in section
     assert (tmp_path / "out" / "auto-2.png").stat().st_size > 1000
+    # rows: auto and teacher_weight left out (the defaults): the table measures the embedding's rows, and every
+    # fine-tune and the refit train towards half the label and half the dense model's output.
+    assert "| 75% of rows | 50% of rows |" in section
+    assert "[auto] fine-tunes train towards 0.5 x label + 0.5 x the dense model's output (teacher_weight 0.5)" in lines
+    said = "Every fine-tune and the refit trained towards 0.5 x the label + 0.5 x the dense model's own output (`teacher_weight: 0.5`, self-distillation)"
+    assert said in section
     row = next(r for r in report.records if r.step == "auto (max loss 100)")
     assert report.meta["budget met"] and not row.notes.startswith("BUDGET NOT MET")  # (the rounds' logic is tested above)
     # Refit (the default): the chosen plan trained again with the selection split's 60 sentences back in training.
@@ -447,6 +453,7 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     assert report.meta["refit"] and re.search(r"\[auto\] refit: shrink to 50% of the units; (embedding keeps (75|50)% of its rows; )?prune ", "\n".join(lines))
     refit = "train + selection (600 examples), from a dense model trained on them too"
     assert row.notes.endswith(f"; then refit on {refit} (the dev figures are the refit model's, which nothing verified)")
+    assert re.search(r"; \d+ candidates, each fine-tuned towards 0\.5 x label \+ 0\.5 x the dense model's output \(teacher_weight\); then refit on ", row.notes)
     assert f"**Refit:** the model handed on is that plan refit on {refit}, not the verified model" in section
     # The plan starts from the train step made again: its 4 epochs, in batches of 32 of 450 examples, then of 600.
     assert "[auto] refit: the train step again on train + selection (600 examples), for the dense model the plan starts from" in lines
@@ -456,7 +463,9 @@ def test_the_auto_step_hands_on_a_verified_plan_and_reports_every_candidate(tmp_
     parts = row.notes.split("; ")  # "shrink to 50% ...; [embedding keeps 50% of its rows; ]prune embedding 80%, lstm_0 95%, ..."
     chosen = next(p for p in parts if p.startswith("prune "))
     assert parts[0] == "shrink to 50% of the units"
-    model = quantization.strip(tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras"))
+    model = tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras")
+    assert quantization.is_quantized(model)
+    model = quantization.strip(model)
     assert model.get_layer("lstm_0").units == 4 and model.get_layer("embedding").output_dim == 4
     kept = re.fullmatch(r"embedding keeps (\d+)% of its rows", parts[1])
     assert model.get_layer("embedding").input_dim == (round(20 * int(kept[1]) / 100) if kept else 20)
@@ -764,23 +773,6 @@ def test_a_fine_tune_with_teacher_weight_1_follows_the_dense_model_not_the_label
     assert agree[1.0] >= 0.9 and agree[0.0] <= agree[1.0] - 0.3, agree
     with pytest.raises(ValueError, match=r"teacher_weight must be a number in \[0, 1\].*Received: teacher_weight=2"):
         budget.compress(model, (xt, wrong), (x, y), 1.0, teacher_weight=2)
-
-
-def test_the_auto_step_fine_tunes_and_refits_towards_its_dense_model_by_default(tmp_path):
-    # teacher_weight left out: 0.5 for a classifier. With rows, the table measures the embedding's rows too.
-    config = _auto_config(tmp_path, shrink_first=None, start="uniform", rows=[0.5])
-    del config["steps"][2]  # no export
-    lines = []
-    report = recipe.run(config, tmp_path / "out", log=lines.append)
-    assert "| 50% of rows |" in report.sections["Accuracy budget (step 2)"]
-    assert "[auto] fine-tunes train towards 0.5 x label + 0.5 x the dense model's output (teacher_weight 0.5)" in lines
-    row = next(r for r in report.records if r.step == "auto (max loss 100)")
-    assert row.notes.startswith("prune ") and report.meta["refit"]
-    assert "; 1 candidates, each fine-tuned towards 0.5 x label + 0.5 x the dense model's output (teacher_weight); then refit on " in row.notes
-    said = "Every fine-tune and the refit trained towards 0.5 x the label + 0.5 x the dense model's own output (`teacher_weight: 0.5`, self-distillation)"
-    assert said in report.sections["Accuracy budget (step 2)"]
-    model = tfcompress.load_model(tmp_path / "out" / ".run" / "02-auto" / "model.keras")
-    assert quantization.is_quantized(model)
 
 
 def test_a_language_models_auto_step_trains_on_its_labels_alone_by_default(tmp_path):
